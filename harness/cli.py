@@ -1,0 +1,246 @@
+"""``python -m harness``: up, down, status and images build.
+
+Every expected failure (no engine, unknown service, missing image, a service that will not start) ends in one
+clear ``error:`` line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import ConfigError, HarnessError
+from harness.settings import SERVICES, Settings, load_settings
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _services_arg(text: str) -> list[str]:
+    from harness.engine import validate_services
+
+    try:
+        return validate_services(text.split(","))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        console.print(f"[red]error:[/red] {message}")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m harness", description="devstack-harness: a containerised dev stack.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start the stack (or some services) and keep it until `down`")
+    up.add_argument("--services", type=_services_arg, default=None,
+                    help=f"comma-separated subset of: {','.join(SERVICES)} (dependencies are added)")
+    up.add_argument("--timings", action="store_true",
+                    help="also print the parallel-start benchmark (ratio of whole-stack time to the bound)")
+    up.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
+
+    down = sub.add_parser("down", help="remove stacks started by `up`")
+    down.add_argument("--stale", action="store_true",
+                      help="also remove containers/networks of killed runs (owner process gone)")
+
+    sub.add_parser("status", help="list the harness's containers")
+
+    images = sub.add_parser("images", help="image sets")
+    images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
+    build = images_sub.add_parser("build", help="build the Debian image set (skips unchanged images)")
+    build.add_argument("--set", choices=["debian", "auto"], default="auto",
+                       help="debian: always build; auto (default): build only when the official images "
+                            "are neither present nor pullable")
+    build.add_argument("--service", action="append", choices=[s for s in SERVICES if s != "mongodb"],
+                       help="build only this service's image (repeatable)")
+    build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
+    images_sub.add_parser("list", help="show which image each service would run")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        settings = load_settings()
+        handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images}[args.command]
+        return handler(args, settings)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: cleaning up")
+        return 130
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _log(start: float) -> Any:
+    def log(line: str) -> None:
+        console.print(f"[dim]{time.monotonic() - start:6.1f}s[/dim] {line}")
+    return log
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.engine import Stack, remove_run
+
+    services = args.services or list(SERVICES)
+    t0 = time.monotonic()
+    stack = Stack(settings, keep=True, log=_log(t0))
+    console.print(f"run {stack.run_id}: image set [bold]{settings.images}[/bold]")
+    try:
+        stack.resolve(services)
+        _print_images(stack.report.services)
+        stack.start(services)
+    except BaseException:
+        remove_run(stack.client, stack.run_id)
+        raise
+    failed = {n: e for n, e in stack.errors.items()}
+    if failed:
+        for name, err in failed.items():
+            console.print(f"[red]error:[/red] {name} failed to start: {err}")
+            tail = stack.logs(name, 30)
+            if tail:
+                console.print(f"[dim]{tail}[/dim]")
+        remove_run(stack.client, stack.run_id)
+        console.print("removed the partially started stack")
+        return 1
+    path = stack.write_state()
+    _print_timeline(stack.report.to_json(), args.timings)
+    _print_endpoints(stack)
+    console.print(f"state: {path} (0600). Remove with: python -m harness down")
+    if args.json:
+        out.print_json(json.dumps(stack.report.to_json(), default=str))
+    return 0
+
+
+def _print_images(records: Any) -> None:
+    table = Table(title="images", title_justify="left")
+    for col in ("service", "image", "source", "why"):
+        table.add_column(col)
+    for name, rec in records.items():
+        table.add_row(name, rec.image or "-", rec.image_source or "-", rec.image_reason)
+    console.print(table)
+
+
+def _print_timeline(report: dict[str, Any], timings: bool) -> None:
+    table = Table(title="start timeline (seconds since start)", title_justify="left")
+    for col in ("service", "submitted", "ready", "time-to-ready", "status"):
+        table.add_column(col, justify="right" if col in ("submitted", "ready", "time-to-ready") else "left")
+    for name, rec in report["services"].items():
+        table.add_row(name, _fmt(rec["submitted_s"]), _fmt(rec["ready_s"]), _fmt(rec["time_to_ready_s"]),
+                      rec["status"])
+    console.print(table)
+    total = report.get("total_start_s")
+    console.print(f"whole stack ready in {_fmt(total)} s")
+    if timings:
+        vault = report["services"].get("vault", {}).get("time_to_ready_s") or 0.0
+        others = [r["time_to_ready_s"] or 0.0 for n, r in report["services"].items() if n != "vault"]
+        slowest = max(others, default=0.0)
+        bound = vault + slowest
+        ratio = report.get("parallel_ratio")
+        console.print(f"benchmark: whole stack {_fmt(total)} s / (vault {vault:.2f} s + slowest service "
+                      f"{slowest:.2f} s = {bound:.2f} s) = ratio {ratio} (target <= 1.3)")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _print_endpoints(stack: Any) -> None:
+    table = Table(title="endpoints (127.0.0.1 only)", title_justify="left")
+    table.add_column("service")
+    table.add_column("address")
+    for name, service in stack.services.items():
+        ep = service.endpoint()
+        if name == "redis":
+            addr = ", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in ep.nodes)
+        elif name == "rabbitmq":
+            addr = f"amqp 127.0.0.1:{ep.port}, management http://127.0.0.1:{ep.management_port}"
+        elif name == "vault":
+            addr = ep.url
+        else:
+            addr = f"127.0.0.1:{ep.port}"
+        table.add_row(name, addr)
+    console.print(table)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.docker_env import docker_client
+    from harness.engine import remove_kept, remove_stale
+
+    client = docker_client()
+    removed = remove_kept(client)
+    console.print(f"removed {removed} container(s) of stacks started by `up`")
+    if args.stale:
+        stale = remove_stale(client)
+        console.print(f"removed {stale} container(s) left behind by killed runs")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.docker_env import docker_client
+    from stack.base import LABEL_KEEP, LABEL_RUN_ID, LABEL_SERVICE
+
+    client = docker_client()
+    containers = client.containers.list(all=True, filters={"label": LABEL_RUN_ID})
+    if not containers:
+        console.print("no harness containers")
+        return 0
+    table = Table()
+    for col in ("run", "service", "container", "status", "kept", "ports"):
+        table.add_column(col)
+    for c in sorted(containers, key=lambda c: (c.labels.get(LABEL_RUN_ID, ""), c.name)):
+        ports = ", ".join(f"{k}->{v[0]['HostIp']}:{v[0]['HostPort']}" for k, v in (c.ports or {}).items() if v)
+        table.add_row(c.labels.get(LABEL_RUN_ID, ""), c.labels.get(LABEL_SERVICE, ""), c.name, c.status,
+                      c.labels.get(LABEL_KEEP, ""), ports)
+    out.print(table)
+    return 0
+
+
+def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.docker_env import docker_client
+    from harness.images import ImageResolver, build_images
+    from stack.images import CATALOGUE
+
+    client = docker_client()
+    if args.images_command == "list":
+        resolver = ImageResolver(client, settings)
+        table = Table()
+        for col in ("service", "image", "source", "available", "why"):
+            table.add_column(col)
+        for name in CATALOGUE:
+            r = resolver.resolve(name)
+            table.add_row(name, r.ref or "-", r.source, "yes" if r.available else "no",
+                          r.reason + (" (stale: rebuild)" if r.stale else ""))
+        out.print(table)
+        return 0
+    if args.set == "auto" and settings.images != "debian":
+        resolver = ImageResolver(client, settings.with_overrides(images="official"))
+        if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):
+            console.print("official images are available: nothing to build (use --set debian to build anyway)")
+            return 0
+    t0 = time.monotonic()
+    results = build_images(client, settings, args.service, force=args.force, log=_log(t0))
+    table = Table()
+    for col in ("service", "image", "result", "seconds"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.service, r.tag, r.status, f"{r.seconds:.2f}")
+    out.print(table)
+    console.print(f"images build done in {time.monotonic() - t0:.2f} s")
+    return 0

@@ -1,0 +1,394 @@
+"""The engine: a dependency graph of services started concurrently, with timings and cleanup.
+
+Vault is the root of every other service (later issues hand each service its Vault-issued credentials and
+certificate before its container is created), so the graph is Vault -> everything else, and everything else
+starts in parallel once Vault is unsealed. Each service's time-to-ready runs from the moment its start was
+submitted to the moment its readiness probe (a real login through the published port) succeeded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker import DockerClient
+from testcontainers.core.network import Network
+
+from harness.docker_env import configure_testcontainers, docker_client
+from harness.errors import ConfigError, HarnessError, ImageMissing, ServiceStartError
+from harness.images import ImageResolver, ResolvedImage
+from harness.settings import SERVICES, Settings
+from stack.base import (
+    LABEL_KEEP,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_RUN_ID,
+    RunContext,
+    Service,
+    random_secret,
+)
+from stack.mongodb import MongoContainer
+from stack.mysql import MySqlContainer
+from stack.postgres import PostgresContainer
+from stack.rabbitmq import RabbitMqContainer
+from stack.redis_cluster import RedisCluster
+from stack.vault import VaultContainer
+
+Log = Callable[[str], None]
+
+DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "vault": (),
+    "postgres": ("vault",),
+    "mysql": ("vault",),
+    "mongodb": ("vault",),
+    "redis": ("vault",),
+    "rabbitmq": ("vault",),
+}
+APP_USER = "devstack"
+APP_DATABASE = "devstack"
+
+
+def validate_services(names: Iterable[str]) -> list[str]:
+    """Check service names; raise ConfigError listing the valid ones."""
+    result = []
+    for raw in names:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in DEPENDENCIES:
+            raise ConfigError(f"unknown service {raw!r}; valid services: {', '.join(SERVICES)}")
+        if name not in result:
+            result.append(name)
+    return result
+
+
+def with_dependencies(services: Iterable[str]) -> list[str]:
+    """The services plus everything they depend on, in a valid start order (dependencies first)."""
+    ordered: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in trail:
+            raise ConfigError(f"dependency cycle: {' -> '.join((*trail, name))}")
+        for dep in DEPENDENCIES[name]:
+            visit(dep, (*trail, name))
+        if name not in ordered:
+            ordered.append(name)
+
+    for svc in validate_services(services):
+        visit(svc, ())
+    return ordered
+
+
+def start_layers(services: Iterable[str]) -> list[list[str]]:
+    """Services grouped into layers that can start concurrently (each layer needs only earlier ones)."""
+    remaining = with_dependencies(services)
+    done: set[str] = set()
+    layers: list[list[str]] = []
+    while remaining:
+        layer = [s for s in remaining if set(DEPENDENCIES[s]) <= done]
+        layers.append(layer)
+        done.update(layer)
+        remaining = [s for s in remaining if s not in done]
+    return layers
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across processes: UTC timestamp plus random suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class ServiceRecord:
+    """What happened to one service in this run."""
+
+    service: str
+    status: str = "pending"  # pending | ready | failed | unavailable
+    image: str | None = None
+    image_id: str | None = None
+    image_source: str | None = None
+    image_reason: str = ""
+    submitted_s: float | None = None  # seconds since the stack start began
+    ready_s: float | None = None
+    time_to_ready_s: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class StackReport:
+    run_id: str
+    image_set: str
+    requested: list[str]
+    started: list[str] = field(default_factory=list)
+    total_start_s: float | None = None
+    services: dict[str, ServiceRecord] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        vault = self.services.get("vault")
+        slowest = max((r.time_to_ready_s or 0.0 for n, r in self.services.items() if n != "vault"), default=0.0)
+        if vault and vault.time_to_ready_s and self.total_start_s:
+            bound = vault.time_to_ready_s + slowest
+            data["parallel_ratio"] = round(self.total_start_s / bound, 3) if bound else None
+        return data
+
+
+class Stack:
+    """A set of services for one run: resolve images, start along the graph, expose endpoints, clean up.
+
+    Args:
+        settings: resolved harness settings.
+        keep: leave containers running after this process exits (``harness up``).
+        log: where progress lines go.
+        client: a docker client (the default engine when omitted).
+    """
+
+    def __init__(self, settings: Settings, *, keep: bool = False, log: Log | None = None,
+                 client: DockerClient | None = None, run_id: str | None = None) -> None:
+        self.settings = settings
+        self.keep = keep
+        self.log: Log = log or (lambda _: None)
+        self.client = client or docker_client()
+        configure_testcontainers(self.client)
+        self.run_id = run_id or new_run_id()
+        self.state_dir = settings.state_dir / "runs" / self.run_id
+        self.resolver = ImageResolver(self.client, settings)
+        self.report = StackReport(run_id=self.run_id, image_set=settings.images, requested=[])
+        self.services: dict[str, Service] = {}
+        self.errors: dict[str, HarnessError | Exception] = {}
+        self.failed_logs: dict[str, str] = {}
+        self._network: Network | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ctx: RunContext | None = None
+        if not keep:
+            atexit.register(self.close)
+
+    # ---------------------------------------------------------------------------------------- planning
+
+    def resolve(self, services: Iterable[str]) -> dict[str, ResolvedImage]:
+        """Resolve the image of every service needed (with dependencies); record it in the report."""
+        resolved = {}
+        for name in with_dependencies(services):
+            if name in self.report.services and self.report.services[name].image_source:
+                continue
+            image = self.resolver.resolve(name)
+            resolved[name] = image
+            rec = self.report.services.setdefault(name, ServiceRecord(name))
+            rec.image, rec.image_id, rec.image_source, rec.image_reason = (
+                image.ref, image.image_id, image.source, image.reason)
+            if not image.available:
+                rec.status = "unavailable"
+                rec.error = image.reason
+        return resolved
+
+    def unavailable_reason(self, name: str) -> str | None:
+        rec = self.report.services.get(name)
+        return rec.error if rec is not None and rec.status == "unavailable" else None
+
+    # ---------------------------------------------------------------------------------------- starting
+
+    def start(self, services: Iterable[str]) -> None:
+        """Start the services (and their dependencies) that are not running yet, concurrently.
+
+        Image problems fail fast (before any container starts) except for a service whose image simply does
+        not exist here and that nothing else needs (MongoDB without a mongo image): that one is recorded as
+        unavailable so its tests can skip with the reason. A service that fails to start is recorded; the
+        first failure is re-raised by :meth:`require`.
+        """
+        wanted = with_dependencies(services)
+        self.report.requested = sorted(set(self.report.requested) | set(validate_services(services)))
+        self.resolve(wanted)
+        for name in wanted:
+            reason = self.unavailable_reason(name)
+            if reason and (name != "mongodb" or any(name in DEPENDENCIES[o] for o in wanted)):
+                raise ImageMissing(reason)
+        todo = [s for s in wanted if s not in self.services and s not in self.errors
+                and self.unavailable_reason(s) is None]
+        if not todo:
+            return
+        ctx = self._context()
+        t0 = time.monotonic()
+        self._run_graph(todo, ctx, t0)
+        if self.report.total_start_s is None:
+            self.report.total_start_s = round(time.monotonic() - t0, 3)
+
+    def _context(self) -> RunContext:
+        if self._ctx is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.state_dir, 0o700)
+            labels = {LABEL_RUN_ID: self.run_id, LABEL_OWNER_PID: str(os.getpid()),
+                      LABEL_OWNER_HOST: socket.gethostname(), LABEL_KEEP: "true" if self.keep else "false"}
+            self._network = Network(docker_network_kw={"labels": labels}).create()
+            self._ctx = RunContext(run_id=self.run_id, labels=labels, network=self._network,
+                                   ready_timeout=self.settings.ready_timeout)
+        return self._ctx
+
+    def _run_graph(self, todo: list[str], ctx: RunContext, t0: float) -> None:
+        pending = list(todo)
+        running: dict[Future[None], str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+            while pending or running:
+                for name in list(pending):
+                    deps = DEPENDENCIES[name]
+                    failed = [d for d in deps if d in self.errors]
+                    if failed:
+                        pending.remove(name)
+                        self._fail(name, ServiceStartError(f"{name} not started: {failed[0]} failed to start"))
+                    elif all(d in self.services for d in deps):
+                        pending.remove(name)
+                        running[pool.submit(self._start_one, name, ctx, t0)] = name
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+
+    def _start_one(self, name: str, ctx: RunContext, t0: float) -> None:
+        rec = self.report.services[name]
+        rec.submitted_s = round(time.monotonic() - t0, 3)
+        self.log(f"{name}: starting {rec.image} ({rec.image_source})")
+        service = self._make(name, rec.image or "", ctx)
+        try:
+            service.start()
+        except Exception as exc:  # recorded per service; re-raised by require()
+            self._fail(name, exc)
+            try:
+                self.failed_logs[name] = service.logs(60)
+            except Exception as log_exc:  # the container may never have been created
+                self.failed_logs[name] = f"(no logs: {log_exc})"
+            return
+        rec.ready_s = round(time.monotonic() - t0, 3)
+        rec.time_to_ready_s = round(rec.ready_s - rec.submitted_s, 3)
+        rec.status = "ready"
+        with self._lock:
+            self.services[name] = service
+            self.report.started.append(name)
+        self.log(f"{name}: ready in {rec.time_to_ready_s:.1f}s")
+
+    def _fail(self, name: str, exc: Exception) -> None:
+        with self._lock:
+            self.errors[name] = exc
+        rec = self.report.services[name]
+        rec.status = "failed"
+        rec.error = f"{type(exc).__name__}: {exc}"
+        self.log(f"{name}: FAILED: {rec.error.splitlines()[0][:300]}")
+
+    def _make(self, name: str, image: str, ctx: RunContext) -> Service:
+        s = self.settings
+        if name == "vault":
+            return VaultContainer(image, ctx=ctx, keys_file=self.state_dir / "vault-init.json",
+                                  key_shares=s.vault_key_shares, key_threshold=s.vault_key_threshold)
+        if name == "postgres":
+            return PostgresContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), dbname=APP_DATABASE)
+        if name == "mysql":
+            return MySqlContainer(image, ctx=ctx, root_password=random_secret(), user=APP_USER,
+                                  password=random_secret(), database=APP_DATABASE)
+        if name == "mongodb":
+            return MongoContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), database=APP_DATABASE)
+        if name == "redis":
+            return RedisCluster(image, ctx=ctx, password=random_secret(), masters=s.redis_masters,
+                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms)
+        if name == "rabbitmq":
+            return RabbitMqContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), vhost=APP_DATABASE)
+        raise ConfigError(f"unknown service {name!r}")
+
+    # ------------------------------------------------------------------------------------------- access
+
+    def require(self, name: str) -> Service:
+        """The running service, or the error that kept it from running."""
+        if name in self.services:
+            return self.services[name]
+        if name in self.errors:
+            err = self.errors[name]
+            raise ServiceStartError(f"{name} failed to start: {err}") from err
+        raise ServiceStartError(f"{name} was not started in this run")
+
+    def endpoint(self, name: str) -> Any:
+        return self.require(name).endpoint()
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        if name in self.services:
+            return self.services[name].logs(tail)
+        return self.failed_logs.get(name, "")
+
+    # ------------------------------------------------------------------------------------------ cleanup
+
+    def close(self) -> None:
+        """Remove every container and the network of this run (idempotent)."""
+        if self._closed or self.keep:
+            return
+        self._closed = True
+        remove_run(self.client, self.run_id)
+
+    def write_state(self) -> Path:
+        """Write endpoints and the report to ``<state>/stack.json`` (0600) for ``status``/``down``."""
+        path = self.state_dir / "stack.json"
+        data = {"run_id": self.run_id, "keep": self.keep, "report": self.report.to_json(),
+                "endpoints": {n: asdict(s.endpoint()) for n, s in self.services.items()}}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        return path
+
+
+def remove_run(client: DockerClient, run_id: str) -> int:
+    """Remove all containers and networks labelled with ``run_id``; returns the number of containers."""
+    return _remove_where(client, {"label": f"{LABEL_RUN_ID}={run_id}"})
+
+
+def _remove_where(client: DockerClient, filters: Mapping[str, Any], keep: Callable[[Any], bool] | None = None) -> int:
+    removed = 0
+    for container in client.containers.list(all=True, filters=dict(filters)):
+        if keep is not None and keep(container):
+            continue
+        try:
+            container.remove(force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for network in client.networks.list(filters=dict(filters)):
+        if keep is not None and keep(network):
+            continue
+        try:
+            network.remove()
+        except (docker.errors.NotFound, docker.errors.APIError):
+            pass  # still in use by a container we kept; removed with its run
+    return removed
+
+
+def _owner_alive(labels: Mapping[str, str]) -> bool:
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return True  # another machine's run: not ours to judge
+    try:
+        os.kill(int(labels.get(LABEL_OWNER_PID, "0")), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(client: DockerClient) -> int:
+    """Remove what killed runs left behind: non-kept runs whose owning process is gone."""
+    def keep(obj: Any) -> bool:
+        labels = obj.attrs.get("Config", {}).get("Labels") or obj.attrs.get("Labels") or {}
+        return labels.get(LABEL_KEEP) == "true" or _owner_alive(labels)
+
+    return _remove_where(client, {"label": LABEL_RUN_ID}, keep=keep)
+
+
+def remove_kept(client: DockerClient) -> int:
+    """Remove stacks started by ``harness up`` (labelled keep=true)."""
+    return _remove_where(client, {"label": f"{LABEL_KEEP}=true"})

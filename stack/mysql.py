@@ -1,0 +1,79 @@
+"""MySQL (official ``mysql`` image, or MariaDB 10.11 from Debian with the same env contract).
+
+Ports: 3306. Credentials: explicit root password, application ``user``/``password`` and ``database``
+(MYSQL_ROOT_PASSWORD/USER/PASSWORD/DATABASE). Readiness: a PyMySQL login as the application user through
+the published 127.0.0.1 port running ``SELECT 1`` (the init server runs with ``--skip-networking``).
+
+PyMySQL negotiates TLS opportunistically when the server offers it; :meth:`MySqlEndpoint.connect` therefore
+passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really means plain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+
+MYSQL_PORT = 3306
+
+
+@dataclass(frozen=True)
+class MySqlEndpoint:
+    """A MySQL-protocol server reachable from the host."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    root_password: str
+    container_name: str
+    alias: str
+
+    def connect(self, **overrides: Any) -> pymysql.connections.Connection[Any]:
+        params: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user,
+                                  "password": self.password, "database": self.database, "connect_timeout": 5}
+        params.update(overrides)
+        if not any(k.startswith("ssl") for k in overrides):
+            params["ssl_disabled"] = True
+        return pymysql.connect(**params)
+
+
+class MySqlContainer(LoopbackContainer):
+    """MySQL/MariaDB with explicit credentials, published on 127.0.0.1 only."""
+
+    name = "mysql"
+
+    def __init__(self, image: str, *, ctx: RunContext, root_password: str, user: str, password: str,
+                 database: str, **kwargs: Any) -> None:
+        super().__init__(image, ctx=ctx, service="mysql", **kwargs)
+        self.root_password = root_password
+        self.user = user
+        self.password = password
+        self.database = database
+        self.expose_on_loopback(MYSQL_PORT)
+        self.waiting_for(ProbeWaitStrategy(
+            self._login, what=f"MySQL to accept a login as {user!r} through its published port",
+            hint="the first start initialises the data directory; read the container log for init errors",
+            timeout=ctx.ready_timeout))
+
+    def _configure(self) -> None:
+        self.with_envs(MYSQL_ROOT_PASSWORD=self.root_password, MYSQL_USER=self.user,
+                       MYSQL_PASSWORD=self.password, MYSQL_DATABASE=self.database)
+
+    def _login(self) -> bool:
+        conn = self.endpoint().connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone() == (1,)
+        finally:
+            conn.close()
+
+    def endpoint(self) -> MySqlEndpoint:
+        return MySqlEndpoint(host="127.0.0.1", port=self.host_port(MYSQL_PORT), user=self.user,
+                             password=self.password, database=self.database, root_password=self.root_password,
+                             container_name=self.ctx.container_name(self.alias), alias=self.alias)

@@ -1,0 +1,157 @@
+"""Vault (hashicorp/vault, or OpenBao serving the same API) in server mode with integrated raft storage.
+
+Image: ``hashicorp/vault:<pinned>`` or the Debian-built OpenBao image; both read the server configuration
+from ``VAULT_LOCAL_CONFIG`` when started with the ``server`` command (the official image's contract).
+Ports: 8200 (API, plain HTTP in this issue; HTTPS is added later from Vault's own PKI).
+Readiness: the API answers ``GET /v1/sys/health`` through the published port; then the harness initialises
+it (Shamir shares/threshold from settings), keeps the keys in a private 0600 file, unseals it and waits
+until health reports it active.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+import requests
+
+from harness.errors import VaultError
+from harness.waiting import poll
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+
+VAULT_PORT = 8200
+# /sys/health answers these codes once the listener is up, whatever the seal state.
+_HEALTH_CODES = {200, 429, 472, 473, 501, 503}
+
+
+@dataclass(frozen=True)
+class VaultEndpoint:
+    """How to reach Vault from the host and from the stack network."""
+
+    host: str
+    port: int
+    internal_url: str
+    token: str
+    container_name: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.url, token=token if token is not None else self.token, timeout=10)
+
+
+@dataclass(frozen=True)
+class VaultInit:
+    """The result of ``operator init``: unseal keys (hex) and the initial root token."""
+
+    keys: list[str]
+    root_token: str
+    shares: int
+    threshold: int
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` with mode 0600 (created that way, never world-readable in between)."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"keys": self.keys, "root_token": self.root_token,
+                       "shares": self.shares, "threshold": self.threshold}, fh)
+
+    @classmethod
+    def load(cls, path: Path) -> VaultInit:
+        data = json.loads(path.read_text())
+        return cls(keys=list(data["keys"]), root_token=str(data["root_token"]),
+                   shares=int(data["shares"]), threshold=int(data["threshold"]))
+
+
+def server_config(node_id: str = "vault-1") -> dict[str, Any]:
+    """The server configuration: raft storage in /vault/file, plain listener on 8200, no mlock."""
+    return {
+        "storage": {"raft": {"path": "/vault/file", "node_id": node_id}},
+        "listener": [{"tcp": {"address": f"0.0.0.0:{VAULT_PORT}", "tls_disable": True}}],
+        "api_addr": f"http://127.0.0.1:{VAULT_PORT}",
+        "cluster_addr": "http://127.0.0.1:8201",
+        "disable_mlock": True,
+        "ui": False,
+    }
+
+
+class VaultContainer(LoopbackContainer):
+    """Vault/OpenBao in server mode with raft storage, initialised and unsealed by :meth:`start`.
+
+    Args:
+        image: image reference (official hashicorp/vault or the OpenBao build).
+        ctx: the run context (labels, network, timeouts).
+        keys_file: where the unseal keys and root token are kept (mode 0600).
+        key_shares / key_threshold: Shamir split for ``operator init``.
+    """
+
+    name = "vault"
+
+    def __init__(self, image: str, *, ctx: RunContext, keys_file: Path, key_shares: int = 5,
+                 key_threshold: int = 3, **kwargs: Any) -> None:
+        super().__init__(image, ctx=ctx, service="vault", **kwargs)
+        self.keys_file = keys_file
+        self.key_shares = key_shares
+        self.key_threshold = key_threshold
+        self.init_result: VaultInit | None = None
+        self.expose_on_loopback(VAULT_PORT)
+        self.with_env("VAULT_LOCAL_CONFIG", json.dumps(server_config()))
+        self.with_command("server")
+        self.waiting_for(ProbeWaitStrategy(
+            self._listener_answers, what="Vault's API to answer /v1/sys/health",
+            hint="check the container log below; a config error stops the server at once",
+            timeout=ctx.ready_timeout))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port(VAULT_PORT)}"
+
+    def _listener_answers(self) -> bool:
+        resp = requests.get(f"{self.url}/v1/sys/health", timeout=2)
+        return resp.status_code in _HEALTH_CODES
+
+    def health(self) -> dict[str, Any]:
+        resp = requests.get(f"{self.url}/v1/sys/health", params={"sealedcode": 200, "uninitcode": 200,
+                                                               "standbycode": 200}, timeout=5)
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def start(self) -> VaultContainer:
+        super().start()
+        client = hvac.Client(url=self.url, timeout=10)
+        try:
+            result = client.sys.initialize(secret_shares=self.key_shares, secret_threshold=self.key_threshold)
+        except hvac.exceptions.VaultError as exc:
+            raise VaultError(f"Vault init failed at {self.url}: {exc}") from None
+        self.init_result = VaultInit(keys=list(result["keys"]), root_token=str(result["root_token"]),
+                                     shares=self.key_shares, threshold=self.key_threshold)
+        self.init_result.save(self.keys_file)
+        self.unseal()
+        return self
+
+    def unseal(self, timeout: float | None = None) -> None:
+        """Unseal from the stored keys and wait until Vault reports itself active."""
+        init = self.init_result or VaultInit.load(self.keys_file)
+        client = hvac.Client(url=self.url, timeout=10)
+        for key in init.keys[: init.threshold]:
+            client.sys.submit_unseal_key(key)
+        poll(lambda: self.health(), what="Vault to report initialized, unsealed and active",
+             timeout=timeout or self.ctx.ready_timeout, accept=_is_active,
+             hint="raft needs a moment to elect itself leader after unseal; check the container log")
+
+    def endpoint(self) -> VaultEndpoint:
+        init = self.init_result or VaultInit.load(self.keys_file)
+        return VaultEndpoint(host="127.0.0.1", port=self.host_port(VAULT_PORT),
+                             internal_url=f"http://{self.alias}:{VAULT_PORT}", token=init.root_token,
+                             container_name=self.ctx.container_name(self.alias))
+
+
+def _is_active(health: dict[str, Any]) -> bool:
+    return bool(health.get("initialized")) and not health.get("sealed", True) and not health.get("standby", True)
