@@ -318,6 +318,16 @@ class Stack:
     def endpoint(self, name: str) -> Any:
         return self.require(name).endpoint()
 
+    def expected_version(self, name: str) -> str | None:
+        """The version prefix the service's server must report, or None for an override image."""
+        from stack.images import CATALOGUE
+
+        rec = self.report.services.get(name)
+        if rec is None or rec.image_source == "override":
+            return None
+        spec = CATALOGUE[name]
+        return spec.official_version if rec.image_source == "official" else spec.debian_version
+
     def logs(self, name: str, tail: int = 200) -> str:
         if name in self.services:
             return self.services[name].logs(tail)

@@ -183,7 +183,7 @@ def settings_table() -> list[tuple[str, str, str]]:
 
 def _describe(doc: str, name: str) -> str:
     for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(f"{name}:") or stripped.startswith(f"{name} /"):
-            return stripped.split(":", 1)[1].strip()
+        head, sep, rest = line.strip().partition(":")
+        if sep and name in (part.strip() for part in head.split("/")):
+            return rest.strip()
     return ""

@@ -29,6 +29,7 @@ class ImageSpec:
         debian: local tag of the Debian-built image, or None where Debian has no such server (MongoDB).
         context: build context directory name under ``stack/images``.
         product: what actually runs in the debian image (shown in run headers).
+        official_version / debian_version: the server version prefix each image must report.
     """
 
     service: str
@@ -36,6 +37,8 @@ class ImageSpec:
     debian: str | None
     context: str | None
     product: str
+    official_version: str
+    debian_version: str | None
 
     @property
     def context_dir(self) -> Path | None:
@@ -46,12 +49,14 @@ CATALOGUE: dict[str, ImageSpec] = {
     spec.service: spec
     for spec in (
         ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
-                  f"OpenBao {OPENBAO_VERSION}"),
-        ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15"),
-        ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11"),
-        ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0"),
-        ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0"),
+                  f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION),
+        ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15",
+                  "15.10", "15."),
+        ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11",
+                  "8.0.40", "10.11."),
+        ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0", "7.0.16", None),
+        ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0."),
         ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
-                  "RabbitMQ 3.10"),
+                  "RabbitMQ 3.10", "3.10.25", "3.10."),
     )
 }

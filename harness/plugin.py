@@ -1,0 +1,236 @@
+"""The pytest plugin (entry point ``pytest11``): markers pull in only the services a test needs.
+
+* A test marked ``@pytest.mark.postgres`` (or asking for the ``postgres_service`` fixture) needs PostgreSQL;
+  the plugin adds dependencies (Vault) and, at the first such test, starts every service the *selected*
+  tests need, concurrently. ``pytest suites/ -m postgres`` therefore starts Vault and PostgreSQL only.
+* ``--services postgres,redis`` keeps only tests whose services are all among those listed.
+* A failing test gets the logs of the services it used attached to its report.
+* A JSON run report (images, time-to-ready, tests with skip reasons) is written at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engine import Stack, validate_services, with_dependencies
+from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
+from harness.report import Outcomes, build_report, write_report
+from harness.settings import SERVICES, Settings, load_settings
+
+
+@dataclass
+class _State:
+    settings: Settings
+    report_path: Path
+    keep: bool
+    needed: list[str] = field(default_factory=list)
+    stack: Stack | None = None
+    outcomes: Outcomes = field(default_factory=Outcomes)
+
+
+_STATE = pytest.StashKey[_State]()
+_USED = pytest.StashKey[list[str]]()
+
+
+def _parse_services(text: str) -> list[str]:
+    try:
+        return validate_services(text.split(","))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "devstack-harness")
+    group.addoption("--services", type=_parse_services, default=None, metavar="LIST",
+                    help=f"run only tests whose services are all in LIST (comma-separated: {','.join(SERVICES)})")
+    group.addoption("--harness-report", default=None, metavar="PATH",
+                    help="where to write the JSON run report (default: HARNESS_REPORT_PATH or .harness/report.json)")
+    group.addoption("--keep-stack", action="store_true", default=None,
+                    help="leave the containers running after the session (remove with `python -m harness down`)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"harness settings: {exc}") from None
+    report = config.getoption("harness_report")
+    keep = config.getoption("keep_stack")
+    config.stash[_STATE] = _State(settings=settings,
+                                  report_path=Path(report) if report else settings.report_file,
+                                  keep=settings.keep_stack if keep is None else bool(keep))
+    config.pluginmanager.register(_Recorder(config.stash[_STATE].outcomes), "devstack-harness-recorder")
+
+
+def services_of(item: pytest.Item) -> list[str]:
+    """Services an item needs: its service markers plus any ``<service>_service`` fixture it requests."""
+    names = {m.name for m in item.iter_markers() if m.name in SERVICES}
+    names |= {f.removesuffix("_service") for f in getattr(item, "fixturenames", ())
+              if f.endswith("_service") and f.removesuffix("_service") in SERVICES}
+    return [s for s in SERVICES if s in names]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = config.getoption("services")
+    if not selected:
+        return
+    allowed = set(with_dependencies(selected))
+    keep, drop = [], []
+    for item in items:
+        needs = services_of(item)
+        (keep if needs and set(needs) <= allowed else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash[_STATE]
+    wanted: set[str] = set()
+    for item in session.items:
+        wanted.update(services_of(item))
+    state.needed = with_dependencies(sorted(wanted)) if wanted else []
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        listed = ", ".join(state.needed) if state.needed else "none"
+        reporter.write_line(f"harness: services needed by the selected tests: {listed}")
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # lets pytest unwind: session fixtures tear down and containers are removed
+
+
+@pytest.fixture(scope="session")
+def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The session's stack, with every service the selected tests need started concurrently."""
+    state = request.config.stash[_STATE]
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def log(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"harness: {line}")
+
+    try:
+        stack = Stack(state.settings, keep=state.keep, log=log)
+    except DockerUnavailable as exc:
+        pytest.exit(f"harness: {exc}", returncode=3)
+    state.stack = stack
+    if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        images = stack.resolve(state.needed)
+        log(f"run {stack.run_id}, image set {state.settings.images}: "
+            + ", ".join(f"{n}={r.ref} ({r.source})" for n, r in images.items()))
+        stack.start(state.needed)
+    except ImageMissing as exc:
+        stack.close()
+        pytest.exit(f"harness: {exc}", returncode=4)
+    except HarnessError as exc:
+        stack.close()
+        pytest.exit(f"harness: {exc}", returncode=4)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def _service_fixture(name: str) -> Callable[..., Any]:
+    def fixture(harness_stack: Stack) -> Any:
+        reason = harness_stack.unavailable_reason(name)
+        if reason is not None:
+            pytest.skip(reason=f"{name} unavailable here: {reason}")
+        return harness_stack.endpoint(name)
+
+    fixture.__name__ = f"{name}_service"
+    fixture.__doc__ = f"Session endpoint of {name} (frozen dataclass); starts it with its dependencies."
+    return pytest.fixture(scope="session", name=f"{name}_service")(fixture)
+
+
+vault_service = _service_fixture("vault")
+postgres_service = _service_fixture("postgres")
+mysql_service = _service_fixture("mysql")
+mongodb_service = _service_fixture("mongodb")
+redis_service = _service_fixture("redis")
+rabbitmq_service = _service_fixture("rabbitmq")
+
+
+@pytest.fixture(autouse=True)
+def _harness_marked_services(request: pytest.FixtureRequest) -> None:
+    """Marker -> service: a test marked with a service gets it started even without asking for a fixture."""
+    needs = services_of(request.node)
+    request.node.stash[_USED] = needs
+    for name in needs:
+        request.getfixturevalue(f"{name}_service")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: pytest.TestReport = yield
+    if report.failed:
+        state = item.config.stash[_STATE]
+        if state.stack is not None:
+            for name in item.stash.get(_USED, []):
+                try:
+                    text = state.stack.logs(name, tail=80)
+                except Exception as exc:  # a report must still be produced
+                    text = f"(could not read logs: {exc})"
+                report.sections.append((f"{name} logs (last 80 lines)", text))
+    return report  # type: ignore[return-value]
+
+
+class _Recorder:
+    """Folds every phase report into the run's outcomes (registered per session in pytest_configure)."""
+
+    def __init__(self, outcomes: Outcomes) -> None:
+        self.outcomes = outcomes
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reason = ""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed and report.longrepr is not None:
+            reason = str(getattr(report.longrepr, "reprcrash", None) or "")[:300]
+        self.outcomes.add(report.nodeid, report.when, report.outcome, report.duration, reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    stack_json = state.stack.report.to_json() if state.stack is not None else None
+    data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
+    write_report(state.report_path, data)
+    session.config.stash[_REPORT] = data
+
+
+_REPORT = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    data = config.stash.get(_REPORT, None)
+    if state is None or data is None or not state.needed:
+        return
+    tr = terminalreporter
+    tr.section("devstack-harness")
+    tr.write_line(f"image set: {data['image_set']}")
+    for name, image in data["images"].items():
+        ready = data["time_to_ready_s"].get(name)
+        status = f"ready in {ready:.2f}s" if ready is not None else (
+            data["services_unavailable"].get(name) or data["services_failed"].get(name) or "not started")
+        tr.write_line(f"  {name:9} {image['ref']} ({image['source']}): {status}")
+    if data["total_stack_start_s"] is not None:
+        tr.write_line(f"stack start: {data['total_stack_start_s']:.2f}s (ratio to vault+slowest: "
+                      f"{data['parallel_ratio']})")
+    counts = data["tests"]
+    tr.write_line(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
+                  f"{counts['error']} errors; report: {state.report_path}")

@@ -1,0 +1,71 @@
+"""Vault (OpenBao here): initialised by the harness in server mode with raft, unsealed, 5/3 Shamir split."""
+
+from __future__ import annotations
+
+import secrets
+
+import hvac
+import hvac.exceptions
+import pytest
+import requests
+
+pytestmark = pytest.mark.vault
+
+
+def test_health_initialized_unsealed_active(vault_service):
+    resp = requests.get(f"{vault_service.url}/v1/sys/health", timeout=5)
+    assert resp.status_code == 200, f"health answered {resp.status_code}: {resp.text[:200]}"
+    health = resp.json()
+    assert health["initialized"] is True
+    assert health["sealed"] is False
+    assert health["standby"] is False
+
+
+def test_seal_status_shows_configured_shamir_split(vault_service, harness_stack):
+    status = vault_service.client().sys.read_seal_status()
+    settings = harness_stack.settings
+    assert status["type"] == "shamir"
+    assert (status["n"], status["t"]) == (settings.vault_key_shares, settings.vault_key_threshold)
+    assert (status["n"], status["t"]) == (5, 3), "the default split must be 5 shares, threshold 3"
+
+
+def test_storage_is_raft_not_dev_mode(vault_service):
+    client = vault_service.client()
+    config = client.sys.read_raft_config()
+    servers = config["data"]["config"]["servers"]
+    assert len(servers) == 1 and servers[0]["leader"] is True
+
+
+def test_server_version_reported(vault_service, harness_stack):
+    version = requests.get(f"{vault_service.url}/v1/sys/health", timeout=5).json()["version"]
+    expected = harness_stack.expected_version("vault")
+    assert version, "health reports no version"
+    if expected:
+        assert version.startswith(expected), f"Vault reports {version}, image promises {expected}"
+
+
+def test_kv_write_read_round_trip(vault_service):
+    client = vault_service.client()
+    mount = f"suite-kv-{secrets.token_hex(4)}"
+    client.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    try:
+        value = secrets.token_urlsafe(16)
+        client.secrets.kv.v2.create_or_update_secret(path="probe", secret={"value": value}, mount_point=mount)
+        read = client.secrets.kv.v2.read_secret_version(path="probe", mount_point=mount,
+                                                        raise_on_deleted_version=True)
+        assert read["data"]["data"]["value"] == value
+    finally:
+        client.sys.disable_secrets_engine(mount)
+
+
+def test_wrong_token_is_rejected(vault_service):
+    client = vault_service.client(token="s." + secrets.token_hex(12))
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.auth.token.lookup_self()
+
+
+def test_keys_file_is_private(harness_stack):
+    keys_file = harness_stack.state_dir / "vault-init.json"
+    assert keys_file.is_file()
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    assert harness_stack.state_dir.stat().st_mode & 0o777 == 0o700
