@@ -109,7 +109,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     except BaseException:
         remove_run(stack.client, stack.run_id)
         raise
-    failed = {n: e for n, e in stack.errors.items()}
+    failed = dict(stack.errors)
     if failed:
         for name, err in failed.items():
             console.print(f"[red]error:[/red] {name} failed to start: {err}")
@@ -224,9 +224,9 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         for col in ("service", "image", "source", "available", "why"):
             table.add_column(col)
         for name in CATALOGUE:
-            r = resolver.resolve(name)
-            table.add_row(name, r.ref or "-", r.source, "yes" if r.available else "no",
-                          r.reason + (" (stale: rebuild)" if r.stale else ""))
+            image = resolver.resolve(name)
+            table.add_row(name, image.ref or "-", image.source, "yes" if image.available else "no",
+                          image.reason + (" (stale: rebuild)" if image.stale else ""))
         out.print(table)
         return 0
     if args.set == "auto" and settings.images != "debian":

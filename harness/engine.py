@@ -9,6 +9,7 @@ submitted to the moment its readiness probe (a real login through the published 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
@@ -371,10 +372,9 @@ def _remove_where(client: DockerClient, filters: Mapping[str, Any], keep: Callab
     for network in client.networks.list(filters=dict(filters)):
         if keep is not None and keep(network):
             continue
-        try:
+        # APIError: still in use by a container we kept; it goes with its run.
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             network.remove()
-        except (docker.errors.NotFound, docker.errors.APIError):
-            pass  # still in use by a container we kept; removed with its run
     return removed
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not selected:
         return
     allowed = set(with_dependencies(selected))
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         needs = services_of(item)
         (keep if needs and set(needs) <= allowed else drop).append(item)
@@ -173,8 +174,10 @@ def _harness_marked_services(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.failed:
         state = item.config.stash[_STATE]
         if state.stack is not None:
@@ -184,7 +187,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 except Exception as exc:  # a report must still be produced
                     text = f"(could not read logs: {exc})"
                 report.sections.append((f"{name} logs (last 80 lines)", text))
-    return report  # type: ignore[return-value]
+    return report
 
 
 class _Recorder:

@@ -65,7 +65,7 @@ class Settings:
         if unknown:
             raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(SERVICES)}")
         if self.redis_masters < 3:
-            raise ConfigError(f"redis_masters must be at least 3 (a Redis cluster needs 3 masters), not {self.redis_masters}")
+            raise ConfigError(f"redis_masters must be at least 3 (a Redis cluster needs 3), not {self.redis_masters}")
         if self.redis_replicas < 0:
             raise ConfigError(f"redis_replicas must be >= 0, not {self.redis_replicas}")
         if not 1 <= self.vault_key_threshold <= self.vault_key_shares:
@@ -160,7 +160,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             overrides[key.removeprefix("HARNESS_IMAGE_").lower()] = raw_env
 
     if "images" in values:
-        values["images"] = cast(ImageSet, values["images"])
+        values["images"] = cast("ImageSet", values["images"])
     return Settings(image_overrides=overrides, **values)
 
 

@@ -69,7 +69,7 @@ class MySqlContainer(LoopbackContainer):
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
-                return cur.fetchone() == (1,)
+                return bool(cur.fetchone() == (1,))
         finally:
             conn.close()
 

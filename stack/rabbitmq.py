@@ -4,7 +4,7 @@ Ports: 5672 (AMQP), 15672 (management HTTP API). Credentials: explicit ``user``/
 (RABBITMQ_DEFAULT_USER/PASS/VHOST; a non-guest user, so no loopback restriction applies).
 Readiness: an AMQP login with pika through the published port *and* ``GET /api/overview`` answering 200
 with the same credentials; RabbitMQ opens AMQP before the management listener, so both are probed.
-RabbitMQ is CPU-bound at start (10–18 s here); start it once per session.
+RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
 """
 
 from __future__ import annotations

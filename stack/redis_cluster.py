@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as RedisClusterClient
+from redis.retry import Retry
 from testcontainers.core.container import ExecConfig
 
 from harness.errors import ServiceStartError
@@ -102,7 +105,7 @@ class RedisNodeContainer(LoopbackContainer):
 
     def _ping(self) -> bool:
         client = redis.Redis(host="127.0.0.1", port=self.host_port(REDIS_PORT), password=self.password,
-                             socket_timeout=2, socket_connect_timeout=2, retry=None)
+                             socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
         try:
             return bool(client.ping())
         finally:
@@ -140,11 +143,10 @@ class RedisCluster:
         self._create()
         endpoint = self.endpoint()
         for node in endpoint.nodes:
-            client = endpoint.node_client(node, retry=None)
-            poll(lambda c=client: c.cluster("info"), what=f"{node.alias} to report cluster_state:ok with "
-                 f"{CLUSTER_SLOTS} slots assigned", timeout=self.ctx.ready_timeout, accept=_cluster_ok,
-                 hint="gossip needs a few node-timeouts to converge; check that nodes can reach each other's bus")
-            client.close()
+            with endpoint.node_client(node, retry=Retry(NoBackoff(), 0)) as client:
+                poll(partial(client.cluster, "info"), what=f"{node.alias} to report cluster_state:ok with "
+                     f"{CLUSTER_SLOTS} slots assigned", timeout=self.ctx.ready_timeout, accept=_cluster_ok,
+                     hint="gossip needs a few node-timeouts to converge; check the nodes reach each other's bus")
         return self
 
     def _create(self) -> None:

@@ -7,6 +7,7 @@ These prove the selection contract: a marker pulls in its service plus dependenc
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 
@@ -49,7 +50,7 @@ class FakeReport:
 
 
 class FakeStack:
-    started: list[str] = []
+    started: typing.ClassVar[list[str]] = []
 
     def __init__(self, settings, keep=False, log=None):
         self.settings = settings

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# devstack-harness setup for a Debian machine (the README's first command).
+#
+# Installs only what is missing:
+#   1. a Docker engine: Debian's docker.io, started with systemd or, without systemd, as a background dockerd;
+#   2. debootstrap (only needed to create a Debian base image when no debian:bookworm-slim can be had);
+#   3. a virtualenv .venv with this package and its dev tools;
+#   4. the image set: `python -m harness images build` (builds the Debian set unless official images are
+#      present or pullable; unchanged images are skipped).
+# Safe to run again. Needs root for steps 1-2 (prints what to do otherwise).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+SOCKET=/var/run/docker.sock
+engine_answers() {
+    python3 - "$SOCKET" <<'PY' >/dev/null 2>&1
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])
+s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+sys.exit(0 if b"OK" in s.recv(4096) else 1)
+PY
+}
+
+apt_updated=no
+apt_install() {
+    if [[ $apt_updated == no ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=yes
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# 1. Docker engine -----------------------------------------------------------------------------------
+if [[ -n "${DOCKER_HOST:-}" ]]; then
+    log "DOCKER_HOST=$DOCKER_HOST is set: using that engine, not installing one"
+elif engine_answers; then
+    log "Docker engine answers at $SOCKET"
+else
+    if [[ $(id -u) -ne 0 ]]; then
+        die "no Docker engine answers at $SOCKET and this is not root; run this script as root " \
+            "(it installs Debian's docker.io and starts dockerd), or start an engine and re-run"
+    fi
+    if ! command -v dockerd >/dev/null 2>&1; then
+        log "installing Debian's docker.io"
+        apt_install docker.io iptables
+    fi
+    if [[ -d /run/systemd/system ]]; then
+        log "starting docker with systemd"
+        systemctl start docker
+    else
+        log "no systemd: starting dockerd in the background (log: /var/log/dockerd.log)"
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 120); do
+        engine_answers && break
+        sleep 0.5  # poll interval while dockerd starts; bounded to 60 s
+    done
+    engine_answers || die "dockerd did not answer within 60 s; see /var/log/dockerd.log"
+    log "Docker engine is up"
+fi
+
+# 2. debootstrap (for the Debian base image) ---------------------------------------------------------
+if ! command -v debootstrap >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing debootstrap"
+        apt_install debootstrap binutils
+    else
+        log "debootstrap is missing and this is not root: image builds will need debian:bookworm-slim locally"
+    fi
+fi
+
+# 3. virtualenv --------------------------------------------------------------------------------------
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    log "creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+log "installing the package into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+    | grep -v -E "^WARNING: Location .* is ignored" || true
+.venv/bin/python -c "import harness, stack" || die "the package did not install into .venv"
+
+# 4. images ------------------------------------------------------------------------------------------
+log "building the image set (unchanged images are skipped)"
+.venv/bin/python -m harness images build
+.venv/bin/python -m harness down --stale >/dev/null
+log "done. Run the suites with: .venv/bin/pytest"
