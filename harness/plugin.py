@@ -70,6 +70,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Recorder(config.stash[_STATE].outcomes), "devstack-harness-recorder")
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    state = config.stash[_STATE]
+    overrides = ", ".join(f"{k}={v}" for k, v in state.settings.image_overrides.items())
+    return (f"harness: image set {state.settings.images}" + (f" (overrides: {overrides})" if overrides else "")
+            + f", report {state.report_path}")
+
+
 def services_of(item: pytest.Item) -> list[str]:
     """Services an item needs: its service markers plus any ``<service>_service`` fixture it requests."""
     names = {m.name for m in item.iter_markers() if m.name in SERVICES}

@@ -153,3 +153,13 @@ def test_unknown_marker_is_an_error_with_strict_markers(pytester, fake_engine):
     result = pytester.runpytest_inprocess("--strict-markers")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*'postgress' not found in `markers` configuration option*"])
+
+
+def test_no_engine_stops_the_run_with_one_line(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    pytester.makepyfile(test_x="import pytest\n@pytest.mark.postgres\ndef test_x(): pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines([f"*harness: no Docker engine answers at unix://{tmp_path}/no.sock*"])
+    assert "passed" not in result.stdout.str().split("\n")[-2], "an engine-less run must not look green"
