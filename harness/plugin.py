@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Generator, Iterator
@@ -134,15 +135,17 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     state.stack = stack
     if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
-        images = stack.resolve(state.needed)
-        log(f"run {stack.run_id}, image set {state.settings.images}: "
-            + ", ".join(f"{n}={r.ref} ({r.source})" for n, r in images.items()))
-        stack.start(state.needed)
-    except ImageMissing as exc:
-        stack.close()
-        pytest.exit(f"harness: {exc}", returncode=4)
-    except HarnessError as exc:
+        with progress:  # show start progress live, not in the first test's captured output
+            if reporter is not None:
+                reporter.write_line("")
+            images = stack.resolve(state.needed)
+            log(f"run {stack.run_id}, image set {state.settings.images}: "
+                + ", ".join(f"{n}={r.ref} ({r.source})" for n, r in images.items()))
+            stack.start(state.needed)
+    except (ImageMissing, HarnessError) as exc:
         stack.close()
         pytest.exit(f"harness: {exc}", returncode=4)
     try:

@@ -44,3 +44,20 @@ def test_run_ids_sort_by_time_and_are_unique():
     ids = {new_run_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{6}", i) for i in ids)
+
+
+def test_owner_alive_logic():
+    import os
+    import socket
+    import subprocess
+
+    from harness.engine import _owner_alive
+    from stack.base import LABEL_OWNER_HOST, LABEL_OWNER_PID
+
+    here = socket.gethostname()
+    assert _owner_alive({LABEL_OWNER_HOST: here, LABEL_OWNER_PID: str(os.getpid())})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert not _owner_alive({LABEL_OWNER_HOST: here, LABEL_OWNER_PID: str(dead.pid)})
+    assert _owner_alive({LABEL_OWNER_HOST: "another-machine", LABEL_OWNER_PID: str(dead.pid)})
+    assert not _owner_alive({LABEL_OWNER_HOST: here, LABEL_OWNER_PID: "garbage"})
