@@ -208,12 +208,12 @@ def _build_one(client: DockerClient, spec: ImageSpec, base: str, base_id: str, f
     assert spec.debian is not None and spec.context_dir is not None
     started = time.monotonic()
     context = spec.context_dir
-    if spec.context == "openbao":
-        fetch_openbao(context, log)
     args = {"BASE": base}
     digest = context_digest(context, base_id, args)
     if not force and _label(client, spec.debian, LABEL_CONTEXT_DIGEST) == digest:
         return BuildResult(spec.service, spec.debian, "up to date", time.monotonic() - started)
+    if spec.context == "openbao":
+        fetch_openbao(context, log)  # derived from the pinned version, so only needed for a real build
     log(f"building {spec.debian} from stack/images/{spec.context}")
     lines: list[str] = []
     try:

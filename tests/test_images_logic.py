@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from harness.images import context_digest, debian_specs
-from stack.images import CATALOGUE
-
 import pytest
 
 from harness.errors import ConfigError
+from harness.images import context_digest, debian_specs
+from stack.images import CATALOGUE
 
 
 def _ctx(tmp_path):
