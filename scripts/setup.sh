@@ -53,8 +53,17 @@ else
         log "starting docker with systemd"
         systemctl start docker
     else
-        log "no systemd: starting dockerd in the background (log: /var/log/dockerd.log)"
-        nohup dockerd >/var/log/dockerd.log 2>&1 &
+        # A dockerd that crashed or was killed leaves its pid file behind, and a new one refuses to start.
+        if [[ -f /var/run/docker.pid ]] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+            log "removing stale /var/run/docker.pid"
+            rm -f /var/run/docker.pid
+        fi
+        if pgrep -x dockerd >/dev/null; then
+            log "a dockerd process exists but does not answer yet: waiting for it"
+        else
+            log "no systemd: starting dockerd in the background (log: /var/log/dockerd.log)"
+            nohup dockerd >/var/log/dockerd.log 2>&1 &
+        fi
     fi
     for _ in $(seq 1 120); do
         engine_answers && break
