@@ -56,7 +56,8 @@ class RunContext:
     name_prefix: str = field(default="")
 
     def container_name(self, service: str) -> str:
-        return f"{self.name_prefix or 'dsh-' + self.run_id[:8]}-{service}"
+        # The run id ends in random hex; the date part alone would collide between runs of the same day.
+        return f"{self.name_prefix or 'dsh-' + self.run_id[-6:]}-{service}"
 
 
 class ProbeWaitStrategy(WaitStrategy):

@@ -1,35 +1,79 @@
 #!/usr/bin/env bash
-# Entrypoint for the devstack-harness RabbitMQ image, following the official rabbitmq image:
-#   RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS / RABBITMQ_DEFAULT_VHOST create the first user/vhost on a
-#   fresh node; RABBITMQ_NODE_PORT moves the AMQP listener. Anything other than rabbitmq-server is exec'd.
-# The broker runs as user rabbitmq and replaces this shell (PID 1), so `docker stop` reaches it.
+# Entrypoint for the devstack-harness rabbitmq image (RabbitMQ 3.10, Debian).
+#
+# Environment contract (as the official rabbitmq image, 3.9+):
+#   RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS / RABBITMQ_DEFAULT_VHOST
+#       read by RabbitMQ itself when it creates its database on first boot
+#       (default guest/guest and "/"); passed through untouched, so they never
+#       land on disk or in the log.
+#   RABBITMQ_NODE_PORT   AMQP port; written to conf.d/20-env.conf because
+#       listeners.tcp.default in conf.d/10-defaults.conf would otherwise win.
+#   RABBITMQ_NODENAME    default rabbit@localhost (image ENV).
+# Image-level settings: management plugin enabled, guest allowed from
+# non-loopback addresses, logs on stdout, HOME=/var/lib/rabbitmq (cookie).
+#
+# `rabbitmq-server` (the default command) runs as user rabbitmq and the Erlang
+# VM becomes PID 1; any other command (rabbitmqctl, bash, ...) is exec'd as is.
 set -euo pipefail
 
-if [[ "${1:-rabbitmq-server}" != "rabbitmq-server" ]]; then
+RABBIT_HOME=/var/lib/rabbitmq
+COOKIE="$RABBIT_HOME/.erlang.cookie"
+ENV_CONF=/etc/rabbitmq/conf.d/20-env.conf
+
+if [[ $# -eq 0 ]]; then
+    set -- rabbitmq-server
+fi
+if [[ "$1" != rabbitmq-server ]]; then
+    # rabbitmqctl, rabbitmq-diagnostics, bash ... (Debian's /usr/sbin wrappers
+    # switch to user rabbitmq themselves when called as root).
     exec "$@"
 fi
-
-conf=/etc/rabbitmq/conf.d/20-entrypoint.conf
-: > "$conf"
-# The defaults go into a config file read by the broker itself, so the password is not in argv.
-# (The official image still accepts these variables; they are consulted only on a fresh node.)
-[[ -n "${RABBITMQ_DEFAULT_USER:-}" ]] && printf 'default_user = %s\n' "$RABBITMQ_DEFAULT_USER" >> "$conf"
-[[ -n "${RABBITMQ_DEFAULT_PASS:-}" ]] && printf 'default_pass = %s\n' "$RABBITMQ_DEFAULT_PASS" >> "$conf"
-[[ -n "${RABBITMQ_DEFAULT_VHOST:-}" ]] && printf 'default_vhost = %s\n' "$RABBITMQ_DEFAULT_VHOST" >> "$conf"
-[[ -n "${RABBITMQ_NODE_PORT:-}" ]] && printf 'listeners.tcp.default = %s\n' "$RABBITMQ_NODE_PORT" >> "$conf"
-unset RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_PASS RABBITMQ_DEFAULT_VHOST RABBITMQ_NODE_PORT
-chown rabbitmq:rabbitmq "$conf"
-chmod 0600 "$conf"
-
-# The Erlang cookie must exist, belong to rabbitmq and be private, or the CLI tools cannot reach the node.
-cookie=/var/lib/rabbitmq/.erlang.cookie
-if [[ ! -s "$cookie" ]]; then
-    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$cookie"
-fi
-chown -R rabbitmq:rabbitmq /var/lib/rabbitmq /var/log/rabbitmq
-chmod 0400 "$cookie"
+shift
 
 if [[ "$(id -u)" == 0 ]]; then
-    exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups rabbitmq-server
+    # The data dir may be a fresh volume: it must belong to rabbitmq.
+    mkdir -p "$RABBIT_HOME"
+    find "$RABBIT_HOME" \! -user rabbitmq -exec chown rabbitmq:rabbitmq '{}' +
+
+    # Erlang cookie: the server and every CLI tool (also `docker exec ...
+    # rabbitmqctl`, which finds it through HOME=/var/lib/rabbitmq) must read the
+    # same file, and Erlang refuses a cookie file that group/others can read.
+    # A fresh random one per container (none is baked into the image).
+    if [[ ! -s "$COOKIE" ]]; then
+        (umask 0077 && od -An -N15 -tu1 /dev/urandom \
+            | tr -s ' \n' '\n\n' | grep -v '^$' \
+            | awk '{ printf "%c", 65 + $1 % 26 } END { print "" }' > "$COOKIE")
+    fi
+    chown rabbitmq:rabbitmq "$COOKIE"
+    chmod 0400 "$COOKIE"
+
+    # RABBITMQ_NODE_PORT: the env var alone loses against listeners.tcp.default
+    # in conf.d/10-defaults.conf, so restate it in a file read after it.
+    # Rewritten at every start so a changed/removed variable takes effect.
+    rm -f "$ENV_CONF"
+    if [[ -n "${RABBITMQ_NODE_PORT:-}" ]]; then
+        if [[ ! "$RABBITMQ_NODE_PORT" =~ ^[0-9]+$ ]]; then
+            echo >&2 "error: RABBITMQ_NODE_PORT must be a port number, got '$RABBITMQ_NODE_PORT'"
+            exit 1
+        fi
+        printf '# written by docker-entrypoint.sh from RABBITMQ_NODE_PORT\nlisteners.tcp.default = %s\n' \
+            "$RABBITMQ_NODE_PORT" > "$ENV_CONF"
+        chmod 0644 "$ENV_CONF"
+    fi
 fi
-exec rabbitmq-server
+
+cd "$RABBIT_HOME"   # erl_crash.dump and relative paths land in the data dir
+
+# Debian's rabbitmq-server script keeps a /bin/sh parent around the Erlang VM
+# (it traps signals and backgrounds `erl`) unless it believes it runs under
+# systemd; then it `exec`s erl. RUNNING_UNDER_SYSTEMD is only read by that
+# script (not by RabbitMQ itself), so setting it makes the VM PID 1. The VM
+# handles SIGTERM from `docker stop` as a clean shutdown.
+export RUNNING_UNDER_SYSTEMD=true
+# /usr/lib/rabbitmq/bin/rabbitmq-server, not Debian's /usr/sbin wrapper: that
+# one redirects all output to /var/log/rabbitmq/startup_log.
+server=/usr/lib/rabbitmq/bin/rabbitmq-server
+if [[ "$(id -u)" == 0 ]]; then
+    exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$server" "$@"
+fi
+exec "$server" "$@"
