@@ -155,8 +155,9 @@ def _print_timeline(report: dict[str, Any], timings: bool) -> None:
         bound = vault + slowest
         ratio = report.get("parallel_ratio")
         serial = vault + sum(others)
+        shown = "-" if ratio is None else f"{ratio:.3f}"
         console.print(f"benchmark: whole stack {_fmt(total)} s / (vault {vault:.2f} s + slowest service "
-                      f"{slowest:.2f} s = {bound:.2f} s) = ratio {ratio:.3f} (target <= 1.3)")
+                      f"{slowest:.2f} s = {bound:.2f} s) = ratio {shown} (target <= 1.3)")
         if total:
             console.print(f"benchmark: one-after-another would take {serial:.2f} s (sum of time-to-ready); "
                           f"parallel start is {serial / total:.2f}x faster")
