@@ -9,8 +9,10 @@ themselves are not subclassed because they fall back to reading credentials from
 
 from __future__ import annotations
 
+import io
 import secrets
 import string
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ LABEL_OWNER_HOST = f"{LABEL_PREFIX}.owner-host"
 LABEL_KEEP = f"{LABEL_PREFIX}.keep"
 
 LOOPBACK = "127.0.0.1"
+_PRIVATE_FILES_MARKER = "/.devstack-harness-private-files"
 
 
 def random_secret(length: int = 24) -> str:
@@ -110,6 +113,62 @@ class LoopbackContainer(DockerContainer):
         self.with_name(ctx.container_name(self.alias))
         self.with_network(ctx.network)
         self.with_network_aliases(self.alias)
+        self._private_files: dict[str, tuple[bytes, str]] = {}
+
+    def with_private_file(self, path: str, content: bytes, owner: str) -> LoopbackContainer:
+        """Put ``content`` at ``path`` before the container starts: mode 0600, owned by ``owner``.
+
+        The owner's uid/gid are looked up in the image's own /etc/passwd (the official and the Debian images
+        number their service users differently), so the service can read its secret and nobody else can,
+        and the secret never appears in argv or the container's environment.
+        """
+        if not self._private_files:
+            # A marker transfer: testcontainers runs transfers between create and start, which is exactly when
+            # the image's users can be looked up and the files put in place.
+            self.with_copy_into_container(b"", _PRIVATE_FILES_MARKER)
+        self._private_files[path] = (content, owner)
+        return self
+
+    def _copy_private_files(self) -> None:
+        if not self._private_files or self._container is None:
+            return
+        ids = self._passwd()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            dirs = sorted({p.rsplit("/", 1)[0] for p in self._private_files})
+            for directory in dirs:
+                info = tarfile.TarInfo(directory.lstrip("/"))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            for path, (content, owner) in self._private_files.items():
+                if owner not in ids:
+                    raise ServiceStartError(f"{self.service}: user {owner!r} does not exist in image {self.image}")
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(content), 0o600
+                info.uid, info.gid = ids[owner]
+                tar.addfile(info, io.BytesIO(content))
+        if not self._container.put_archive("/", buf.getvalue()):
+            raise ServiceStartError(f"{self.service}: could not copy private files into the container")
+
+    def _passwd(self) -> dict[str, tuple[int, int]]:
+        assert self._container is not None
+        stream, _ = self._container.get_archive("/etc/passwd")
+        raw = io.BytesIO(b"".join(stream))
+        with tarfile.open(fileobj=raw) as tar:
+            member = tar.extractfile("passwd")
+            text = member.read().decode() if member is not None else ""
+        ids = {}
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+                ids[fields[0]] = (int(fields[2]), int(fields[3]))
+        return ids
+
+    def _transfer_into_container(self, transferable: Any, destination_in_container: str, mode: int) -> None:
+        if destination_in_container == _PRIVATE_FILES_MARKER:
+            self._copy_private_files()
+            return
+        super()._transfer_into_container(transferable, destination_in_container, mode)
 
     def expose_on_loopback(self, *ports: int) -> None:
         for port in ports:

@@ -17,6 +17,7 @@ import pymongo
 from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
 
 MONGO_PORT = 27017
+PASSWORD_FILE = "/run/harness/mongodb-password"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ class MongoContainer(LoopbackContainer):
             timeout=ctx.ready_timeout))
 
     def _configure(self) -> None:
-        self.with_envs(MONGO_INITDB_ROOT_USERNAME=self.user, MONGO_INITDB_ROOT_PASSWORD=self.password,
+        # The password goes in as a 0600 file owned by mongodb; the environment only names the file.
+        self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="mongodb")
+        self.with_envs(MONGO_INITDB_ROOT_USERNAME=self.user, MONGO_INITDB_ROOT_PASSWORD_FILE=PASSWORD_FILE,
                        MONGO_INITDB_DATABASE=self.database)
 
     def _ping(self) -> bool:

@@ -1,8 +1,9 @@
 """MySQL (official ``mysql`` image, or MariaDB 10.11 from Debian with the same env contract).
 
 Ports: 3306. Credentials: explicit root password, application ``user``/``password`` and ``database``
-(MYSQL_ROOT_PASSWORD/USER/PASSWORD/DATABASE). Readiness: a PyMySQL login as the application user through
-the published 127.0.0.1 port running ``SELECT 1`` (the init server runs with ``--skip-networking``).
+(MYSQL_ROOT_PASSWORD_FILE/USER/PASSWORD_FILE/DATABASE; passwords are 0600 files owned by mysql, never in
+the container environment). Readiness: a PyMySQL login as the application user through the published
+127.0.0.1 port running ``SELECT 1`` (the init server runs with ``--skip-networking``).
 
 PyMySQL negotiates TLS opportunistically when the server offers it; :meth:`MySqlEndpoint.connect` therefore
 passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really means plain.
@@ -18,6 +19,8 @@ import pymysql
 from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
 
 MYSQL_PORT = 3306
+ROOT_PASSWORD_FILE = "/run/harness/mysql-root-password"
+PASSWORD_FILE = "/run/harness/mysql-password"
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,11 @@ class MySqlContainer(LoopbackContainer):
             timeout=ctx.ready_timeout))
 
     def _configure(self) -> None:
-        self.with_envs(MYSQL_ROOT_PASSWORD=self.root_password, MYSQL_USER=self.user,
-                       MYSQL_PASSWORD=self.password, MYSQL_DATABASE=self.database)
+        # Passwords go in as 0600 files owned by mysql; the environment only names the files.
+        self.with_private_file(ROOT_PASSWORD_FILE, self.root_password.encode(), owner="mysql")
+        self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="mysql")
+        self.with_envs(MYSQL_ROOT_PASSWORD_FILE=ROOT_PASSWORD_FILE, MYSQL_USER=self.user,
+                       MYSQL_PASSWORD_FILE=PASSWORD_FILE, MYSQL_DATABASE=self.database)
 
     def _login(self) -> bool:
         conn = self.endpoint().connect()

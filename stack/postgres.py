@@ -1,6 +1,7 @@
 """PostgreSQL (official ``postgres`` image, or PostgreSQL 15 from Debian with the same env contract).
 
-Ports: 5432. Credentials: explicit ``user``/``password``/``dbname`` (POSTGRES_USER/PASSWORD/DB).
+Ports: 5432. Credentials: explicit ``user``/``password``/``dbname`` (POSTGRES_USER/PASSWORD_FILE/DB; the password is a
+0600 file owned by postgres, never in the container environment).
 Readiness: a psycopg login with those credentials through the published 127.0.0.1 port running
 ``SELECT 1`` (the images' init server listens on the unix socket only, so a TCP login means the final
 server is up).
@@ -16,6 +17,7 @@ import psycopg
 from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
 
 POSTGRES_PORT = 5432
+PASSWORD_FILE = "/run/harness/postgres-password"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ class PostgresContainer(LoopbackContainer):
             timeout=ctx.ready_timeout))
 
     def _configure(self) -> None:
-        self.with_envs(POSTGRES_USER=self.user, POSTGRES_PASSWORD=self.password, POSTGRES_DB=self.dbname)
+        # The password goes in as a 0600 file owned by postgres; the environment only names the file.
+        self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="postgres")
+        self.with_envs(POSTGRES_USER=self.user, POSTGRES_PASSWORD_FILE=PASSWORD_FILE, POSTGRES_DB=self.dbname)
 
     def _login(self) -> bool:
         with self.endpoint().connect() as conn:

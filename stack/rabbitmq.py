@@ -1,7 +1,8 @@
 """RabbitMQ with the management plugin (official ``rabbitmq:<v>-management``, or RabbitMQ 3.10 from Debian).
 
 Ports: 5672 (AMQP), 15672 (management HTTP API). Credentials: explicit ``user``/``password``/``vhost``
-(RABBITMQ_DEFAULT_USER/PASS/VHOST; a non-guest user, so no loopback restriction applies).
+(``default_user``/``default_pass``/``default_vhost`` in a conf.d file;
+a non-guest user, so no loopback restriction applies).
 Readiness: an AMQP login with pika through the published port *and* ``GET /api/overview`` answering 200
 with the same credentials; RabbitMQ opens AMQP before the management listener, so both are probed.
 RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
@@ -19,6 +20,7 @@ from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
 
 AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
+CREDENTIALS_CONF = "/etc/rabbitmq/conf.d/90-harness-credentials.conf"
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,10 @@ class RabbitMqContainer(LoopbackContainer):
             timeout=ctx.ready_timeout))
 
     def _configure(self) -> None:
-        self.with_envs(RABBITMQ_DEFAULT_USER=self.user, RABBITMQ_DEFAULT_PASS=self.password,
-                       RABBITMQ_DEFAULT_VHOST=self.vhost)
+        # Both images read /etc/rabbitmq/conf.d/*.conf; a 0600 file owned by rabbitmq keeps the password out
+        # of the container environment (RABBITMQ_DEFAULT_PASS would show in `docker inspect`).
+        conf = f"default_user = {self.user}\ndefault_pass = {self.password}\ndefault_vhost = {self.vhost}\n"
+        self.with_private_file(CREDENTIALS_CONF, conf.encode(), owner="rabbitmq")
 
     def _probe(self) -> bool:
         endpoint = self.endpoint()

@@ -97,7 +97,7 @@ class RedisNodeContainer(LoopbackContainer):
         super().__init__(image, ctx=ctx, service="redis", alias=alias, **kwargs)
         self.password = password
         self.expose_on_loopback(REDIS_PORT)
-        self.with_copy_into_container(node_config(password, node_timeout_ms).encode(), CONF_PATH, 0o644)
+        self.with_private_file(CONF_PATH, node_config(password, node_timeout_ms).encode(), owner="redis")
         self.with_command(["redis-server", CONF_PATH])
         self.waiting_for(ProbeWaitStrategy(
             self._ping, what=f"Redis node {alias} to answer an authenticated PING through its published port",
