@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import hvac
 from docker import DockerClient
 from testcontainers.core.network import Network
 
 from harness.docker_env import configure_testcontainers, docker_client
 from harness.errors import ConfigError, HarnessError, ImageMissing, ServiceStartError
 from harness.images import ImageResolver, ResolvedImage
+from harness.pki import CaChain, export_ca, write_service_pem
 from harness.settings import SERVICES, Settings
+from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
 from stack.base import (
     LABEL_KEEP,
     LABEL_OWNER_HOST,
@@ -38,7 +41,7 @@ from stack.base import (
     LABEL_RUN_ID,
     RunContext,
     Service,
-    random_secret,
+    TlsMaterial,
 )
 from stack.mongodb import MongoContainer
 from stack.mysql import MySqlContainer
@@ -57,8 +60,6 @@ DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "redis": ("vault",),
     "rabbitmq": ("vault",),
 }
-APP_USER = "devstack"
-APP_DATABASE = "devstack"
 
 
 def validate_services(names: Iterable[str]) -> list[str]:
@@ -124,6 +125,7 @@ class ServiceRecord:
     ready_s: float | None = None
     time_to_ready_s: float | None = None
     error: str | None = None
+    bootstrap_s: dict[str, float] | None = None  # Vault only: seconds per bootstrap step
 
 
 @dataclass
@@ -169,6 +171,9 @@ class Stack:
         self.services: dict[str, Service] = {}
         self.errors: dict[str, HarnessError | Exception] = {}
         self.failed_logs: dict[str, str] = {}
+        self.vault_bootstrap: BootstrapResult | None = None
+        self.vault_url: str | None = None
+        self.ca: CaChain | None = None
         self._network: Network | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -260,9 +265,15 @@ class Stack:
         rec = self.report.services[name]
         rec.submitted_s = round(time.monotonic() - t0, 3)
         self.log(f"{name}: starting {rec.image} ({rec.image_source})")
-        service = self._make(name, rec.image or "", ctx)
+        try:
+            service = self._make(name, rec.image or "", ctx)
+        except Exception as exc:  # e.g. Vault refused the AppRole login: nothing was created
+            self._fail(name, exc)
+            return
         try:
             service.start()
+            if isinstance(service, VaultContainer):
+                self._bootstrap_vault(service, rec)
         except Exception as exc:  # recorded per service; re-raised by require()
             self._fail(name, exc)
             try:
@@ -286,23 +297,55 @@ class Stack:
         rec.error = f"{type(exc).__name__}: {exc}"
         self.log(f"{name}: FAILED: {rec.error.splitlines()[0][:300]}")
 
+    def _bootstrap_vault(self, vault: VaultContainer, rec: ServiceRecord) -> None:
+        """PKI, KV, policies and AppRoles (root token revoked at the end); export the CA chain."""
+        assert vault.init_result is not None
+        s = self.settings
+        client = hvac.Client(url=vault.url, token=vault.init_result.root_token, timeout=30)
+        result = bootstrap(client, services=list(SERVICES), internal_url=f"http://{vault.alias}:8200",
+                           pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas))
+        result.save(self.state_dir / "vault-bootstrap.json")
+        vault.admin_token = result.admin_token
+        self.vault_bootstrap = result
+        self.vault_url = vault.url
+        rec.bootstrap_s = result.timings
+        self.ca = export_ca(vault.url, self.state_dir / "pki")
+
+    def material(self, name: str) -> ServiceMaterial:
+        """The service's credentials and certificate, fetched with its own AppRole (not an admin token)."""
+        if self.vault_bootstrap is None or self.vault_url is None:
+            raise ServiceStartError(f"{name} needs Vault's bootstrap, which has not run")
+        material = fetch_material(self.vault_url, name, self.vault_bootstrap.approles[name],
+                                  self.vault_bootstrap.names[name])
+        write_service_pem(self.state_dir / "pki" / name, material)
+        return material
+
     def _make(self, name: str, image: str, ctx: RunContext) -> Service:
         s = self.settings
         if name == "vault":
             return VaultContainer(image, ctx=ctx, keys_file=self.state_dir / "vault-init.json",
                                   key_shares=s.vault_key_shares, key_threshold=s.vault_key_threshold)
+        material = self.material(name)
+        secret = material.secret
+        assert self.ca is not None
+        tls = TlsMaterial(certificate=material.certificate + "\n" + material.issuing_ca,
+                          private_key=material.private_key, ca_chain=self.ca.chain, root_ca=self.ca.root,
+                          serial=material.serial)
         if name == "postgres":
-            return PostgresContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), dbname=APP_DATABASE)
+            return PostgresContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
+                                     dbname=secret["database"], tls=tls)
         if name == "mysql":
-            return MySqlContainer(image, ctx=ctx, root_password=random_secret(), user=APP_USER,
-                                  password=random_secret(), database=APP_DATABASE)
+            return MySqlContainer(image, ctx=ctx, root_password=secret["root_password"], user=secret["user"],
+                                  password=secret["password"], database=secret["database"], tls=tls)
         if name == "mongodb":
-            return MongoContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), database=APP_DATABASE)
+            return MongoContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
+                                  database=secret["database"], tls=tls)
         if name == "redis":
-            return RedisCluster(image, ctx=ctx, password=random_secret(), masters=s.redis_masters,
-                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms)
+            return RedisCluster(image, ctx=ctx, password=secret["password"], masters=s.redis_masters,
+                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms, tls=tls)
         if name == "rabbitmq":
-            return RabbitMqContainer(image, ctx=ctx, user=APP_USER, password=random_secret(), vhost=APP_DATABASE)
+            return RabbitMqContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
+                                     vhost=secret["vhost"], tls=tls)
         raise ConfigError(f"unknown service {name!r}")
 
     # ------------------------------------------------------------------------------------------- access

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from harness.errors import ConfigError
+from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 
 ImageSet = Literal["auto", "official", "debian"]
 SERVICES: tuple[str, ...] = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
@@ -43,6 +44,11 @@ class Settings:
         redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+        pki_root_common_name / pki_intermediate_common_name: CA subject names.
+        pki_key_type / pki_key_bits: CA and leaf keys (RSA 2048: accepted by every client and server here).
+        pki_root_ttl / pki_intermediate_ttl: CA lifetimes (10 y / 5 y, as the reference project).
+        pki_leaf_ttl / pki_leaf_max_ttl: service certificate lifetime and the role's upper bound.
+        approle_token_ttl / approle_token_max_ttl / approle_secret_id_ttl: AppRole lifetimes (1 h / 24 h / 30 d).
     """
 
     images: ImageSet = "auto"
@@ -57,6 +63,28 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
+    pki_root_common_name: str = "devstack-harness Root CA"
+    pki_intermediate_common_name: str = "devstack-harness Intermediate CA"
+    pki_key_type: str = "rsa"
+    pki_key_bits: int = 2048
+    pki_root_ttl: str = "87600h"
+    pki_intermediate_ttl: str = "43800h"
+    pki_leaf_ttl: str = "168h"
+    pki_leaf_max_ttl: str = "720h"
+    approle_token_ttl: str = "1h"
+    approle_token_max_ttl: str = "24h"
+    approle_secret_id_ttl: str = "720h"
+
+    def pki(self) -> PkiSettings:
+        return PkiSettings(root_common_name=self.pki_root_common_name,
+                           intermediate_common_name=self.pki_intermediate_common_name, key_type=self.pki_key_type,
+                           key_bits=self.pki_key_bits, root_ttl=self.pki_root_ttl,
+                           intermediate_ttl=self.pki_intermediate_ttl, leaf_max_ttl=self.pki_leaf_max_ttl,
+                           leaf_ttl=self.pki_leaf_ttl)
+
+    def approle(self) -> AppRoleSettings:
+        return AppRoleSettings(token_ttl=self.approle_token_ttl, token_max_ttl=self.approle_token_max_ttl,
+                               secret_id_ttl=self.approle_secret_id_ttl)
 
     def __post_init__(self) -> None:
         if self.images not in get_args(ImageSet):

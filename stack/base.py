@@ -41,6 +41,20 @@ def random_secret(length: int = 24) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+TLS_DIR = "/run/harness/tls"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A Vault-issued leaf for a service: PEM certificate (leaf + intermediate), key, root CA, serial."""
+
+    certificate: str
+    private_key: str
+    ca_chain: str
+    root_ca: str
+    serial: str
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Per-run facts every container needs: the run id, its labels and the stack network.
@@ -114,6 +128,7 @@ class LoopbackContainer(DockerContainer):
         self.with_network(ctx.network)
         self.with_network_aliases(self.alias)
         self._private_files: dict[str, tuple[bytes, str]] = {}
+        self.tls: TlsMaterial | None = None
 
     def with_private_file(self, path: str, content: bytes, owner: str) -> LoopbackContainer:
         """Put ``content`` at ``path`` before the container starts: mode 0600, owned by ``owner``.
@@ -127,6 +142,14 @@ class LoopbackContainer(DockerContainer):
             # the image's users can be looked up and the files put in place.
             self.with_copy_into_container(b"", _PRIVATE_FILES_MARKER)
         self._private_files[path] = (content, owner)
+        return self
+
+    def with_tls_material(self, tls: TlsMaterial, owner: str) -> LoopbackContainer:
+        """Hand the Vault-issued certificate, key and CA to the container (0600 files owned by ``owner``)."""
+        self.with_private_file(f"{TLS_DIR}/server.crt", tls.certificate.encode(), owner)
+        self.with_private_file(f"{TLS_DIR}/server.key", tls.private_key.encode(), owner)
+        self.with_private_file(f"{TLS_DIR}/ca.crt", tls.root_ca.encode(), owner)
+        self.tls = tls
         return self
 
     def _copy_private_files(self) -> None:

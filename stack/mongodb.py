@@ -14,7 +14,7 @@ from typing import Any
 
 import pymongo
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
 MONGO_PORT = 27017
 PASSWORD_FILE = "/run/harness/mongodb-password"
@@ -46,8 +46,11 @@ class MongoContainer(LoopbackContainer):
     name = "mongodb"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, database: str,
+                 tls: TlsMaterial | None = None,
                  **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="mongodb", **kwargs)
+        if tls is not None:
+            self.with_tls_material(tls, owner="mongodb")
         self.user = user
         self.password = password
         self.database = database

@@ -16,7 +16,7 @@ from typing import Any
 
 import pymysql
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
 MYSQL_PORT = 3306
 ROOT_PASSWORD_FILE = "/run/harness/mysql-root-password"
@@ -51,8 +51,10 @@ class MySqlContainer(LoopbackContainer):
     name = "mysql"
 
     def __init__(self, image: str, *, ctx: RunContext, root_password: str, user: str, password: str,
-                 database: str, **kwargs: Any) -> None:
+                 database: str, tls: TlsMaterial | None = None, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="mysql", **kwargs)
+        if tls is not None:
+            self.with_tls_material(tls, owner="mysql")
         self.root_password = root_password
         self.user = user
         self.password = password

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
 POSTGRES_PORT = 5432
 PASSWORD_FILE = "/run/harness/postgres-password"
@@ -49,8 +49,11 @@ class PostgresContainer(LoopbackContainer):
     name = "postgres"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, dbname: str,
+                 tls: TlsMaterial | None = None,
                  **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="postgres", **kwargs)
+        if tls is not None:
+            self.with_tls_material(tls, owner="postgres")
         self.user = user
         self.password = password
         self.dbname = dbname

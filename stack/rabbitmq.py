@@ -16,7 +16,7 @@ from typing import Any
 import pika
 import requests
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
 AMQP_PORT = 5672
 MANAGEMENT_PORT = 15672
@@ -61,8 +61,11 @@ class RabbitMqContainer(LoopbackContainer):
     name = "rabbitmq"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, vhost: str = "/",
+                 tls: TlsMaterial | None = None,
                  **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="rabbitmq", **kwargs)
+        if tls is not None:
+            self.with_tls_material(tls, owner="rabbitmq")
         self.user = user
         self.password = password
         self.vhost = vhost

@@ -25,7 +25,7 @@ from testcontainers.core.container import ExecConfig
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
 REDIS_PORT = 6379
 CLUSTER_SLOTS = 16384
@@ -93,8 +93,10 @@ class RedisNodeContainer(LoopbackContainer):
     """One cluster-enabled Redis node, published on 127.0.0.1 only."""
 
     def __init__(self, image: str, *, ctx: RunContext, alias: str, password: str, node_timeout_ms: int,
-                 **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="redis", alias=alias, **kwargs)
+        if tls is not None:
+            self.with_tls_material(tls, owner="redis")
         self.password = password
         self.expose_on_loopback(REDIS_PORT)
         self.with_private_file(CONF_PATH, node_config(password, node_timeout_ms).encode(), owner="redis")
@@ -127,14 +129,14 @@ class RedisCluster:
     name = "redis"
 
     def __init__(self, image: str, *, ctx: RunContext, password: str, masters: int = 3, replicas: int = 0,
-                 node_timeout_ms: int = 5000) -> None:
+                 node_timeout_ms: int = 5000, tls: TlsMaterial | None = None) -> None:
         self.ctx = ctx
         self.password = password
         self.masters = masters
         self.replicas = replicas
         count = masters * (1 + replicas)
         self.nodes = [RedisNodeContainer(image, ctx=ctx, alias=f"redis-{i + 1}", password=password,
-                                         node_timeout_ms=node_timeout_ms) for i in range(count)]
+                                         node_timeout_ms=node_timeout_ms, tls=tls) for i in range(count)]
 
     def start(self) -> RedisCluster:
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:

@@ -35,7 +35,7 @@ class VaultEndpoint:
     host: str
     port: int
     internal_url: str
-    token: str
+    token: str  # the harness-admin token after bootstrap (the root token is revoked)
     container_name: str
 
     @property
@@ -105,6 +105,7 @@ class VaultContainer(LoopbackContainer):
         self.key_shares = key_shares
         self.key_threshold = key_threshold
         self.init_result: VaultInit | None = None
+        self.admin_token: str | None = None  # set by the harness's bootstrap; the root token is revoked then
         self.expose_on_loopback(VAULT_PORT)
         self.with_env("VAULT_LOCAL_CONFIG", json.dumps(server_config()))
         self.with_command("server")
@@ -153,7 +154,8 @@ class VaultContainer(LoopbackContainer):
     def endpoint(self) -> VaultEndpoint:
         init = self.init_result or VaultInit.load(self.keys_file)
         return VaultEndpoint(host="127.0.0.1", port=self.host_port(VAULT_PORT),
-                             internal_url=f"http://{self.alias}:{VAULT_PORT}", token=init.root_token,
+                             internal_url=f"http://{self.alias}:{VAULT_PORT}",
+                             token=self.admin_token or init.root_token,
                              container_name=self.ctx.container_name(self.alias))
 
 

@@ -45,17 +45,12 @@ def test_server_version_reported(vault_service, harness_stack):
 
 
 def test_kv_write_read_round_trip(vault_service):
-    client = vault_service.client()
-    mount = f"suite-kv-{secrets.token_hex(4)}"
-    client.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
-    try:
-        value = secrets.token_urlsafe(16)
-        client.secrets.kv.v2.create_or_update_secret(path="probe", secret={"value": value}, mount_point=mount)
-        read = client.secrets.kv.v2.read_secret_version(path="probe", mount_point=mount,
-                                                        raise_on_deleted_version=True)
-        assert read["data"]["data"]["value"] == value
-    finally:
-        client.sys.disable_secrets_engine(mount)
+    client = vault_service.client()  # the harness-admin token
+    path = f"suite-probe/{secrets.token_hex(4)}"
+    value = secrets.token_urlsafe(16)
+    client.secrets.kv.v2.create_or_update_secret(path=path, secret={"value": value}, mount_point="secret")
+    read = client.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    assert read["data"]["data"]["value"] == value
 
 
 def test_wrong_token_is_rejected(vault_service):

@@ -1,0 +1,291 @@
+"""Vault as the root of trust: PKI, KV credentials, one policy and AppRole per service.
+
+Runs once per stack, right after Vault is unsealed and before any other service container is created:
+
+1. PKI: a root CA on ``pki/`` and an intermediate on ``pki_int/`` signed by it, with issuing and CRL URLs.
+2. One PKI role per service allowing exactly the names its clients use (network aliases, ``localhost``,
+   IP SAN 127.0.0.1), leaf TTL bounded by the role.
+3. KV v2 at ``secret/<service>`` with random credentials and TLS flags as real JSON booleans.
+4. One policy and one AppRole per service: read its own KV path, issue from its own PKI role, nothing else.
+5. An admin token with the narrow ``harness-admin`` policy for the harness's later work; the root token is
+   revoked. A new root can be generated from the stored unseal keys (``operator generate-root``).
+
+Each service's credentials and certificate are then fetched *with that service's AppRole*
+(:func:`fetch_material`), never with an admin token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hvac
+import hvac.exceptions
+
+from harness.errors import VaultError
+from stack.base import random_secret
+
+APP_USER = "devstack"
+APP_DATABASE = "devstack"
+ADMIN_POLICY = "harness-admin"
+
+
+@dataclass(frozen=True)
+class PkiSettings:
+    """PKI names, keys and lifetimes.
+
+    Defaults: RSA 2048 keys, because every client and server in the stack (Erlang/RabbitMQ, MariaDB, libpq,
+    redis-py, OpenSSL at the default security level) accepts it, as the reference project's setup does;
+    root 10 years and intermediate 5 years like the reference; leaves at most 30 days (default 7) so expiry
+    and rotation are exercised rather than theoretical.
+    """
+
+    root_common_name: str = "devstack-harness Root CA"
+    intermediate_common_name: str = "devstack-harness Intermediate CA"
+    key_type: str = "rsa"
+    key_bits: int = 2048
+    root_ttl: str = "87600h"
+    intermediate_ttl: str = "43800h"
+    leaf_max_ttl: str = "720h"
+    leaf_ttl: str = "168h"
+
+
+@dataclass(frozen=True)
+class AppRoleSettings:
+    """AppRole token and secret-id lifetimes (reference: 1 h / 24 h / 30 d)."""
+
+    token_ttl: str = "1h"
+    token_max_ttl: str = "24h"
+    secret_id_ttl: str = "720h"
+
+
+def service_names(service: str, redis_nodes: int = 3) -> list[str]:
+    """DNS names a service's clients use: its network alias(es) and localhost (plus IP SAN 127.0.0.1)."""
+    if service == "redis":
+        return [f"redis-{i + 1}" for i in range(redis_nodes)] + ["localhost"]
+    return [service, "localhost"]
+
+
+def initial_secret(service: str) -> dict[str, Any]:
+    """The KV document for a service: random credentials and TLS flags as JSON booleans."""
+    doc: dict[str, Any] = {"password": random_secret(), "tls_enabled": True, "tls_strict": False}
+    if service in ("postgres", "mysql", "mongodb", "rabbitmq"):
+        doc["user"] = APP_USER
+    if service in ("postgres", "mysql", "mongodb"):
+        doc["database"] = APP_DATABASE
+    if service == "rabbitmq":
+        doc["vhost"] = APP_DATABASE
+    if service == "mysql":
+        doc["root_password"] = random_secret()
+    if service == "vault":
+        del doc["password"]
+    return doc
+
+
+def service_policy(service: str) -> str:
+    """HCL of the per-service policy: read its own secret, issue its own certificate, nothing else."""
+    return (
+        f'path "secret/data/{service}" {{\n  capabilities = ["read"]\n}}\n'
+        f'path "pki_int/issue/{service}" {{\n  capabilities = ["create", "update"]\n}}\n'
+    )
+
+
+ADMIN_POLICY_HCL = """
+# The harness's own later work: rotate credentials, (re)issue certificates, mint/destroy secret-ids,
+# snapshot raft for backups. No sys/policy, sys/auth or sys/mounts changes.
+path "secret/data/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/*" { capabilities = ["read", "list"] }
+path "pki_int/issue/*" { capabilities = ["create", "update"] }
+path "pki_int/revoke" { capabilities = ["create", "update"] }
+path "pki_int/roles/*" { capabilities = ["read"] }
+path "auth/approle/role/*" { capabilities = ["read"] }
+path "auth/approle/role/+/role-id" { capabilities = ["read"] }
+path "auth/approle/role/+/secret-id" { capabilities = ["create", "update"] }
+path "auth/approle/role/+/secret-id/destroy" { capabilities = ["create", "update"] }
+path "sys/storage/raft/snapshot" { capabilities = ["read"] }
+path "sys/storage/raft/configuration" { capabilities = ["read"] }
+path "sys/policies/acl/*" { capabilities = ["read"] }
+"""
+
+
+@dataclass
+class BootstrapResult:
+    """What the bootstrap produced; persisted (0600) next to the unseal keys."""
+
+    admin_token: str
+    approles: dict[str, dict[str, str]]  # service -> {"role_id", "secret_id"}
+    names: dict[str, list[str]]
+    root_revoked: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        _write_private(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> BootstrapResult:
+        return cls(**json.loads(path.read_text()))
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+class _Steps:
+    """Runs named steps, timing each; a Vault error stops the run with the step named."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t0 = time.monotonic()
+
+    def run(self, name: str, action: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            result = action()
+        except (hvac.exceptions.VaultError, OSError) as exc:
+            raise VaultError(f"Vault bootstrap step '{name}' failed: {type(exc).__name__}: {exc}") from None
+        self.timings[name] = round(time.monotonic() - started, 3)
+        return result
+
+    def total(self) -> float:
+        return round(time.monotonic() - self._t0, 3)
+
+
+def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pki: PkiSettings,
+              approle: AppRoleSettings, redis_nodes: int = 3, revoke_root: bool = True) -> BootstrapResult:
+    """Configure PKI, KV, policies and AppRoles for ``services`` using the root token held by ``client``.
+
+    Args:
+        client: an hvac client holding the initial root token.
+        services: every service of the stack (Vault included, for its own HTTPS certificate later).
+        internal_url: Vault's URL on the stack network (issuing/CRL URLs point there).
+        pki / approle: settings.
+        redis_nodes: number of Redis nodes (their aliases go into the redis role).
+        revoke_root: revoke the root token at the end (the default).
+    """
+    steps = _Steps()
+    sys = client.sys
+
+    def pki_root() -> None:
+        sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": pki.root_ttl})
+        client.write_data("pki/root/generate/internal", data={
+            "common_name": pki.root_common_name, "key_type": pki.key_type, "key_bits": pki.key_bits,
+            "ttl": pki.root_ttl, "issuer_name": "root"})
+        client.write_data("pki/config/urls", data={
+            "issuing_certificates": [f"{internal_url}/v1/pki/ca"],
+            "crl_distribution_points": [f"{internal_url}/v1/pki/crl"]})
+
+    def pki_intermediate() -> None:
+        sys.enable_secrets_engine("pki", path="pki_int", config={"max_lease_ttl": pki.intermediate_ttl})
+        csr = client.write_data("pki_int/intermediate/generate/internal", data={
+            "common_name": pki.intermediate_common_name, "key_type": pki.key_type, "key_bits": pki.key_bits})
+        signed = client.write_data("pki/root/sign-intermediate", data={
+            "csr": csr["data"]["csr"], "common_name": pki.intermediate_common_name, "ttl": pki.intermediate_ttl,
+            "format": "pem_bundle", "use_csr_values": False})
+        client.write_data("pki_int/intermediate/set-signed", data={"certificate": signed["data"]["certificate"]})
+        client.write_data("pki_int/config/urls", data={
+            "issuing_certificates": [f"{internal_url}/v1/pki_int/ca"],
+            "crl_distribution_points": [f"{internal_url}/v1/pki_int/crl"]})
+
+    def roles() -> dict[str, list[str]]:
+        names = {}
+        for svc in services:
+            names[svc] = service_names(svc, redis_nodes)
+            client.write_data(f"pki_int/roles/{svc}", data={
+                "allowed_domains": names[svc], "allow_bare_domains": True, "allow_subdomains": False,
+                "allow_glob_domains": False, "allow_localhost": True, "allow_ip_sans": True,
+                "allow_wildcard_certificates": False, "enforce_hostnames": True, "server_flag": True,
+                "client_flag": True, "key_type": pki.key_type, "key_bits": pki.key_bits,
+                "max_ttl": pki.leaf_max_ttl, "ttl": pki.leaf_ttl})
+        return names
+
+    def kv() -> None:
+        sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+        for svc in services:
+            client.secrets.kv.v2.create_or_update_secret(path=svc, secret=initial_secret(svc), mount_point="secret")
+
+    def approles() -> dict[str, dict[str, str]]:
+        sys.enable_auth_method("approle")
+        result = {}
+        for svc in services:
+            sys.create_or_update_policy(name=svc, policy=service_policy(svc))
+            client.auth.approle.create_or_update_approle(
+                role_name=svc, token_policies=[svc], token_ttl=approle.token_ttl,
+                token_max_ttl=approle.token_max_ttl, secret_id_ttl=approle.secret_id_ttl, token_type="service")
+            role_id = client.auth.approle.read_role_id(role_name=svc)["data"]["role_id"]
+            secret_id = client.auth.approle.generate_secret_id(role_name=svc)["data"]["secret_id"]
+            result[svc] = {"role_id": role_id, "secret_id": secret_id}
+        return result
+
+    def admin() -> str:
+        sys.create_or_update_policy(name=ADMIN_POLICY, policy=ADMIN_POLICY_HCL)
+        token = client.auth.token.create(policies=[ADMIN_POLICY], no_parent=True, period="24h",
+                                         display_name="harness-admin", renewable=True)
+        return str(token["auth"]["client_token"])
+
+    steps.run("pki root", pki_root)
+    steps.run("pki intermediate", pki_intermediate)
+    names = steps.run("pki roles", roles)
+    steps.run("kv secrets", kv)
+    creds = steps.run("policies and approles", approles)
+    admin_token = steps.run("admin token", admin)
+    if revoke_root:
+        steps.run("revoke root", client.auth.token.revoke_self)
+    steps.timings["total"] = steps.total()
+    return BootstrapResult(admin_token=admin_token, approles=creds, names=names, root_revoked=revoke_root,
+                           timings=steps.timings)
+
+
+@dataclass(frozen=True)
+class ServiceMaterial:
+    """What a service gets from Vault before its container is created, fetched with its own AppRole."""
+
+    service: str
+    secret: Mapping[str, Any]
+    certificate: str
+    private_key: str
+    issuing_ca: str
+    ca_chain: tuple[str, ...]
+    serial: str
+    token_policies: tuple[str, ...]
+
+    @property
+    def password(self) -> str:
+        return str(self.secret["password"])
+
+
+def approle_login(url: str, role_id: str, secret_id: str) -> hvac.Client:
+    """A client logged in with an AppRole (token TTL and policies as the role says)."""
+    client = hvac.Client(url=url, timeout=10)
+    client.auth.approle.login(role_id=role_id, secret_id=secret_id)
+    return client
+
+
+def fetch_material(url: str, service: str, creds: Mapping[str, str], names: list[str],
+                   ttl: str | None = None) -> ServiceMaterial:
+    """Log in with the service's AppRole, read ``secret/<service>`` and issue its certificate."""
+    try:
+        client = approle_login(url, creds["role_id"], creds["secret_id"])
+        policies = tuple(client.auth.token.lookup_self()["data"]["policies"])
+        secret = client.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",
+                                                          raise_on_deleted_version=True)["data"]["data"]
+        dns = [n for n in names if n != "localhost"]
+        data: dict[str, Any] = {"common_name": dns[0] if dns else "localhost",
+                                "alt_names": ",".join(names), "ip_sans": "127.0.0.1"}
+        if ttl:
+            data["ttl"] = ttl
+        issued = client.write_data(f"pki_int/issue/{service}", data=data)["data"]
+    except hvac.exceptions.VaultError as exc:
+        raise VaultError(f"fetching {service}'s credentials and certificate with its AppRole failed: "
+                         f"{type(exc).__name__}: {exc}") from None
+    return ServiceMaterial(service=service, secret=secret, certificate=issued["certificate"],
+                           private_key=issued["private_key"], issuing_ca=issued["issuing_ca"],
+                           ca_chain=tuple(issued.get("ca_chain") or ()), serial=issued["serial_number"],
+                           token_policies=policies)
