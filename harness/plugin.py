@@ -88,6 +88,8 @@ def services_of(item: pytest.Item) -> list[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Destructive tests (restarts, kills, restores) run after everything that expects a calm stack.
+    items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
     selected = config.getoption("services")
     if not selected:
         return
@@ -162,8 +164,9 @@ def _service_fixture(name: str) -> Callable[..., Any]:
         return harness_stack.endpoint(name)
 
     fixture.__name__ = f"{name}_service"
-    fixture.__doc__ = f"Session endpoint of {name} (frozen dataclass); starts it with its dependencies."
-    return pytest.fixture(scope="session", name=f"{name}_service")(fixture)
+    fixture.__doc__ = (f"Endpoint of {name} (frozen dataclass), read fresh for each test so it reflects restarts "
+                       f"and rotated credentials; the service itself lives for the session.")
+    return pytest.fixture(name=f"{name}_service")(fixture)
 
 
 vault_service = _service_fixture("vault")

@@ -103,6 +103,7 @@ path "secret/metadata/*" { capabilities = ["read", "list"] }
 path "pki_int/issue/*" { capabilities = ["create", "update"] }
 path "pki_int/revoke" { capabilities = ["create", "update"] }
 path "pki_int/roles/*" { capabilities = ["read"] }
+path "pki_int/config/urls" { capabilities = ["read"] }
 path "auth/approle/role/*" { capabilities = ["read"] }
 path "auth/approle/role/+/role-id" { capabilities = ["read"] }
 path "auth/approle/role/+/secret-id" { capabilities = ["create", "update"] }
@@ -202,7 +203,8 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
                 "allowed_domains": names[svc], "allow_bare_domains": True, "allow_subdomains": False,
                 "allow_glob_domains": False, "allow_localhost": True, "allow_ip_sans": True,
                 "allow_wildcard_certificates": False, "enforce_hostnames": True, "server_flag": True,
-                "client_flag": True, "key_type": pki.key_type, "key_bits": pki.key_bits,
+                "client_flag": True, "basic_constraints_valid_for_non_ca": True,
+                "key_type": pki.key_type, "key_bits": pki.key_bits,
                 "max_ttl": pki.leaf_max_ttl, "ttl": pki.leaf_ttl})
         return names
 
