@@ -172,7 +172,6 @@ class Stack:
         self.errors: dict[str, HarnessError | Exception] = {}
         self.failed_logs: dict[str, str] = {}
         self.vault_bootstrap: BootstrapResult | None = None
-        self.vault_url: str | None = None
         self.ca: CaChain | None = None
         self._network: Network | None = None
         self._lock = threading.Lock()
@@ -307,15 +306,15 @@ class Stack:
         result.save(self.state_dir / "vault-bootstrap.json")
         vault.admin_token = result.admin_token
         self.vault_bootstrap = result
-        self.vault_url = vault.url
         rec.bootstrap_s = result.timings
         self.ca = export_ca(vault.url, self.state_dir / "pki")
 
     def material(self, name: str) -> ServiceMaterial:
         """The service's credentials and certificate, fetched with its own AppRole (not an admin token)."""
-        if self.vault_bootstrap is None or self.vault_url is None:
+        vault = self.services.get("vault")
+        if self.vault_bootstrap is None or not isinstance(vault, VaultContainer):
             raise ServiceStartError(f"{name} needs Vault's bootstrap, which has not run")
-        material = fetch_material(self.vault_url, name, self.vault_bootstrap.approles[name],
+        material = fetch_material(vault.url, name, self.vault_bootstrap.approles[name],
                                   self.vault_bootstrap.names[name])
         write_service_pem(self.state_dir / "pki" / name, material)
         return material

@@ -151,6 +151,16 @@ class VaultContainer(LoopbackContainer):
              timeout=timeout or self.ctx.ready_timeout, accept=_is_active,
              hint="raft needs a moment to elect itself leader after unseal; check the container log")
 
+    def restart(self, timeout: float | None = None) -> dict[str, Any]:
+        """``docker restart`` the container and wait for the API; returns the health seen (normally sealed).
+
+        Supported methods: POST /containers/{id}/restart (Docker), GET /v1/sys/health (Vault).
+        """
+        self.get_wrapped_container().restart(timeout=10)
+        poll(self._listener_answers, what="Vault's API to answer again after a restart",
+             timeout=timeout or self.ctx.ready_timeout, hint="read the container log below")
+        return self.health()
+
     def endpoint(self) -> VaultEndpoint:
         init = self.init_result or VaultInit.load(self.keys_file)
         return VaultEndpoint(host="127.0.0.1", port=self.host_port(VAULT_PORT),
