@@ -33,6 +33,7 @@ LABEL_KEEP = f"{LABEL_PREFIX}.keep"
 
 LOOPBACK = "127.0.0.1"
 _PRIVATE_FILES_MARKER = "/.devstack-harness-private-files"
+_OWN_DIR = "/run/harness"
 
 
 def random_secret(length: int = 24) -> str:
@@ -41,7 +42,7 @@ def random_secret(length: int = 24) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-TLS_DIR = "/run/harness/tls"
+TLS_DIR = "/run/harness/tls"  # under _OWN_DIR
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ class LoopbackContainer(DockerContainer):
         ids = self._passwd()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            dirs = sorted({p.rsplit("/", 1)[0] for p in self._private_files})
+            # Only the harness's own directory is created; other parents must exist in the image, and writing
+            # a header for them would reset their owner and mode.
+            dirs = sorted({p.rsplit("/", 1)[0] for p in self._private_files if p.startswith(f"{_OWN_DIR}/")})
             for directory in dirs:
                 info = tarfile.TarInfo(directory.lstrip("/"))
                 info.type, info.mode = tarfile.DIRTYPE, 0o755

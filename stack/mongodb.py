@@ -70,6 +70,12 @@ class MongoContainer(LoopbackContainer):
         with self.endpoint().client(serverSelectionTimeoutMS=2000) as client:
             return client.admin.command("ping").get("ok") == 1.0
 
+    def apply_password(self, new: str) -> None:
+        """Change the root user's password on the running server (updateUser on admin)."""
+        with self.endpoint().client() as client:
+            client.admin.command("updateUser", self.user, pwd=new)
+        self.password = new
+
     def endpoint(self) -> MongoEndpoint:
         return MongoEndpoint(host="127.0.0.1", port=self.host_port(MONGO_PORT), user=self.user,
                              password=self.password, database=self.database,

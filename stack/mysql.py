@@ -81,6 +81,17 @@ class MySqlContainer(LoopbackContainer):
         finally:
             conn.close()
 
+    def apply_password(self, new: str) -> None:
+        """Change the application user's password on the running server (ALTER USER, as root)."""
+        conn = self.endpoint().connect(user="root", password=self.root_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (self.user, new))
+            conn.commit()
+        finally:
+            conn.close()
+        self.password = new
+
     def endpoint(self) -> MySqlEndpoint:
         return MySqlEndpoint(host="127.0.0.1", port=self.host_port(MYSQL_PORT), user=self.user,
                              password=self.password, database=self.database, root_password=self.root_password,

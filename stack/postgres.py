@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
 
@@ -71,6 +72,13 @@ class PostgresContainer(LoopbackContainer):
     def _login(self) -> bool:
         with self.endpoint().connect() as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def apply_password(self, new: str) -> None:
+        """Change the application user's password on the running server (ALTER ROLE, as that user)."""
+        with self.endpoint().connect() as conn:
+            conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                psycopg.sql.Identifier(self.user), psycopg.sql.Literal(new)))
+        self.password = new
 
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(host="127.0.0.1", port=self.host_port(POSTGRES_PORT), user=self.user,

@@ -87,6 +87,15 @@ class RabbitMqContainer(LoopbackContainer):
         conn.close()
         return endpoint.api("overview").status_code == 200
 
+    def apply_password(self, new: str) -> None:
+        """Change the user's password through the management API (PUT /api/users/{user})."""
+        endpoint = self.endpoint()
+        resp = requests.put(f"{endpoint.management_url}/api/users/{self.user}", auth=(self.user, self.password),
+                            json={"password": new, "tags": "administrator"}, timeout=10)
+        if resp.status_code not in (201, 204):
+            raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
+        self.password = new
+
     def endpoint(self) -> RabbitMqEndpoint:
         return RabbitMqEndpoint(host="127.0.0.1", port=self.host_port(AMQP_PORT),
                                 management_port=self.host_port(MANAGEMENT_PORT), user=self.user,

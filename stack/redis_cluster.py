@@ -29,7 +29,8 @@ from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMate
 
 REDIS_PORT = 6379
 CLUSTER_SLOTS = 16384
-CONF_PATH = "/usr/local/etc/redis/harness.conf"
+# In /data (owned by redis in both images) so CONFIG REWRITE can replace it after a password rotation.
+CONF_PATH = "/data/harness.conf"
 CREATE_TIMEOUT_S = 60
 
 
@@ -161,6 +162,18 @@ class RedisCluster:
             output = result.output.decode(errors="replace")[-1500:]
             reason = "timed out" if result.exit_code == 124 else f"exited {result.exit_code}"
             raise ServiceStartError(f"redis-cli --cluster create {reason}: {output}")
+
+    def apply_password(self, new: str) -> None:
+        """Set ``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so restarts keep it."""
+        endpoint = self.endpoint()
+        for node in endpoint.nodes:
+            with endpoint.node_client(node) as client:
+                client.config_set("masterauth", new)
+                client.config_set("requirepass", new)
+                client.config_rewrite()
+        self.password = new
+        for container in self.nodes:
+            container.password = new
 
     def stop(self) -> None:
         for node in self.nodes:

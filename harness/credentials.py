@@ -1,0 +1,59 @@
+"""Credential rotation: a new password goes to Vault first, then onto the running service.
+
+If the service refuses the change, the previous KV version is written back, so Vault and the service never
+disagree for longer than the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import hvac
+
+from harness.errors import HarnessError
+from stack.base import random_secret
+
+if TYPE_CHECKING:
+    from harness.engine import Stack
+
+ROTATABLE = ("postgres", "mysql", "mongodb", "redis", "rabbitmq")
+
+
+class _Rotatable(Protocol):
+    password: str
+
+    def apply_password(self, new: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Rotation:
+    service: str
+    old_password: str
+    new_password: str
+    kv_version: int
+
+
+def rotate_password(stack: Stack, service: str) -> Rotation:
+    """Rotate ``service``'s password: write a new KV version with the harness-admin token, apply it.
+
+    Supported methods: GET/POST /v1/secret/data/{service} (Vault), then the service's own password change
+    (ALTER ROLE, ALTER USER, updateUser, CONFIG SET requirepass, PUT /api/users/{user}).
+    """
+    if service not in ROTATABLE:
+        raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(ROTATABLE)}")
+    target: Any = stack.require(service)
+    rotatable: _Rotatable = target
+    admin: hvac.Client = stack.endpoint("vault").client()
+    current = admin.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",
+                                                      raise_on_deleted_version=True)["data"]["data"]
+    old = str(current["password"])
+    new = random_secret()
+    written = admin.secrets.kv.v2.create_or_update_secret(path=service, secret={**current, "password": new},
+                                                          mount_point="secret")
+    try:
+        rotatable.apply_password(new)
+    except Exception as exc:
+        admin.secrets.kv.v2.create_or_update_secret(path=service, secret=current, mount_point="secret")
+        raise HarnessError(f"{service} refused the new password ({exc}); Vault was set back to the old one") from exc
+    return Rotation(service=service, old_password=old, new_password=new, kv_version=int(written["data"]["version"]))
