@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -121,12 +123,30 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         console.print("removed the partially started stack")
         return 1
     path = stack.write_state()
+    certs = _export_certs(stack.state_dir / "pki", Path("certs"))
     _print_timeline(stack.report.to_json(), args.timings)
     _print_endpoints(stack)
+    console.print(f"CA chain and service certificates: {certs}/ (keys 0600)")
     console.print(f"state: {path} (0600). Remove with: python -m harness down")
     if args.json:
         out.print_json(json.dumps(stack.report.to_json(), default=str))
     return 0
+
+
+def _export_certs(source: Path, target: Path) -> Path:
+    """Copy the run's CA chain and service certificates to ``certs/`` for humans (content git-ignored)."""
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(path.read_bytes())
+        os.chmod(dest, mode)
+    return target
 
 
 def _print_images(records: Any) -> None:
@@ -148,6 +168,10 @@ def _print_timeline(report: dict[str, Any], timings: bool) -> None:
     console.print(table)
     total = report.get("total_start_s")
     console.print(f"whole stack ready in {_fmt(total)} s")
+    steps = report["services"].get("vault", {}).get("bootstrap_s")
+    if steps:
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in steps.items() if k != "total")
+        console.print(f"vault bootstrap {steps['total']:.2f} s ({detail}); included in vault's time-to-ready")
     if timings:
         vault = report["services"].get("vault", {}).get("time_to_ready_s") or 0.0
         others = [r["time_to_ready_s"] or 0.0 for n, r in report["services"].items() if n != "vault"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import hvac
 import hvac.exceptions
+import requests
 
 from harness.errors import VaultError
 from stack.base import random_secret
@@ -150,8 +151,8 @@ class _Steps:
         started = time.monotonic()
         try:
             result = action()
-        except (hvac.exceptions.VaultError, OSError) as exc:
-            raise VaultError(f"Vault bootstrap step '{name}' failed: {type(exc).__name__}: {exc}") from None
+        except (hvac.exceptions.VaultError, requests.RequestException, OSError) as exc:
+            raise VaultError(f"Vault bootstrap step '{name}' failed: {type(exc).__name__}: {str(exc)[:300]}") from None
         self.timings[name] = round(time.monotonic() - started, 3)
         return result
 
