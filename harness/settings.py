@@ -23,6 +23,8 @@ from harness.errors import ConfigError
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 
 ImageSet = Literal["auto", "official", "debian"]
+_PKI = PkiSettings()
+_APPROLE = AppRoleSettings()
 SERVICES: tuple[str, ...] = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
 
 
@@ -63,17 +65,18 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
-    pki_root_common_name: str = "devstack-harness Root CA"
-    pki_intermediate_common_name: str = "devstack-harness Intermediate CA"
-    pki_key_type: str = "rsa"
-    pki_key_bits: int = 2048
-    pki_root_ttl: str = "87600h"
-    pki_intermediate_ttl: str = "43800h"
-    pki_leaf_ttl: str = "168h"
-    pki_leaf_max_ttl: str = "720h"
-    approle_token_ttl: str = "1h"
-    approle_token_max_ttl: str = "24h"
-    approle_secret_id_ttl: str = "720h"
+    # PKI and AppRole defaults live in one place, the bootstrap's own settings dataclasses.
+    pki_root_common_name: str = _PKI.root_common_name
+    pki_intermediate_common_name: str = _PKI.intermediate_common_name
+    pki_key_type: str = _PKI.key_type
+    pki_key_bits: int = _PKI.key_bits
+    pki_root_ttl: str = _PKI.root_ttl
+    pki_intermediate_ttl: str = _PKI.intermediate_ttl
+    pki_leaf_ttl: str = _PKI.leaf_ttl
+    pki_leaf_max_ttl: str = _PKI.leaf_max_ttl
+    approle_token_ttl: str = _APPROLE.token_ttl
+    approle_token_max_ttl: str = _APPROLE.token_max_ttl
+    approle_secret_id_ttl: str = _APPROLE.secret_id_ttl
 
     def pki(self) -> PkiSettings:
         return PkiSettings(root_common_name=self.pki_root_common_name,
