@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import ConfigError, HarnessError
+from harness.files import write_file
 from harness.settings import SERVICES, Settings, load_settings
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
@@ -140,12 +140,7 @@ def _export_certs(source: Path, target: Path) -> Path:
         if path.is_dir():
             dest.mkdir(parents=True, exist_ok=True)
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        mode = path.stat().st_mode & 0o777
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(path.read_bytes())
-        os.chmod(dest, mode)
+        write_file(dest, path.read_bytes(), path.stat().st_mode & 0o777)
     return target
 
 
@@ -172,19 +167,13 @@ def _print_timeline(report: dict[str, Any], timings: bool) -> None:
     if steps:
         detail = ", ".join(f"{k} {v:.2f}" for k, v in steps.items() if k != "total")
         console.print(f"vault bootstrap {steps['total']:.2f} s ({detail}); included in vault's time-to-ready")
-    if timings:
-        vault = report["services"].get("vault", {}).get("time_to_ready_s") or 0.0
-        others = [r["time_to_ready_s"] or 0.0 for n, r in report["services"].items() if n != "vault"]
-        slowest = max(others, default=0.0)
-        bound = vault + slowest
-        ratio = report.get("parallel_ratio")
-        serial = vault + sum(others)
-        shown = "-" if ratio is None else f"{ratio:.3f}"
-        console.print(f"benchmark: whole stack {_fmt(total)} s / (vault {vault:.2f} s + slowest service "
-                      f"{slowest:.2f} s = {bound:.2f} s) = ratio {shown} (target <= 1.3)")
-        if total:
-            console.print(f"benchmark: one-after-another would take {serial:.2f} s (sum of time-to-ready); "
-                          f"parallel start is {serial / total:.2f}x faster")
+    bench = report.get("benchmark")
+    if timings and bench and total:
+        console.print(f"benchmark: whole stack {total:.2f} s / (vault {bench['vault_s']:.2f} s + slowest service "
+                      f"{bench['slowest_other_s']:.2f} s = {bench['bound_s']:.2f} s) = ratio "
+                      f"{report['parallel_ratio']:.3f} (target <= 1.3)")
+        console.print(f"benchmark: one-after-another would take {bench['serial_s']:.2f} s (sum of time-to-ready); "
+                      f"parallel start is {bench['serial_s'] / total:.2f}x faster")
 
 
 def _fmt(value: float | None) -> str:

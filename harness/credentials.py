@@ -7,7 +7,7 @@ disagree for longer than the call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import hvac
 
@@ -42,8 +42,7 @@ def rotate_password(stack: Stack, service: str) -> Rotation:
     """
     if service not in ROTATABLE:
         raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(ROTATABLE)}")
-    target: Any = stack.require(service)
-    rotatable: _Rotatable = target
+    rotatable = cast("_Rotatable", stack.require(service))  # every ROTATABLE service has apply_password
     admin: hvac.Client = stack.endpoint("vault").client()
     current = admin.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",
                                                       raise_on_deleted_version=True)["data"]["data"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from harness.errors import VaultError
+from harness.files import write_file
 
 if TYPE_CHECKING:
     from harness.vault_bootstrap import ServiceMaterial
@@ -29,14 +29,6 @@ class CaChain:
         return self.intermediate.rstrip("\n") + "\n" + self.root.rstrip("\n") + "\n"
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, mode)
-
-
 def export_ca(vault_url: str, directory: Path) -> CaChain:
     """Read the CA certificates from Vault's unauthenticated PEM endpoints and write them to ``directory``:
     ``root-ca.pem``, ``intermediate-ca.pem`` and ``ca-chain.pem`` (intermediate + root)."""
@@ -47,14 +39,14 @@ def export_ca(vault_url: str, directory: Path) -> CaChain:
             raise VaultError(f"reading {mount}/ca/pem from Vault answered {resp.status_code}: {resp.text[:200]}")
         pems[mount] = resp.text
     ca = CaChain(root=pems["pki"], intermediate=pems["pki_int"], directory=directory)
-    _write(directory / "root-ca.pem", ca.root, 0o644)
-    _write(directory / "intermediate-ca.pem", ca.intermediate, 0o644)
-    _write(directory / "ca-chain.pem", ca.chain, 0o644)
+    write_file(directory / "root-ca.pem", ca.root, 0o644)
+    write_file(directory / "intermediate-ca.pem", ca.intermediate, 0o644)
+    write_file(directory / "ca-chain.pem", ca.chain, 0o644)
     return ca
 
 
 def write_service_pem(directory: Path, material: ServiceMaterial) -> None:
     """A service's leaf (``cert.pem``, leaf + intermediate) and key (``key.pem``, 0600)."""
-    _write(directory / "cert.pem", material.certificate.rstrip("\n") + "\n" + material.issuing_ca, 0o644)
-    _write(directory / "key.pem", material.private_key, 0o600)
-    _write(directory / "serial", material.serial + "\n", 0o644)
+    write_file(directory / "cert.pem", material.fullchain, 0o644)
+    write_file(directory / "key.pem", material.private_key, 0o600)
+    write_file(directory / "serial", material.serial + "\n", 0o644)

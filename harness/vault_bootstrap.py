@@ -17,7 +17,6 @@ Each service's credentials and certificate are then fetched *with that service's
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import hvac.exceptions
 import requests
 
 from harness.errors import VaultError
+from harness.files import write_file
 from stack.base import random_secret
 
 APP_USER = "devstack"
@@ -63,6 +63,11 @@ class AppRoleSettings:
     token_ttl: str = "1h"
     token_max_ttl: str = "24h"
     secret_id_ttl: str = "720h"
+
+
+def ttl_seconds(text: str) -> int:
+    """A Vault duration with one unit (``90s``, ``15m``, ``1h``, ``30d``) in seconds."""
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
 
 
 def service_names(service: str, redis_nodes: int = 3) -> list[str]:
@@ -126,18 +131,11 @@ class BootstrapResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        _write_private(path, json.dumps(asdict(self), indent=2))
+        write_file(path, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> BootstrapResult:
         return cls(**json.loads(path.read_text()))
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 class _Steps:
@@ -262,6 +260,11 @@ class ServiceMaterial:
     @property
     def password(self) -> str:
         return str(self.secret["password"])
+
+    @property
+    def fullchain(self) -> str:
+        """Leaf then intermediate: what a server presents so clients trusting only the root can verify it."""
+        return self.certificate.rstrip("\n") + "\n" + self.issuing_ca
 
 
 def approle_login(url: str, role_id: str, secret_id: str) -> hvac.Client:

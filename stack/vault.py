@@ -11,7 +11,6 @@ until health reports it active.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import hvac
 import requests
 
 from harness.errors import VaultError
+from harness.files import write_file
 from harness.waiting import poll
 from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
 
@@ -57,11 +57,8 @@ class VaultInit:
 
     def save(self, path: Path) -> None:
         """Write to ``path`` with mode 0600 (created that way, never world-readable in between)."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": self.keys, "root_token": self.root_token,
-                       "shares": self.shares, "threshold": self.threshold}, fh)
+        write_file(path, json.dumps({"keys": self.keys, "root_token": self.root_token,
+                                     "shares": self.shares, "threshold": self.threshold}))
 
     @classmethod
     def load(cls, path: Path) -> VaultInit:

@@ -7,15 +7,11 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from harness.vault_bootstrap import approle_login, service_names
+from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
 
 pytestmark = [pytest.mark.vault, pytest.mark.credentials]
 
 SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
-
-
-def _seconds(text: str) -> int:
-    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
 
 
 @pytest.fixture
@@ -29,8 +25,8 @@ def test_login_policies_ttl_renewal_and_own_secret(name, approles, vault_service
     client = approle_login(vault_service.url, approles[name]["role_id"], approles[name]["secret_id"])
     info = client.auth.token.lookup_self()["data"]
     assert sorted(info["policies"]) == sorted(["default", name])
-    assert 0 < info["ttl"] <= _seconds(settings.approle_token_ttl)
-    assert info["ttl"] > _seconds(settings.approle_token_ttl) - 60
+    assert 0 < info["ttl"] <= ttl_seconds(settings.approle_token_ttl)
+    assert info["ttl"] > ttl_seconds(settings.approle_token_ttl) - 60
     assert info["renewable"] is True
     renewed = client.auth.token.renew_self()["auth"]
     assert renewed["lease_duration"] > 0
@@ -38,8 +34,8 @@ def test_login_policies_ttl_renewal_and_own_secret(name, approles, vault_service
                                                       raise_on_deleted_version=True)["data"]["data"]
     assert isinstance(secret["tls_enabled"], bool), "TLS flags must be real JSON booleans"
     role = vault_service.client().read(f"auth/approle/role/{name}")["data"]
-    assert role["token_max_ttl"] == _seconds(settings.approle_token_max_ttl)
-    assert role["secret_id_ttl"] == _seconds(settings.approle_secret_id_ttl)
+    assert role["token_max_ttl"] == ttl_seconds(settings.approle_token_max_ttl)
+    assert role["secret_id_ttl"] == ttl_seconds(settings.approle_secret_id_ttl)
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -13,16 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.vault_bootstrap import approle_login, service_names
+from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
 
 pytestmark = pytest.mark.vault
 
 SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
-
-
-def _ttl_seconds(text: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return int(text[:-1]) * units[text[-1]]
 
 
 def _load(pem: str) -> x509.Certificate:
@@ -92,7 +87,7 @@ def test_service_leaf(name, ca, harness_stack, request):
     _verify_signed_by(intermediate, root)
     now = dt.datetime.now(dt.UTC)
     assert leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc
-    max_ttl = dt.timedelta(seconds=_ttl_seconds(settings.pki_leaf_max_ttl))
+    max_ttl = dt.timedelta(seconds=ttl_seconds(settings.pki_leaf_max_ttl))
     assert leaf.not_valid_after_utc <= now + max_ttl, "leaf outlives the role's max TTL"
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
