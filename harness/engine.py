@@ -178,6 +178,7 @@ class Stack:
         self.failed_logs: dict[str, str] = {}
         self.vault_bootstrap: BootstrapResult | None = None
         self.ca: CaChain | None = None
+        self._vault: VaultContainer | None = None
         self._network: Network | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -242,7 +243,8 @@ class Stack:
                       LABEL_OWNER_HOST: socket.gethostname(), LABEL_KEEP: "true" if self.keep else "false"}
             self._network = Network(docker_network_kw={"labels": labels}).create()
             self._ctx = RunContext(run_id=self.run_id, labels=labels, network=self._network,
-                                   ready_timeout=self.settings.ready_timeout)
+                                   ready_timeout=self.settings.ready_timeout,
+                                   ca_file=str((self.state_dir / "pki" / "root-ca.pem").resolve()))
         return self._ctx
 
     def _run_graph(self, todo: list[str], ctx: RunContext, t0: float) -> None:
@@ -307,17 +309,24 @@ class Stack:
         s = self.settings
         client = hvac.Client(url=vault.url, token=vault.init_result.root_token, timeout=30)
         result = bootstrap(client, services=list(SERVICES), internal_url=f"http://{vault.alias}:8200",
-                           pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas))
+                           pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas),
+                           tls_strict=s.tls_strict)
         result.save(self.state_dir / "vault-bootstrap.json")
         vault.admin_token = result.admin_token
         self.vault_bootstrap = result
-        rec.bootstrap_s = result.timings
+        self._vault = vault
         self.ca = export_ca(vault.url, self.state_dir / "pki")
+        # Vault's HTTPS listener: swap the placeholder for a certificate from Vault's own PKI (its AppRole).
+        t0 = time.monotonic()
+        vault.rotate_tls(self._tls_material(self.material("vault")))
+        result.timings["https listener"] = round(time.monotonic() - t0, 3)
+        result.timings["total"] = round(result.timings["total"] + result.timings["https listener"], 3)
+        rec.bootstrap_s = result.timings
 
     def material(self, name: str) -> ServiceMaterial:
         """The service's credentials and certificate, fetched with its own AppRole (not an admin token)."""
-        vault = self.services.get("vault")
-        if self.vault_bootstrap is None or not isinstance(vault, VaultContainer):
+        vault = self._vault
+        if self.vault_bootstrap is None or vault is None:
             raise ServiceStartError(f"{name} needs Vault's bootstrap, which has not run")
         material = fetch_material(vault.url, name, self.vault_bootstrap.approles[name],
                                   self.vault_bootstrap.names[name])
@@ -331,26 +340,45 @@ class Stack:
                                   key_shares=s.vault_key_shares, key_threshold=s.vault_key_threshold)
         material = self.material(name)
         secret = material.secret
-        assert self.ca is not None
-        tls = TlsMaterial(certificate=material.fullchain,
-                          private_key=material.private_key, ca_chain=self.ca.chain, root_ca=self.ca.root,
-                          serial=material.serial)
+        # Vault's KV holds the TLS switches (JSON booleans); the harness settings only seeded them.
+        tls = self._tls_material(material) if secret.get("tls_enabled") is True else None
+        strict = secret.get("tls_strict") is True
         if name == "postgres":
             return PostgresContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                     dbname=secret["database"], tls=tls)
+                                     dbname=secret["database"], tls=tls, tls_strict=strict)
         if name == "mysql":
             return MySqlContainer(image, ctx=ctx, root_password=secret["root_password"], user=secret["user"],
-                                  password=secret["password"], database=secret["database"], tls=tls)
+                                  password=secret["password"], database=secret["database"], tls=tls,
+                                  tls_strict=strict)
         if name == "mongodb":
             return MongoContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                  database=secret["database"], tls=tls)
+                                  database=secret["database"], tls=tls, tls_strict=strict)
         if name == "redis":
             return RedisCluster(image, ctx=ctx, password=secret["password"], masters=s.redis_masters,
-                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms, tls=tls)
+                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms, tls=tls,
+                                tls_strict=strict)
         if name == "rabbitmq":
             return RabbitMqContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                     vhost=secret["vhost"], tls=tls)
+                                     vhost=secret["vhost"], tls=tls, tls_strict=strict)
         raise ConfigError(f"unknown service {name!r}")
+
+    def _tls_material(self, material: ServiceMaterial) -> TlsMaterial:
+        assert self.ca is not None
+        return TlsMaterial(certificate=material.fullchain, private_key=material.private_key, ca_chain=self.ca.chain,
+                           root_ca=self.ca.root, serial=material.serial)
+
+    def rotate_certificate(self, name: str) -> tuple[str, str, str]:
+        """Issue a new leaf for a running service (with its AppRole) and make the server use it.
+
+        Returns (old serial, new serial, how it was applied)."""
+        service = self.require(name)
+        rotate = getattr(service, "rotate_tls", None)
+        old = getattr(service.endpoint(), "tls", None)
+        if rotate is None or old is None:
+            raise ServiceStartError(f"{name} has no TLS listener to rotate")
+        material = self.material(name)
+        how: str = rotate(self._tls_material(material))
+        return old.serial, material.serial, how
 
     # ------------------------------------------------------------------------------------------- access
 

@@ -46,6 +46,9 @@ class Settings:
         redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+        tls_strict: services that serve TLS only (comma-separated; the rest run dual mode, plain and TLS).
+            Stored in Vault as each service's ``tls_strict`` flag, which the harness reads at start.
+        tls_min_days_left: a served certificate with fewer days left fails ``certs status`` and the TLS suite.
         pki_root_common_name / pki_intermediate_common_name: CA subject names.
         pki_key_type / pki_key_bits: CA and leaf keys (RSA 2048: accepted by every client and server here).
         pki_root_ttl / pki_intermediate_ttl: CA lifetimes (10 y / 5 y, as the reference project).
@@ -65,6 +68,8 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
+    tls_strict: tuple[str, ...] = ()
+    tls_min_days_left: int = 2
     # PKI and AppRole defaults live in one place, the bootstrap's own settings dataclasses.
     pki_root_common_name: str = _PKI.root_common_name
     pki_intermediate_common_name: str = _PKI.intermediate_common_name
@@ -104,6 +109,14 @@ class Settings:
                 f"vault_key_threshold must be between 1 and vault_key_shares ({self.vault_key_shares}), "
                 f"not {self.vault_key_threshold}"
             )
+        bad = sorted(set(self.tls_strict) - set(SERVICES))
+        if bad:
+            raise ConfigError(f"tls_strict names unknown service(s) {bad}; valid: {', '.join(SERVICES[1:])}")
+        if "vault" in self.tls_strict:
+            raise ConfigError("tls_strict cannot include vault: the harness bootstraps Vault over its plain "
+                              "listener before Vault's own certificate exists")
+        if self.tls_min_days_left < 0:
+            raise ConfigError("tls_min_days_left must be >= 0")
         for name in ("ready_timeout", "registry_probe_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -126,6 +139,9 @@ def _convert(name: str, raw: Any, source: str) -> Any:
     try:
         if name in ("state_dir", "report_path"):
             return Path(str(raw))
+        if isinstance(default, tuple):
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
         if isinstance(default, bool):
             if isinstance(raw, bool):
                 return raw

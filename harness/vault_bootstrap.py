@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,9 @@ def service_names(service: str, redis_nodes: int = 3) -> list[str]:
     return [service, "localhost"]
 
 
-def initial_secret(service: str) -> dict[str, Any]:
+def initial_secret(service: str, strict: bool = False) -> dict[str, Any]:
     """The KV document for a service: random credentials and TLS flags as JSON booleans."""
-    doc: dict[str, Any] = {"password": random_secret(), "tls_enabled": True, "tls_strict": False}
+    doc: dict[str, Any] = {"password": random_secret(), "tls_enabled": True, "tls_strict": strict}
     if service in ("postgres", "mysql", "mongodb", "rabbitmq"):
         doc["user"] = APP_USER
     if service in ("postgres", "mysql", "mongodb"):
@@ -159,7 +159,8 @@ class _Steps:
 
 
 def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pki: PkiSettings,
-              approle: AppRoleSettings, redis_nodes: int = 3, revoke_root: bool = True) -> BootstrapResult:
+              approle: AppRoleSettings, redis_nodes: int = 3, revoke_root: bool = True,
+              tls_strict: Iterable[str] = ()) -> BootstrapResult:
     """Configure PKI, KV, policies and AppRoles for ``services`` using the root token held by ``client``.
 
     Args:
@@ -169,8 +170,10 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
         pki / approle: settings.
         redis_nodes: number of Redis nodes (their aliases go into the redis role).
         revoke_root: revoke the root token at the end (the default).
+        tls_strict: services whose ``tls_strict`` flag is set (they will serve TLS only).
     """
     steps = _Steps()
+    strict = set(tls_strict)
     sys = client.sys
 
     def pki_root() -> None:
@@ -210,7 +213,8 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
     def kv() -> None:
         sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
         for svc in services:
-            client.secrets.kv.v2.create_or_update_secret(path=svc, secret=initial_secret(svc), mount_point="secret")
+            client.secrets.kv.v2.create_or_update_secret(path=svc, secret=initial_secret(svc, svc in strict),
+                                                        mount_point="secret")
 
     def approles() -> dict[str, dict[str, str]]:
         sys.enable_auth_method("approle")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import io
 import secrets
+import ssl
 import string
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -23,6 +24,9 @@ from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 LABEL_PREFIX = "devstack-harness"
 LABEL_RUN_ID = f"{LABEL_PREFIX}.run-id"
@@ -43,6 +47,10 @@ def random_secret(length: int = 24) -> str:
 
 
 TLS_DIR = "/run/harness/tls"  # under _OWN_DIR
+TLS_CERT = f"{TLS_DIR}/server.crt"  # leaf + intermediate
+TLS_KEY = f"{TLS_DIR}/server.key"
+TLS_CA = f"{TLS_DIR}/ca.crt"  # the root CA (verifies client certificates where a server asks for one)
+TLS_PEM = f"{TLS_DIR}/server.pem"  # certificate chain + key in one file (MongoDB)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,46 @@ class TlsMaterial:
     root_ca: str
     serial: str
 
+    def files(self, owner: str, combined: bool = False) -> dict[str, tuple[bytes, str]]:
+        """The files a server reads, as ``path -> (content, owner)`` (all installed 0600)."""
+        files = {TLS_CERT: (self.certificate.encode(), owner), TLS_KEY: (self.private_key.encode(), owner),
+                 TLS_CA: (self.root_ca.encode(), owner)}
+        if combined:
+            pem = self.certificate.rstrip("\n") + "\n" + self.private_key.rstrip("\n") + "\n"
+            files[TLS_PEM] = (pem.encode(), owner)
+        return files
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """How a client reaches a service's TLS listener and what it should find there.
+
+    Attributes:
+        port: published 127.0.0.1 port of the TLS listener (the plain port too where both share one).
+        protocol: ``tls`` (TLS from the first byte), ``postgres`` or ``mysql`` (upgrade inside the protocol).
+        serial: Vault serial (``aa:bb:..``) of the certificate the harness installed.
+        ca_file: the exported root CA that clients trust.
+        strict: the server refuses plaintext.
+        server_name: a name in the certificate's SANs that resolves to the published port.
+    """
+
+    port: int
+    protocol: str
+    serial: str
+    ca_file: str
+    strict: bool
+    server_name: str = "localhost"
+
+    def context(self) -> ssl.SSLContext:
+        """A client context with full verification (chain to the root CA and hostname), TLS 1.2 or newer."""
+        return client_tls_context(self.ca_file)
+
+
+def client_tls_context(ca_file: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -65,6 +113,7 @@ class RunContext:
         labels: labels put on every container of the run (run id, owner pid/host, keep flag).
         network: the user-defined network all services join (aliases = service names).
         ready_timeout: seconds a readiness probe may take.
+        ca_file: path of the exported root CA (written after Vault's bootstrap, before other services start).
     """
 
     run_id: str
@@ -72,6 +121,7 @@ class RunContext:
     network: Network
     ready_timeout: float
     name_prefix: str = field(default="")
+    ca_file: str = ""  # where the root CA is exported once Vault is bootstrapped
 
     def container_name(self, service: str) -> str:
         # The run id ends in random hex; the date part alone would collide between runs of the same day.
@@ -145,50 +195,28 @@ class LoopbackContainer(DockerContainer):
         self._private_files[path] = (content, owner)
         return self
 
-    def with_tls_material(self, tls: TlsMaterial, owner: str) -> LoopbackContainer:
+    def with_tls_material(self, tls: TlsMaterial, owner: str, combined: bool = False) -> LoopbackContainer:
         """Hand the Vault-issued certificate, key and CA to the container (0600 files owned by ``owner``)."""
-        self.with_private_file(f"{TLS_DIR}/server.crt", tls.certificate.encode(), owner)
-        self.with_private_file(f"{TLS_DIR}/server.key", tls.private_key.encode(), owner)
-        self.with_private_file(f"{TLS_DIR}/ca.crt", tls.root_ca.encode(), owner)
+        for path, (content, user) in tls.files(owner, combined).items():
+            self.with_private_file(path, content, user)
         self.tls = tls
         return self
 
     def _copy_private_files(self) -> None:
-        if not self._private_files or self._container is None:
-            return
-        ids = self._passwd()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            # Only the harness's own directory is created; other parents must exist in the image, and writing
-            # a header for them would reset their owner and mode.
-            dirs = sorted({p.rsplit("/", 1)[0] for p in self._private_files if p.startswith(f"{_OWN_DIR}/")})
-            for directory in dirs:
-                info = tarfile.TarInfo(directory.lstrip("/"))
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            for path, (content, owner) in self._private_files.items():
-                if owner not in ids:
-                    raise ServiceStartError(f"{self.service}: user {owner!r} does not exist in image {self.image}")
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size, info.mode = len(content), 0o600
-                info.uid, info.gid = ids[owner]
-                tar.addfile(info, io.BytesIO(content))
-        if not self._container.put_archive("/", buf.getvalue()):
-            raise ServiceStartError(f"{self.service}: could not copy private files into the container")
+        if self._private_files and self._container is not None:
+            put_private_files(self._container, self._private_files, what=f"{self.service} ({self.image})")
 
-    def _passwd(self) -> dict[str, tuple[int, int]]:
-        assert self._container is not None
-        stream, _ = self._container.get_archive("/etc/passwd")
-        raw = io.BytesIO(b"".join(stream))
-        with tarfile.open(fileobj=raw) as tar:
-            member = tar.extractfile("passwd")
-            text = member.read().decode() if member is not None else ""
-        ids = {}
-        for line in text.splitlines():
-            fields = line.split(":")
-            if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
-                ids[fields[0]] = (int(fields[2]), int(fields[3]))
-        return ids
+    def install_tls(self, tls: TlsMaterial, owner: str, combined: bool = False) -> None:
+        """Replace the TLS files of the running container (a rotation); the caller makes the server reload."""
+        put_private_files(self.get_wrapped_container(), tls.files(owner, combined), what=self.service)
+        self.tls = tls
+
+    def tls_info(self, port: int, protocol: str, strict: bool) -> TlsInfo | None:
+        """What clients need to reach this container's TLS listener (None when TLS is off)."""
+        if self.tls is None:
+            return None
+        return TlsInfo(port=self.host_port(port), protocol=protocol, serial=self.tls.serial,
+                       ca_file=self.ctx.ca_file, strict=strict)
 
     def _transfer_into_container(self, transferable: Any, destination_in_container: str, mode: int) -> None:
         if destination_in_container == _PRIVATE_FILES_MARKER:
@@ -219,6 +247,44 @@ class LoopbackContainer(DockerContainer):
         wrapped.reload()
         ip: str = wrapped.attrs["NetworkSettings"]["Networks"][self.ctx.network.name]["IPAddress"]
         return ip
+
+
+def put_private_files(container: Container, files: dict[str, tuple[bytes, str]], what: str) -> None:
+    """Write ``path -> (content, owner)`` into a container (created or running): mode 0600, owned by
+    ``owner`` as numbered in the image's own /etc/passwd. Used at creation and when certificates rotate."""
+    ids = _passwd(container)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        # Only the harness's own directory is created; other parents must exist in the image, and writing
+        # a header for them would reset their owner and mode.
+        dirs = sorted({p.rsplit("/", 1)[0] for p in files if p.startswith(f"{_OWN_DIR}/")})
+        for directory in dirs:
+            info = tarfile.TarInfo(directory.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for path, (content, owner) in files.items():
+            if owner not in ids:
+                raise ServiceStartError(f"{what}: user {owner!r} does not exist in the image")
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(content), 0o600
+            info.uid, info.gid = ids[owner]
+            tar.addfile(info, io.BytesIO(content))
+    if not container.put_archive("/", buf.getvalue()):
+        raise ServiceStartError(f"{what}: could not copy private files into the container")
+
+
+def _passwd(container: Container) -> dict[str, tuple[int, int]]:
+    stream, _ = container.get_archive("/etc/passwd")
+    raw = io.BytesIO(b"".join(stream))
+    with tarfile.open(fileobj=raw) as tar:
+        member = tar.extractfile("passwd")
+        text = member.read().decode() if member is not None else ""
+    ids = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+            ids[fields[0]] = (int(fields[2]), int(fields[3]))
+    return ids
 
 
 class Service(Protocol):

@@ -5,6 +5,9 @@ no mongo image is present the harness skips MongoDB's suites with a reason namin
 Ports: 27017. Credentials: explicit root ``user``/``password`` (MONGO_INITDB_ROOT_USERNAME/PASSWORD) and
 an application ``database``. Readiness: pymongo authenticates through the published 127.0.0.1 port and
 runs ``ping`` (the image's init phase binds to localhost inside the container only).
+TLS: with a Vault-issued certificate mongod runs ``--tlsMode preferTLS`` (dual mode: plain and TLS on 27017) or
+``requireTLS`` (strict), from a 0600 chain+key file owned by mongodb, TLS 1.0/1.1 disabled, client
+certificates optional. A rotated certificate is picked up live by the ``rotateCertificates`` command (5.0+).
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ from typing import Any
 
 import pymongo
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
+from stack.base import TLS_CA, TLS_PEM, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 MONGO_PORT = 27017
 PASSWORD_FILE = "/run/harness/mongodb-password"
+
+
+def server_options(tls: bool, strict: bool) -> list[str]:
+    """mongod options (the official entrypoint passes leading ``--`` options to mongod)."""
+    if not tls:
+        return []
+    return ["--tlsMode", "requireTLS" if strict else "preferTLS", "--tlsCertificateKeyFile", TLS_PEM,
+            "--tlsCAFile", TLS_CA, "--tlsAllowConnectionsWithoutCertificates",
+            "--tlsDisabledProtocols", "TLS1_0,TLS1_1"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +43,18 @@ class MongoEndpoint:
     database: str
     container_name: str
     alias: str
+    tls: TlsInfo | None = None
 
-    def client(self, **overrides: Any) -> pymongo.MongoClient[dict[str, Any]]:
+    def client(self, tls: bool | None = None, **overrides: Any) -> pymongo.MongoClient[dict[str, Any]]:
+        """Plain, or with ``tls`` (default: on when strict) verified against the root CA and hostname."""
         params: dict[str, Any] = {"host": self.host, "port": self.port, "username": self.user,
                                   "password": self.password, "authSource": "admin", "directConnection": True,
                                   "serverSelectionTimeoutMS": 5000}
+        if tls and self.tls is None:
+            raise ValueError(f"{self.alias} has no TLS listener")
+        if (self.tls is not None and self.tls.strict) if tls is None else tls:
+            assert self.tls is not None
+            params.update(tls=True, tlsCAFile=self.tls.ca_file)
         params.update(overrides)
         return pymongo.MongoClient(**params)
 
@@ -46,11 +65,13 @@ class MongoContainer(LoopbackContainer):
     name = "mongodb"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, database: str,
-                 tls: TlsMaterial | None = None,
-                 **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="mongodb", **kwargs)
         if tls is not None:
-            self.with_tls_material(tls, owner="mongodb")
+            self.with_tls_material(tls, owner="mongodb", combined=True)
+        elif tls_strict:
+            raise ValueError("tls_strict needs a certificate")
+        self.tls_strict = tls_strict
         self.user = user
         self.password = password
         self.database = database
@@ -65,6 +86,9 @@ class MongoContainer(LoopbackContainer):
         self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="mongodb")
         self.with_envs(MONGO_INITDB_ROOT_USERNAME=self.user, MONGO_INITDB_ROOT_PASSWORD_FILE=PASSWORD_FILE,
                        MONGO_INITDB_DATABASE=self.database)
+        options = server_options(self.tls is not None, self.tls_strict)
+        if options:
+            self.with_command(options)
 
     def _ping(self) -> bool:
         with self.endpoint().client(serverSelectionTimeoutMS=2000) as client:
@@ -76,7 +100,20 @@ class MongoContainer(LoopbackContainer):
             client.admin.command("updateUser", self.user, pwd=new)
         self.password = new
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a new certificate and make the running server use it (no restart)."""
+        self.install_tls(tls, owner="mongodb", combined=True)
+        return reload_tls(self.endpoint())
+
     def endpoint(self) -> MongoEndpoint:
         return MongoEndpoint(host="127.0.0.1", port=self.host_port(MONGO_PORT), user=self.user,
                              password=self.password, database=self.database,
-                             container_name=self.ctx.container_name(self.alias), alias=self.alias)
+                             container_name=self.ctx.container_name(self.alias), alias=self.alias,
+                             tls=self.tls_info(MONGO_PORT, "tls", self.tls_strict))
+
+
+def reload_tls(endpoint: MongoEndpoint) -> str:
+    """``rotateCertificates`` (MongoDB 5.0+) reloads the certificate and CA files for new connections."""
+    with endpoint.client() as client:
+        client.admin.command("rotateCertificates", 1)
+    return "live: rotateCertificates"

@@ -5,6 +5,10 @@ Ports: 3306. Credentials: explicit root password, application ``user``/``passwor
 the container environment). Readiness: a PyMySQL login as the application user through the published
 127.0.0.1 port running ``SELECT 1`` (the init server runs with ``--skip-networking``).
 
+TLS: with a Vault-issued certificate the server loads ``--ssl-ca/--ssl-cert/--ssl-key`` from 0600 files owned by
+mysql (TLS 1.2/1.3); ``require_secure_transport`` is OFF in dual mode and ON in strict mode. A rotated
+certificate is picked up live (MariaDB ``FLUSH SSL``, MySQL ``ALTER INSTANCE RELOAD TLS``).
+
 PyMySQL negotiates TLS opportunistically when the server offers it; :meth:`MySqlEndpoint.connect` therefore
 passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really means plain.
 """
@@ -16,11 +20,19 @@ from typing import Any
 
 import pymysql
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
+from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 MYSQL_PORT = 3306
 ROOT_PASSWORD_FILE = "/run/harness/mysql-root-password"
 PASSWORD_FILE = "/run/harness/mysql-password"
+
+
+def server_options(tls: bool, strict: bool) -> list[str]:
+    """mysqld options (both images' entrypoints pass leading ``--`` options to the server)."""
+    if not tls:
+        return []
+    return [f"--ssl-ca={TLS_CA}", f"--ssl-cert={TLS_CERT}", f"--ssl-key={TLS_KEY}", "--tls-version=TLSv1.2,TLSv1.3",
+            f"--require-secure-transport={'ON' if strict else 'OFF'}"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +47,20 @@ class MySqlEndpoint:
     root_password: str
     container_name: str
     alias: str
+    tls: TlsInfo | None = None
 
-    def connect(self, **overrides: Any) -> pymysql.connections.Connection[Any]:
+    def connect(self, tls: bool | None = None, **overrides: Any) -> pymysql.connections.Connection[Any]:
+        """Plain (``ssl_disabled``: PyMySQL would otherwise use TLS whenever offered), or with ``tls``
+        (default: on when the server is strict) verified against the root CA including the hostname."""
         params: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user,
                                   "password": self.password, "database": self.database, "connect_timeout": 5}
+        use_tls = self.tls is not None and self.tls.strict if tls is None else tls
+        if use_tls:
+            if self.tls is None:
+                raise ValueError(f"{self.alias} has no TLS listener")
+            params["ssl"] = self.tls.context()  # PyMySQL checks the hostname it dialled: 127.0.0.1 is an IP SAN
         params.update(overrides)
-        if not any(k.startswith("ssl") for k in overrides):
+        if not use_tls and not any(k.startswith("ssl") for k in overrides):
             params["ssl_disabled"] = True
         return pymysql.connect(**params)
 
@@ -51,10 +71,13 @@ class MySqlContainer(LoopbackContainer):
     name = "mysql"
 
     def __init__(self, image: str, *, ctx: RunContext, root_password: str, user: str, password: str,
-                 database: str, tls: TlsMaterial | None = None, **kwargs: Any) -> None:
+                 database: str, tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="mysql", **kwargs)
         if tls is not None:
             self.with_tls_material(tls, owner="mysql")
+        elif tls_strict:
+            raise ValueError("tls_strict needs a certificate")
+        self.tls_strict = tls_strict
         self.root_password = root_password
         self.user = user
         self.password = password
@@ -71,6 +94,9 @@ class MySqlContainer(LoopbackContainer):
         self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="mysql")
         self.with_envs(MYSQL_ROOT_PASSWORD_FILE=ROOT_PASSWORD_FILE, MYSQL_USER=self.user,
                        MYSQL_PASSWORD_FILE=PASSWORD_FILE, MYSQL_DATABASE=self.database)
+        options = server_options(self.tls is not None, self.tls_strict)
+        if options:
+            self.with_command(options)
 
     def _login(self) -> bool:
         conn = self.endpoint().connect()
@@ -92,7 +118,28 @@ class MySqlContainer(LoopbackContainer):
             conn.close()
         self.password = new
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a new certificate and make the running server use it (no restart)."""
+        self.install_tls(tls, owner="mysql")
+        return reload_tls(self.endpoint())
+
     def endpoint(self) -> MySqlEndpoint:
         return MySqlEndpoint(host="127.0.0.1", port=self.host_port(MYSQL_PORT), user=self.user,
                              password=self.password, database=self.database, root_password=self.root_password,
-                             container_name=self.ctx.container_name(self.alias), alias=self.alias)
+                             container_name=self.ctx.container_name(self.alias), alias=self.alias,
+                             tls=self.tls_info(MYSQL_PORT, "mysql", self.tls_strict))
+
+
+def reload_tls(endpoint: MySqlEndpoint) -> str:
+    """Re-read the certificate files for new connections: ``FLUSH SSL`` on MariaDB (10.4+),
+    ``ALTER INSTANCE RELOAD TLS`` on MySQL (8.0.16+). Needs root."""
+    conn = endpoint.connect(user="root", password=endpoint.root_password)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            statement = "FLUSH SSL" if row and "mariadb" in str(row[0]).lower() else "ALTER INSTANCE RELOAD TLS"
+            cur.execute(statement)
+    finally:
+        conn.close()
+    return f"live: {statement}"

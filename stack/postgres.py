@@ -2,9 +2,12 @@
 
 Ports: 5432. Credentials: explicit ``user``/``password``/``dbname`` (POSTGRES_USER/PASSWORD_FILE/DB; the password is a
 0600 file owned by postgres, never in the container environment).
+TLS: with a Vault-issued certificate the server runs ``ssl=on`` (TLS 1.2+) from 0600 files owned by postgres
+and its own ``pg_hba.conf``: dual mode accepts ``host`` (plain or TLS); strict mode accepts ``hostssl`` only
+and rejects ``hostnossl``. A rotated certificate is picked up live by ``pg_reload_conf()``.
 Readiness: a psycopg login with those credentials through the published 127.0.0.1 port running
-``SELECT 1`` (the images' init server listens on the unix socket only, so a TCP login means the final
-server is up).
+``SELECT 1`` (over TLS in strict mode; the images' init server listens on the unix socket only, so a TCP
+login means the final server is up).
 """
 
 from __future__ import annotations
@@ -15,10 +18,31 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
+from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 POSTGRES_PORT = 5432
 PASSWORD_FILE = "/run/harness/postgres-password"
+HBA_FILE = "/run/harness/pg_hba.conf"
+
+
+def hba_config(strict: bool) -> str:
+    """Client authentication: unix socket trusted inside the container (as in the official image), TCP by
+    SCRAM password; strict mode admits TCP only over TLS."""
+    lines = ["local all all trust"]
+    if strict:
+        lines += ["hostssl all all all scram-sha-256", "hostnossl all all all reject"]
+    else:
+        lines += ["host all all all scram-sha-256"]
+    return "\n".join(lines) + "\n"
+
+
+def server_options(tls: bool) -> list[str]:
+    """``postgres`` arguments: the harness's pg_hba.conf, and TLS from the Vault-issued files when on."""
+    options = ["postgres", "-c", f"hba_file={HBA_FILE}"]
+    if tls:
+        options += ["-c", "ssl=on", "-c", f"ssl_cert_file={TLS_CERT}", "-c", f"ssl_key_file={TLS_KEY}",
+                    "-c", f"ssl_ca_file={TLS_CA}", "-c", "ssl_min_protocol_version=TLSv1.2"]
+    return options
 
 
 @dataclass(frozen=True)
@@ -32,16 +56,25 @@ class PostgresEndpoint:
     dbname: str
     container_name: str
     alias: str
+    tls: TlsInfo | None = None
 
-    def conninfo(self, **overrides: Any) -> str:
+    def conninfo(self, tls: bool | None = None, **overrides: Any) -> str:
+        """libpq parameters: plain (``sslmode=disable``), or with ``tls`` (default: on when the server is
+        strict) ``verify-full`` against the root CA, checking the name the certificate was issued for."""
         params: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user,
                                   "password": self.password, "dbname": self.dbname, "connect_timeout": 5,
                                   "sslmode": "disable"}
+        use_tls = self.tls is not None and self.tls.strict if tls is None else tls
+        if use_tls:
+            if self.tls is None:
+                raise ValueError(f"{self.alias} has no TLS listener")
+            params.update(sslmode="verify-full", sslrootcert=self.tls.ca_file, host=self.tls.server_name,
+                          hostaddr=self.host)
         params.update(overrides)
         return psycopg.conninfo.make_conninfo(**params)
 
-    def connect(self, **overrides: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.conninfo(**overrides))
+    def connect(self, tls: bool | None = None, **overrides: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo(tls, **overrides))
 
 
 class PostgresContainer(LoopbackContainer):
@@ -50,11 +83,13 @@ class PostgresContainer(LoopbackContainer):
     name = "postgres"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, dbname: str,
-                 tls: TlsMaterial | None = None,
-                 **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="postgres", **kwargs)
         if tls is not None:
             self.with_tls_material(tls, owner="postgres")
+        elif tls_strict:
+            raise ValueError("tls_strict needs a certificate")
+        self.tls_strict = tls_strict
         self.user = user
         self.password = password
         self.dbname = dbname
@@ -67,7 +102,9 @@ class PostgresContainer(LoopbackContainer):
     def _configure(self) -> None:
         # The password goes in as a 0600 file owned by postgres; the environment only names the file.
         self.with_private_file(PASSWORD_FILE, self.password.encode(), owner="postgres")
+        self.with_private_file(HBA_FILE, hba_config(self.tls_strict).encode(), owner="postgres")
         self.with_envs(POSTGRES_USER=self.user, POSTGRES_PASSWORD_FILE=PASSWORD_FILE, POSTGRES_DB=self.dbname)
+        self.with_command(server_options(self.tls is not None))
 
     def _login(self) -> bool:
         with self.endpoint().connect() as conn:
@@ -80,7 +117,20 @@ class PostgresContainer(LoopbackContainer):
                 psycopg.sql.Identifier(self.user), psycopg.sql.Literal(new)))
         self.password = new
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a new certificate and make the running server use it (no restart)."""
+        self.install_tls(tls, owner="postgres")
+        return reload_tls(self.endpoint())
+
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(host="127.0.0.1", port=self.host_port(POSTGRES_PORT), user=self.user,
                                 password=self.password, dbname=self.dbname,
-                                container_name=self.ctx.container_name(self.alias), alias=self.alias)
+                                container_name=self.ctx.container_name(self.alias), alias=self.alias,
+                                tls=self.tls_info(POSTGRES_PORT, "postgres", self.tls_strict))
+
+
+def reload_tls(endpoint: PostgresEndpoint) -> str:
+    """``pg_reload_conf()`` re-reads the certificate files for new connections (PostgreSQL >= 10)."""
+    with endpoint.connect() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    return "live: pg_reload_conf()"

@@ -3,6 +3,10 @@
 Ports: 5672 (AMQP), 15672 (management HTTP API). Credentials: explicit ``user``/``password``/``vhost``
 (``default_user``/``default_pass``/``default_vhost`` in a conf.d file;
 a non-guest user, so no loopback restriction applies).
+TLS: with a Vault-issued certificate a second conf.d file adds AMQPS on 5671 and the management API over HTTPS
+on 15671 (TLS 1.2/1.3, client certificates optional); dual mode keeps 5672 and HTTP 15672, strict mode
+turns both plain listeners off. A rotated certificate is picked up live for new connections by clearing
+Erlang's PEM cache (``rabbitmqctl eval 'ssl:clear_pem_cache().'``).
 Readiness: an AMQP login with pika through the published port *and* ``GET /api/overview`` answering 200
 with the same credentials; RabbitMQ opens AMQP before the management listener, so both are probed.
 RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
@@ -15,12 +19,28 @@ from typing import Any
 
 import pika
 import requests
+from docker.models.containers import Container
 
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
+from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 AMQP_PORT = 5672
+AMQPS_PORT = 5671
 MANAGEMENT_PORT = 15672
+MANAGEMENT_TLS_PORT = 15671
 CREDENTIALS_CONF = "/etc/rabbitmq/conf.d/90-harness-credentials.conf"
+TLS_CONF = "/etc/rabbitmq/conf.d/91-harness-tls.conf"
+
+
+def tls_config(strict: bool) -> str:
+    """conf.d settings for AMQPS and HTTPS management; strict mode removes both plain listeners."""
+    lines = [f"listeners.ssl.default = {AMQPS_PORT}"]
+    for prefix in ("ssl_options", "management.ssl"):
+        lines += [f"{prefix}.cacertfile = {TLS_CA}", f"{prefix}.certfile = {TLS_CERT}", f"{prefix}.keyfile = {TLS_KEY}",
+                  f"{prefix}.versions.1 = tlsv1.3", f"{prefix}.versions.2 = tlsv1.2"]
+    lines += ["ssl_options.verify = verify_peer", "ssl_options.fail_if_no_peer_cert = false",
+              f"management.ssl.port = {MANAGEMENT_TLS_PORT}"]
+    lines += ["listeners.tcp = none"] if strict else [f"management.tcp.port = {MANAGEMENT_PORT}"]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -35,24 +55,37 @@ class RabbitMqEndpoint:
     vhost: str
     container_name: str
     alias: str
+    tls: TlsInfo | None = None  # AMQPS
+    management_tls_port: int | None = None
 
-    @property
-    def management_url(self) -> str:
+    def _use_tls(self, tls: bool | None) -> bool:
+        if tls and self.tls is None:
+            raise ValueError(f"{self.alias} has no TLS listener")
+        return self.tls is not None and self.tls.strict if tls is None else tls
+
+    def management_url(self, tls: bool | None = None) -> str:
+        if self._use_tls(tls):
+            return f"https://{self.tls.server_name if self.tls else self.host}:{self.management_tls_port}"
         return f"http://{self.host}:{self.management_port}"
 
-    def parameters(self, **overrides: Any) -> pika.ConnectionParameters:
+    def parameters(self, tls: bool | None = None, **overrides: Any) -> pika.ConnectionParameters:
+        """AMQP (5672) or, with ``tls`` (default: on when strict), AMQPS verified against the root CA."""
         params: dict[str, Any] = {"host": self.host, "port": self.port, "virtual_host": self.vhost,
                                   "credentials": pika.PlainCredentials(self.user, self.password),
                                   "connection_attempts": 1, "socket_timeout": 5, "blocked_connection_timeout": 5}
+        if self._use_tls(tls):
+            assert self.tls is not None
+            params.update(port=self.tls.port, ssl_options=pika.SSLOptions(self.tls.context(), self.tls.server_name))
         params.update(overrides)
         return pika.ConnectionParameters(**params)
 
-    def connect(self, **overrides: Any) -> pika.BlockingConnection:
-        return pika.BlockingConnection(self.parameters(**overrides))
+    def connect(self, tls: bool | None = None, **overrides: Any) -> pika.BlockingConnection:
+        return pika.BlockingConnection(self.parameters(tls, **overrides))
 
-    def api(self, path: str) -> requests.Response:
-        return requests.get(f"{self.management_url}/api/{path.lstrip('/')}", auth=(self.user, self.password),
-                            timeout=10)
+    def api(self, path: str, tls: bool | None = None) -> requests.Response:
+        verify: str | bool = self.tls.ca_file if self.tls is not None else True
+        return requests.get(f"{self.management_url(tls)}/api/{path.lstrip('/')}", auth=(self.user, self.password),
+                            timeout=10, verify=verify)
 
 
 class RabbitMqContainer(LoopbackContainer):
@@ -61,11 +94,14 @@ class RabbitMqContainer(LoopbackContainer):
     name = "rabbitmq"
 
     def __init__(self, image: str, *, ctx: RunContext, user: str, password: str, vhost: str = "/",
-                 tls: TlsMaterial | None = None,
-                 **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="rabbitmq", **kwargs)
         if tls is not None:
             self.with_tls_material(tls, owner="rabbitmq")
+            self.expose_on_loopback(AMQPS_PORT, MANAGEMENT_TLS_PORT)
+        elif tls_strict:
+            raise ValueError("tls_strict needs a certificate")
+        self.tls_strict = tls_strict
         self.user = user
         self.password = password
         self.vhost = vhost
@@ -80,6 +116,8 @@ class RabbitMqContainer(LoopbackContainer):
         # of the container environment (RABBITMQ_DEFAULT_PASS would show in `docker inspect`).
         conf = f"default_user = {self.user}\ndefault_pass = {self.password}\ndefault_vhost = {self.vhost}\n"
         self.with_private_file(CREDENTIALS_CONF, conf.encode(), owner="rabbitmq")
+        if self.tls is not None:
+            self.with_private_file(TLS_CONF, tls_config(self.tls_strict).encode(), owner="rabbitmq")
 
     def _probe(self) -> bool:
         endpoint = self.endpoint()
@@ -90,14 +128,32 @@ class RabbitMqContainer(LoopbackContainer):
     def apply_password(self, new: str) -> None:
         """Change the user's password through the management API (PUT /api/users/{user})."""
         endpoint = self.endpoint()
-        resp = requests.put(f"{endpoint.management_url}/api/users/{self.user}", auth=(self.user, self.password),
-                            json={"password": new, "tags": "administrator"}, timeout=10)
+        verify: str | bool = endpoint.tls.ca_file if endpoint.tls is not None else True
+        resp = requests.put(f"{endpoint.management_url()}/api/users/{self.user}", auth=(self.user, self.password),
+                            json={"password": new, "tags": "administrator"}, timeout=10, verify=verify)
         if resp.status_code not in (201, 204):
             raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
         self.password = new
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a new certificate; new AMQPS/HTTPS connections use it once the PEM cache is cleared."""
+        self.install_tls(tls, owner="rabbitmq")
+        return reload_tls(self.get_wrapped_container())
+
     def endpoint(self) -> RabbitMqEndpoint:
+        tls = self.tls_info(AMQPS_PORT, "tls", self.tls_strict)
         return RabbitMqEndpoint(host="127.0.0.1", port=self.host_port(AMQP_PORT),
                                 management_port=self.host_port(MANAGEMENT_PORT), user=self.user,
                                 password=self.password, vhost=self.vhost,
-                                container_name=self.ctx.container_name(self.alias), alias=self.alias)
+                                container_name=self.ctx.container_name(self.alias), alias=self.alias, tls=tls,
+                                management_tls_port=self.host_port(MANAGEMENT_TLS_PORT) if tls else None)
+
+
+def reload_tls(container: Container) -> str:
+    """Erlang's ssl application caches PEM files by path; clearing the cache makes new handshakes read the
+    rotated files (RabbitMQ's documented way to rotate certificates without a restart)."""
+    result = container.exec_run(["rabbitmqctl", "eval", "ssl:clear_pem_cache()."])
+    output = result.output.decode(errors="replace").strip()
+    if result.exit_code != 0 or output != "ok":
+        raise RuntimeError(f"rabbitmqctl eval 'ssl:clear_pem_cache().' exited {result.exit_code}: {output[-300:]}")
+    return "live: ssl:clear_pem_cache()"

@@ -5,12 +5,18 @@ config file copied into the container (password, ``cluster-enabled``, ``cluster-
 password never appears in argv or the container's environment.
 Ports: 6379 per node, published on 127.0.0.1; nodes gossip on the stack network, and host clients reach
 them through ``address_remap`` (container IP:6379 -> 127.0.0.1:<published port>).
+TLS: with a Vault-issued certificate every node also listens on ``tls-port`` 6380 with ``tls-cluster yes`` and
+``tls-replication yes`` (bus and replication encrypted), client certificates optional, TLS 1.2/1.3. The
+cluster is created over the TLS ports, and answers plain clients with plain ports and TLS clients with TLS
+ports (MOVED, CLUSTER SLOTS). Strict mode sets ``port 0``. A rotated certificate is picked up live by
+``CONFIG SET tls-cert-file/tls-key-file`` (Redis rebuilds its TLS context on any tls-* change).
 Readiness: every node answers an authenticated PING; then ``redis-cli --cluster create`` (always under
 ``timeout``) and a poll until every node reports ``cluster_state:ok`` with all 16384 slots assigned.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,19 +31,24 @@ from testcontainers.core.container import ExecConfig
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext, TlsMaterial
+from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 REDIS_PORT = 6379
+REDIS_TLS_PORT = 6380
 CLUSTER_SLOTS = 16384
 # In /data (owned by redis in both images) so CONFIG REWRITE can replace it after a password rotation.
 CONF_PATH = "/data/harness.conf"
 CREATE_TIMEOUT_S = 60
 
 
-def node_config(password: str, node_timeout_ms: int) -> str:
-    """The redis.conf of every node."""
+def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: bool = False) -> str:
+    """The redis.conf of every node (strict: TLS only, ``port 0``)."""
+    tls_lines = [f"tls-port {REDIS_TLS_PORT}", f"tls-cert-file {TLS_CERT}", f"tls-key-file {TLS_KEY}",
+                 f"tls-ca-cert-file {TLS_CA}", "tls-auth-clients optional", "tls-cluster yes",
+                 "tls-replication yes", 'tls-protocols "TLSv1.2 TLSv1.3"'] if tls else []
     return "\n".join([
-        f"port {REDIS_PORT}",
+        f"port {0 if strict else REDIS_PORT}",
+        *tls_lines,
         "bind 0.0.0.0",
         "protected-mode no",
         "cluster-enabled yes",
@@ -59,6 +70,7 @@ class RedisNodeEndpoint:
     internal_ip: str
     host: str
     port: int
+    tls_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,23 +81,45 @@ class RedisClusterEndpoint:
     password: str
     masters: int
     replicas_per_master: int
+    tls: TlsInfo | None = None  # port: the first node's TLS port; every node presents the same certificate
 
     def remap(self) -> Callable[[tuple[str, int]], tuple[str, int]]:
-        """Map the addresses the cluster announces (container IPs) to the published loopback ports."""
+        """Map the addresses the cluster announces (container IP and plain or TLS port) to the published
+        loopback ports."""
         table = {(n.internal_ip, REDIS_PORT): (n.host, n.port) for n in self.nodes}
+        table.update({(n.internal_ip, REDIS_TLS_PORT): (n.host, n.tls_port) for n in self.nodes if n.tls_port})
         return lambda address: table.get(address, address)
 
-    def client(self, **overrides: Any) -> RedisClusterClient:
+    def _use_tls(self, tls: bool | None) -> bool:
+        if tls and self.tls is None:
+            raise ValueError("the cluster has no TLS listeners")
+        return self.tls is not None and self.tls.strict if tls is None else tls
+
+    def _tls_params(self) -> dict[str, Any]:
+        assert self.tls is not None
+        # 127.0.0.1 is an IP SAN of the nodes' certificate, so hostname checking stays on.
+        return {"ssl": True, "ssl_ca_certs": self.tls.ca_file, "ssl_check_hostname": True,
+                "ssl_min_version": ssl.TLSVersion.TLSv1_2}
+
+    def client(self, tls: bool | None = None, **overrides: Any) -> RedisClusterClient:
+        """A cluster client; with ``tls`` (default: on when strict) it talks TLS and follows the TLS ports."""
         first = self.nodes[0]
-        params: dict[str, Any] = {"host": first.host, "port": first.port, "password": self.password,
-                                  "address_remap": self.remap(), "socket_timeout": 5, "socket_connect_timeout": 5,
-                                  "decode_responses": True}
+        use_tls = self._use_tls(tls)
+        params: dict[str, Any] = {"host": first.host, "port": first.tls_port if use_tls else first.port,
+                                  "password": self.password, "address_remap": self.remap(), "socket_timeout": 5,
+                                  "socket_connect_timeout": 5, "decode_responses": True}
+        if use_tls:
+            params.update(self._tls_params())
         params.update(overrides)
         return RedisClusterClient(**params)
 
-    def node_client(self, node: RedisNodeEndpoint, **overrides: Any) -> redis.Redis:
-        params: dict[str, Any] = {"host": node.host, "port": node.port, "password": self.password,
-                                  "socket_timeout": 5, "socket_connect_timeout": 5, "decode_responses": True}
+    def node_client(self, node: RedisNodeEndpoint, tls: bool | None = None, **overrides: Any) -> redis.Redis:
+        use_tls = self._use_tls(tls)
+        params: dict[str, Any] = {"host": node.host, "port": node.tls_port if use_tls else node.port,
+                                  "password": self.password, "socket_timeout": 5, "socket_connect_timeout": 5,
+                                  "decode_responses": True}
+        if use_tls:
+            params.update(self._tls_params())
         params.update(overrides)
         return redis.Redis(**params)
 
@@ -94,21 +128,30 @@ class RedisNodeContainer(LoopbackContainer):
     """One cluster-enabled Redis node, published on 127.0.0.1 only."""
 
     def __init__(self, image: str, *, ctx: RunContext, alias: str, password: str, node_timeout_ms: int,
-                 tls: TlsMaterial | None = None, **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="redis", alias=alias, **kwargs)
         if tls is not None:
             self.with_tls_material(tls, owner="redis")
+            self.expose_on_loopback(REDIS_TLS_PORT)
+        elif tls_strict:
+            raise ValueError("tls_strict needs a certificate")
+        self.tls_strict = tls_strict
         self.password = password
         self.expose_on_loopback(REDIS_PORT)
-        self.with_private_file(CONF_PATH, node_config(password, node_timeout_ms).encode(), owner="redis")
+        conf = node_config(password, node_timeout_ms, tls=tls is not None, strict=tls_strict)
+        self.with_private_file(CONF_PATH, conf.encode(), owner="redis")
         self.with_command(["redis-server", CONF_PATH])
         self.waiting_for(ProbeWaitStrategy(
             self._ping, what=f"Redis node {alias} to answer an authenticated PING through its published port",
             hint="a DENIED reply means protected mode is on; read the container log", timeout=ctx.ready_timeout))
 
     def _ping(self) -> bool:
-        client = redis.Redis(host="127.0.0.1", port=self.host_port(REDIS_PORT), password=self.password,
-                             socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+        tls: dict[str, Any] = {}
+        if self.tls_strict:
+            tls = {"port": self.host_port(REDIS_TLS_PORT), "ssl": True, "ssl_ca_certs": self.ctx.ca_file}
+        client = redis.Redis(**{"host": "127.0.0.1", "port": self.host_port(REDIS_PORT), "password": self.password,
+                                "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0),
+                                **tls})
         try:
             return bool(client.ping())
         finally:
@@ -130,14 +173,16 @@ class RedisCluster:
     name = "redis"
 
     def __init__(self, image: str, *, ctx: RunContext, password: str, masters: int = 3, replicas: int = 0,
-                 node_timeout_ms: int = 5000, tls: TlsMaterial | None = None) -> None:
+                 node_timeout_ms: int = 5000, tls: TlsMaterial | None = None, tls_strict: bool = False) -> None:
         self.ctx = ctx
         self.password = password
         self.masters = masters
         self.replicas = replicas
+        self.tls_strict = tls_strict
         count = masters * (1 + replicas)
         self.nodes = [RedisNodeContainer(image, ctx=ctx, alias=f"redis-{i + 1}", password=password,
-                                         node_timeout_ms=node_timeout_ms, tls=tls) for i in range(count)]
+                                         node_timeout_ms=node_timeout_ms, tls=tls, tls_strict=tls_strict)
+                      for i in range(count)]
 
     def start(self) -> RedisCluster:
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
@@ -153,8 +198,11 @@ class RedisCluster:
         return self
 
     def _create(self) -> None:
-        addresses = [f"{node.network_ip()}:{REDIS_PORT}" for node in self.nodes]
-        command = ["timeout", str(CREATE_TIMEOUT_S), "redis-cli", "--cluster", "create", *addresses,
+        # With tls-cluster the nodes meet on their TLS ports, so the cluster is created over TLS.
+        port = REDIS_PORT if self.nodes[0].tls is None else REDIS_TLS_PORT
+        tls = [] if port == REDIS_PORT else ["--tls", "--cacert", TLS_CA]
+        addresses = [f"{node.network_ip()}:{port}" for node in self.nodes]
+        command = ["timeout", str(CREATE_TIMEOUT_S), "redis-cli", *tls, "--cluster", "create", *addresses,
                    "--cluster-replicas", str(self.replicas), "--cluster-yes"]
         # REDISCLI_AUTH keeps the password out of redis-cli's argv.
         result = self.nodes[0].exec(ExecConfig(command=command, environment={"REDISCLI_AUTH": self.password}))
@@ -175,21 +223,38 @@ class RedisCluster:
         for container in self.nodes:
             container.password = new
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a new certificate on every node and make each use it (no restart)."""
+        for node in self.nodes:
+            node.install_tls(tls, owner="redis")
+        return reload_tls(self.endpoint())
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
     def endpoint(self) -> RedisClusterEndpoint:
         nodes = tuple(RedisNodeEndpoint(alias=n.alias, internal_ip=n.network_ip(), host="127.0.0.1",
-                                        port=n.host_port(REDIS_PORT)) for n in self.nodes)
+                                        port=n.host_port(REDIS_PORT),
+                                        tls_port=n.host_port(REDIS_TLS_PORT) if n.tls else None) for n in self.nodes)
         return RedisClusterEndpoint(nodes=nodes, password=self.password, masters=self.masters,
-                                    replicas_per_master=self.replicas)
+                                    replicas_per_master=self.replicas,
+                                    tls=self.nodes[0].tls_info(REDIS_TLS_PORT, "tls", self.tls_strict))
 
     def logs(self, tail: int = 200) -> str:
         return "\n".join(f"--- {n.alias} ---\n{n.logs(tail)}" for n in self.nodes)
 
     def container_ids(self) -> list[str]:
         return [cid for n in self.nodes for cid in n.container_ids()]
+
+
+def reload_tls(endpoint: RedisClusterEndpoint) -> str:
+    """Setting any tls-* parameter makes Redis (6.0+) rebuild its TLS context from the files; the same
+    paths are set again, so CONFIG REWRITE is not needed."""
+    for node in endpoint.nodes:
+        with endpoint.node_client(node) as client:
+            client.execute_command("CONFIG", "SET", "tls-cert-file", TLS_CERT, "tls-key-file", TLS_KEY)
+    return "live: CONFIG SET tls-cert-file/tls-key-file"
 
 
 def parse_cluster_info(text: str | dict[str, Any]) -> dict[str, str]:

@@ -2,7 +2,10 @@
 
 Image: ``hashicorp/vault:<pinned>`` or the Debian-built OpenBao image; both read the server configuration
 from ``VAULT_LOCAL_CONFIG`` when started with the ``server`` command (the official image's contract).
-Ports: 8200 (API, plain HTTP in this issue; HTTPS is added later from Vault's own PKI).
+Ports: 8200 (API, plain HTTP) and 8300 (the same API over HTTPS). Vault cannot hold a certificate from its own
+PKI before that PKI exists, so the HTTPS listener starts on a throw-away self-signed placeholder; right after
+the bootstrap the harness installs a certificate issued by Vault's intermediate (with Vault's own AppRole)
+and sends SIGHUP, which makes Vault reload listener certificates live. Rotation works the same way.
 Readiness: the API answers ``GET /v1/sys/health`` through the published port; then the harness initialises
 it (Shamir shares/threshold from settings), keeps the keys in a private 0600 file, unseals it and waits
 until health reports it active.
@@ -20,10 +23,13 @@ import requests
 
 from harness.errors import VaultError
 from harness.files import write_file
+from harness.pki import self_signed
+from harness.tlsprobe import handshake, serial_to_int, unverified_context
 from harness.waiting import poll
-from stack.base import LoopbackContainer, ProbeWaitStrategy, RunContext
+from stack.base import TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
 
 VAULT_PORT = 8200
+VAULT_TLS_PORT = 8300
 # /sys/health answers these codes once the listener is up, whatever the seal state.
 _HEALTH_CODES = {200, 429, 472, 473, 501, 503}
 
@@ -37,13 +43,25 @@ class VaultEndpoint:
     internal_url: str
     token: str  # the harness-admin token after bootstrap (the root token is revoked)
     container_name: str
+    tls: TlsInfo | None = None  # the HTTPS listener, once it serves Vault's own certificate
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def client(self, token: str | None = None) -> hvac.Client:
-        return hvac.Client(url=self.url, token=token if token is not None else self.token, timeout=10)
+    @property
+    def tls_url(self) -> str:
+        if self.tls is None:
+            raise ValueError("Vault's HTTPS listener has no Vault-issued certificate yet")
+        return f"https://{self.tls.server_name}:{self.tls.port}"
+
+    def client(self, token: str | None = None, tls: bool = False) -> hvac.Client:
+        """An hvac client over HTTP, or over HTTPS (``tls``) verifying against the exported root CA."""
+        token = token if token is not None else self.token
+        if tls:
+            assert self.tls is not None
+            return hvac.Client(url=self.tls_url, token=token, timeout=10, verify=self.tls.ca_file)
+        return hvac.Client(url=self.url, token=token, timeout=10)
 
 
 @dataclass(frozen=True)
@@ -68,14 +86,16 @@ class VaultInit:
 
 
 def server_config(node_id: str = "vault-1") -> dict[str, Any]:
-    """The server configuration: raft storage in /vault/file, plain listener on 8200, no mlock.
+    """The server configuration: raft storage in /vault/file, plain listener on 8200, HTTPS on 8300, no mlock.
 
     ``performance_multiplier: 1`` uses raft's tightest timings (the production default of 5 is meant for
     slow networks); on this single node it cuts ``operator init`` from ~8.8 s to ~1.4 s.
     """
     return {
         "storage": {"raft": {"path": "/vault/file", "node_id": node_id, "performance_multiplier": 1}},
-        "listener": [{"tcp": {"address": f"0.0.0.0:{VAULT_PORT}", "tls_disable": True}}],
+        "listener": [{"tcp": {"address": f"0.0.0.0:{VAULT_PORT}", "tls_disable": True}},
+                     {"tcp": {"address": f"0.0.0.0:{VAULT_TLS_PORT}", "tls_cert_file": TLS_CERT,
+                              "tls_key_file": TLS_KEY, "tls_min_version": "tls12"}}],
         "api_addr": f"http://127.0.0.1:{VAULT_PORT}",
         "cluster_addr": "http://127.0.0.1:8201",
         "disable_mlock": True,
@@ -103,7 +123,10 @@ class VaultContainer(LoopbackContainer):
         self.key_threshold = key_threshold
         self.init_result: VaultInit | None = None
         self.admin_token: str | None = None  # set by the harness's bootstrap; the root token is revoked then
-        self.expose_on_loopback(VAULT_PORT)
+        self.expose_on_loopback(VAULT_PORT, VAULT_TLS_PORT)
+        placeholder_cert, placeholder_key = self_signed("vault-placeholder.invalid")
+        self.with_private_file(TLS_CERT, placeholder_cert.encode(), owner="vault")
+        self.with_private_file(TLS_KEY, placeholder_key.encode(), owner="vault")
         self.with_env("VAULT_LOCAL_CONFIG", json.dumps(server_config()))
         self.with_command("server")
         self.waiting_for(ProbeWaitStrategy(
@@ -158,12 +181,31 @@ class VaultContainer(LoopbackContainer):
              timeout=timeout or self.ctx.ready_timeout, hint="read the container log below")
         return self.health()
 
+    def rotate_tls(self, tls: TlsMaterial) -> str:
+        """Install a certificate on the HTTPS listener and make Vault serve it (SIGHUP; no restart)."""
+        self.install_tls(tls, owner="vault")
+        return reload_tls(self.get_wrapped_container(), self.host_port(VAULT_TLS_PORT), tls.serial,
+                          self.ctx.ready_timeout)
+
     def endpoint(self) -> VaultEndpoint:
         init = self.init_result or VaultInit.load(self.keys_file)
         return VaultEndpoint(host="127.0.0.1", port=self.host_port(VAULT_PORT),
                              internal_url=f"http://{self.alias}:{VAULT_PORT}",
                              token=self.admin_token or init.root_token,
-                             container_name=self.ctx.container_name(self.alias))
+                             container_name=self.ctx.container_name(self.alias),
+                             tls=self.tls_info(VAULT_TLS_PORT, "tls", strict=False))
+
+
+def reload_tls(container: Any, port: int, serial: str, timeout: float) -> str:
+    """SIGHUP makes Vault reload its listener certificates; wait until the new serial is served (the
+    reload is asynchronous), so callers never race the old certificate."""
+    container.kill(signal="SIGHUP")
+    want = serial_to_int(serial)
+    poll(lambda: handshake("127.0.0.1", port, "tls", unverified_context(), None).serial,
+         what=f"Vault's HTTPS listener to serve certificate {serial}", timeout=timeout,
+         accept=lambda served: served == want,
+         hint="Vault logs 'reloading' on SIGHUP; a key/cert mismatch or unreadable file keeps the old one")
+    return "live: SIGHUP"
 
 
 def _is_active(health: dict[str, Any]) -> bool:

@@ -49,6 +49,6 @@ def test_wrong_password_is_rejected(rabbitmq_service):
                                                                    rabbitmq_service.password + "x"))
     resp = rabbitmq_service.api("overview")
     assert resp.status_code == 200
-    bad = requests.get(f"{rabbitmq_service.management_url}/api/overview",
+    bad = requests.get(f"{rabbitmq_service.management_url(tls=False)}/api/overview",
                        auth=(rabbitmq_service.user, rabbitmq_service.password + "x"), timeout=10)
     assert bad.status_code == 401

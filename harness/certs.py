@@ -1,0 +1,202 @@
+"""Certificate status and rotation: what each TLS listener really serves, and replacing it live.
+
+Status reads the certificate off the wire (a verified handshake against the exported root CA), so it reports
+what clients get, not what a file on disk says. Rotation issues a new leaf with the service's own AppRole,
+installs it as 0600 files owned by the service user and makes the server reload it (see each ``stack``
+module's ``reload_tls``). Both work on a pytest session's :class:`~harness.engine.Stack` and on a stack left
+running by ``python -m harness up`` (found through its state file and container labels).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, HarnessError
+from harness.files import write_file
+from harness.pki import write_service_pem
+from harness.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int
+from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, fetch_material
+from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, TlsMaterial, client_tls_context, put_private_files
+from stack.mongodb import MongoEndpoint
+from stack.mysql import MySqlEndpoint
+from stack.postgres import PostgresEndpoint
+from stack.rabbitmq import RabbitMqEndpoint
+from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
+from stack.vault import VaultEndpoint
+
+#: The user owning a service's key inside its container (same name in the official and Debian images).
+OWNERS = {"vault": "vault", "postgres": "postgres", "mysql": "mysql", "mongodb": "mongodb", "redis": "redis",
+          "rabbitmq": "rabbitmq"}
+ENDPOINTS: dict[str, type] = {"vault": VaultEndpoint, "postgres": PostgresEndpoint, "mysql": MySqlEndpoint,
+                              "mongodb": MongoEndpoint, "redis": RedisClusterEndpoint, "rabbitmq": RabbitMqEndpoint}
+
+
+@dataclass(frozen=True)
+class TlsTarget:
+    """One TLS listener to check: which service/container, where, how to upgrade, what it should serve."""
+
+    service: str
+    alias: str
+    port: int
+    protocol: str
+    expected_serial: str
+    ca_file: str
+    server_name: str = "localhost"
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """What a listener served: serial, expiry, negotiated version/cipher, and whether it is the Vault leaf."""
+
+    target: TlsTarget
+    served_serial: str
+    not_after: dt.datetime
+    days_left: float
+    version: str
+    cipher: str
+
+    @property
+    def matches(self) -> bool:
+        return serial_to_int(self.served_serial) == serial_to_int(self.target.expected_serial)
+
+
+def targets(endpoints: Mapping[str, Any]) -> list[TlsTarget]:
+    """Every TLS listener of the given endpoints (each Redis node is its own listener)."""
+    found: list[TlsTarget] = []
+    for name, ep in endpoints.items():
+        tls: TlsInfo | None = getattr(ep, "tls", None)
+        if tls is None:
+            continue
+        if isinstance(ep, RedisClusterEndpoint):
+            found += [TlsTarget(name, node.alias, node.tls_port, "tls", tls.serial, tls.ca_file)
+                      for node in ep.nodes if node.tls_port]
+            continue
+        found.append(TlsTarget(name, getattr(ep, "alias", name), tls.port, tls.protocol, tls.serial, tls.ca_file,
+                               tls.server_name))
+        if isinstance(ep, RabbitMqEndpoint) and ep.management_tls_port:
+            found.append(TlsTarget(name, f"{ep.alias} (management https)", ep.management_tls_port, "tls",
+                                   tls.serial, tls.ca_file, tls.server_name))
+    return found
+
+
+def served(target: TlsTarget, now: dt.datetime | None = None) -> CertStatus:
+    """Handshake with full verification (chain to the root CA and hostname) and describe the leaf."""
+    result = handshake(target.host, target.port, target.protocol, client_tls_context(target.ca_file),
+                       target.server_name)
+    now = now or dt.datetime.now(dt.UTC)
+    return CertStatus(target=target, served_serial=int_to_serial(result.serial), not_after=result.not_after,
+                      days_left=(result.not_after - now).total_seconds() / 86400, version=result.version,
+                      cipher=result.cipher)
+
+
+def status(endpoints: Mapping[str, Any]) -> list[CertStatus | tuple[TlsTarget, str]]:
+    """The served certificate of every listener, or (target, error) where the handshake failed."""
+    rows: list[CertStatus | tuple[TlsTarget, str]] = []
+    for target in targets(endpoints):
+        try:
+            rows.append(served(target))
+        except (OSError, ssl.SSLError, TlsProbeError) as exc:
+            rows.append((target, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+# ------------------------------------------------------------------------------ a stack left by `up`
+
+
+def endpoint_from_json(service: str, data: Mapping[str, Any]) -> Any:
+    """Rebuild a service endpoint from the JSON in a stack state file."""
+    cls = ENDPOINTS[service]
+    values = dict(data)
+    if values.get("tls") is not None:
+        values["tls"] = TlsInfo(**values["tls"])
+    if service == "redis":
+        values["nodes"] = tuple(RedisNodeEndpoint(**n) for n in values["nodes"])
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class UpStack:
+    """A stack left running by ``python -m harness up``: its state file and endpoints."""
+
+    state_file: Path
+    data: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_file.parent
+
+    def endpoints(self) -> dict[str, Any]:
+        return {name: endpoint_from_json(name, ep) for name, ep in self.data["endpoints"].items()}
+
+    def save(self, endpoints: Mapping[str, Any]) -> None:
+        self.data["endpoints"] = {name: asdict(ep) for name, ep in endpoints.items() if is_dataclass(ep)}
+        write_file(self.state_file, json.dumps(self.data, indent=2, default=str))
+
+
+def find_up_stack(state_root: Path, live_run_ids: Iterable[str]) -> UpStack:
+    """The newest ``up`` stack whose containers still exist."""
+    live = set(live_run_ids)
+    candidates = sorted((state_root / "runs").glob("*/stack.json"), reverse=True)
+    for path in candidates:
+        data = json.loads(path.read_text())
+        if data.get("run_id") in live:
+            return UpStack(path, data)
+    raise ConfigError(f"no running stack started by `python -m harness up` (looked in {state_root / 'runs'}); "
+                      "start one with: python -m harness up")
+
+
+def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str, str]:
+    """Rotate one service's certificate on an ``up`` stack: (old serial, new serial, how applied)."""
+    from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
+
+    endpoints = stack.endpoints()
+    ep = endpoints.get(service)
+    if ep is None or ep.tls is None:
+        raise ConfigError(f"{service} is not running with TLS in run {stack.run_id}")
+    bootstrap = BootstrapResult.load(stack.state_dir / "vault-bootstrap.json")
+    material: ServiceMaterial = fetch_material(endpoints["vault"].url, service, bootstrap.approles[service],
+                                               bootstrap.names[service])
+    root = Path(ep.tls.ca_file).read_text()
+    tls = TlsMaterial(certificate=material.fullchain, private_key=material.private_key, ca_chain=root,
+                      root_ca=root, serial=material.serial)
+    containers = client.containers.list(filters={"label": [f"{LABEL_RUN_ID}={stack.run_id}",
+                                                           f"{LABEL_SERVICE}={service}"]})
+    if not containers:
+        raise HarnessError(f"no running {service} container in run {stack.run_id}")
+    for container in containers:
+        put_private_files(container, tls.files(OWNERS[service], combined=service == "mongodb"), what=service)
+    write_service_pem(stack.state_dir / "pki" / service, material)
+    new_ep = _with_serial(ep, material.serial)
+    if service == "postgres":
+        how = postgres.reload_tls(new_ep)
+    elif service == "mysql":
+        how = mysql.reload_tls(new_ep)
+    elif service == "mongodb":
+        how = mongodb.reload_tls(new_ep)
+    elif service == "redis":
+        how = redis_cluster.reload_tls(new_ep)
+    elif service == "rabbitmq":
+        how = rabbitmq.reload_tls(containers[0])
+    else:
+        how = vault.reload_tls(containers[0], ep.tls.port, material.serial, 60)
+    endpoints[service] = new_ep
+    stack.save(endpoints)
+    return ep.tls.serial, material.serial, how
+
+
+def _with_serial(ep: Any, serial: str) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(ep, tls=dataclasses.replace(ep.tls, serial=serial))
