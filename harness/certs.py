@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,8 @@ class UpStack:
         return {name: endpoint_from_json(name, ep) for name, ep in self.data["endpoints"].items()}
 
     def save(self, endpoints: Mapping[str, Any]) -> None:
-        self.data["endpoints"] = {name: asdict(ep) for name, ep in endpoints.items() if is_dataclass(ep)}
+        self.data["endpoints"] = {name: asdict(ep) for name, ep in endpoints.items()
+                                  if is_dataclass(ep) and not isinstance(ep, type)}
         write_file(self.state_file, json.dumps(self.data, indent=2, default=str))
 
 
@@ -197,6 +198,4 @@ def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str
 
 
 def _with_serial(ep: Any, serial: str) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(ep, tls=dataclasses.replace(ep.tls, serial=serial))
+    return replace(ep, tls=replace(ep.tls, serial=serial))

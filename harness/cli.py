@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="list the harness's containers")
 
+    certs = sub.add_parser("certs", help="TLS certificates of the stack started by `up`")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
+    certs_sub.add_parser("status", help="serial, not-after and days left of what every TLS listener serves "
+                                        "(exit 1 if one is below HARNESS_TLS_MIN_DAYS_LEFT or not Vault's)")
+    rotate = certs_sub.add_parser("rotate", help="issue new certificates from Vault and make the running "
+                                                 "services use them (live reload where the server has one)")
+    rotate.add_argument("--service", action="append", choices=list(SERVICES),
+                        help="rotate only this service (repeatable; default: every service with TLS)")
+
     images = sub.add_parser("images", help="image sets")
     images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
     build = images_sub.add_parser("build", help="build the Debian image set (skips unchanged images)")
@@ -78,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         settings = load_settings()
-        handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images}[args.command]
+        handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
+                   "certs": cmd_certs}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -228,6 +238,51 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         table.add_row(c.labels.get(LABEL_RUN_ID, ""), c.labels.get(LABEL_SERVICE, ""), c.name, c.status,
                       c.labels.get(LABEL_KEEP, ""), ports)
     out.print(table)
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.certs import find_up_stack, rotate_up_stack, status
+    from harness.docker_env import docker_client
+    from stack.base import LABEL_RUN_ID
+
+    client = docker_client()
+    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
+    stack = find_up_stack(settings.state_dir, live)
+    if args.certs_command == "rotate":
+        names = args.service or [n for n, ep in stack.endpoints().items() if getattr(ep, "tls", None)]
+        table = Table(title=f"rotated (run {stack.run_id})", title_justify="left")
+        for col in ("service", "old serial", "new serial", "applied", "seconds"):
+            table.add_column(col, overflow="fold")
+        for name in names:
+            t0 = time.monotonic()
+            old, new, how = rotate_up_stack(stack, client, name)
+            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
+        out.print(table)
+        _export_certs(stack.state_dir / "pki", Path("certs"))
+    rows = status(stack.endpoints())
+    table = Table(title=f"served certificates (run {stack.run_id}; minimum {settings.tls_min_days_left} days)",
+                  title_justify="left")
+    for col in ("service", "listener", "serial", "not after (UTC)", "days left", "TLS", "Vault's"):
+        table.add_column(col, overflow="fold")
+    bad = 0
+    for row in rows:
+        if isinstance(row, tuple):
+            target, error = row
+            table.add_row(target.service, f"{target.alias} :{target.port}", "-", "-", "-", "-", f"[red]{error}[/red]")
+            bad += 1
+            continue
+        low = row.days_left < settings.tls_min_days_left
+        bad += int(low or not row.matches)
+        table.add_row(row.target.service, f"{row.target.alias} :{row.target.port}", row.served_serial,
+                      row.not_after.strftime("%Y-%m-%d %H:%M"),
+                      f"[red]{row.days_left:.1f}[/red]" if low else f"{row.days_left:.1f}",
+                      f"{row.version} {row.cipher}", "yes" if row.matches else "[red]NO[/red]")
+    out.print(table)
+    if bad:
+        console.print(f"[red]error:[/red] {bad} listener(s) unreachable, not serving the Vault-issued "
+                      f"certificate, or below {settings.tls_min_days_left} days")
+        return 1
     return 0
 
 

@@ -156,6 +156,32 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         stack.close()
 
 
+@pytest.fixture(scope="session")
+def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+    """A second stack whose services serve TLS only (``tls_strict`` set in its Vault), started once with
+    every service the selected tests using this fixture need; removed at the end of the session."""
+    state = request.config.stash[_STATE]
+    wanted = sorted({s for item in request.session.items if "strict_stack" in getattr(item, "fixturenames", ())
+                     for s in services_of(item)} - {"vault"})
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def log(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"harness (strict TLS stack): {line}")
+
+    stack = Stack(state.settings.with_overrides(tls_strict=tuple(wanted)), keep=state.keep, log=log)
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    try:
+        with progress:
+            if reporter is not None:
+                reporter.write_line("")
+            stack.start(wanted)
+        yield stack
+    finally:
+        stack.close()
+
+
 def _service_fixture(name: str) -> Callable[..., Any]:
     def fixture(harness_stack: Stack) -> Any:
         reason = harness_stack.unavailable_reason(name)

@@ -69,3 +69,18 @@ def test_settings_table_covers_every_field():
     names = {row[0] for row in settings_table()}
     assert "HARNESS_IMAGES" in names and "HARNESS_IMAGE_<SERVICE>" in names
     assert all(desc for _, _, desc in settings_table()), "every setting needs a description"
+
+
+def test_tls_strict_from_env_and_file(tmp_path):
+    s = load_settings({"HARNESS_TLS_STRICT": "postgres, redis"}, cwd=tmp_path)
+    assert s.tls_strict == ("postgres", "redis")
+    (tmp_path / "harness.toml").write_text('[harness]\ntls_strict = ["mysql"]\ntls_min_days_left = 5\n')
+    s = load_settings({}, cwd=tmp_path)
+    assert s.tls_strict == ("mysql",) and s.tls_min_days_left == 5
+
+
+@pytest.mark.parametrize(("value", "message"),
+                         [("postgres,nope", "unknown service"), ("vault", "cannot include vault")])
+def test_tls_strict_rejects_bad_services(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"HARNESS_TLS_STRICT": value}, cwd=tmp_path)
