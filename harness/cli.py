@@ -193,18 +193,25 @@ def _fmt(value: float | None) -> str:
 def _print_endpoints(stack: Any) -> None:
     table = Table(title="endpoints (127.0.0.1 only)", title_justify="left")
     table.add_column("service")
-    table.add_column("address")
+    table.add_column("plain")
+    table.add_column("TLS (verify against certs/root-ca.pem)")
     for name, service in stack.services.items():
         ep = service.endpoint()
+        tls = getattr(ep, "tls", None)
+        strict = " [strict]" if tls is not None and tls.strict else ""
         if name == "redis":
-            addr = ", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in ep.nodes)
+            plain = ", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in ep.nodes)
+            secure = ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in ep.nodes if n.tls_port)
         elif name == "rabbitmq":
-            addr = f"amqp 127.0.0.1:{ep.port}, management http://127.0.0.1:{ep.management_port}"
+            plain = f"amqp 127.0.0.1:{ep.port}, management http://127.0.0.1:{ep.management_port}"
+            secure = (f"amqps localhost:{tls.port}, management https://localhost:{ep.management_tls_port}"
+                      if tls else "")
         elif name == "vault":
-            addr = ep.url
+            plain, secure = ep.url, ep.tls_url if tls else ""
         else:
-            addr = f"127.0.0.1:{ep.port}"
-        table.add_row(name, addr)
+            plain = f"127.0.0.1:{ep.port}"
+            secure = f"localhost:{tls.port}" if tls else ""
+        table.add_row(name, "-" if strict else plain, (secure or "-") + strict)
     console.print(table)
 
 
