@@ -356,7 +356,7 @@ class Stack:
         if name == "redis":
             return RedisCluster(image, ctx=ctx, password=secret["password"], masters=s.redis_masters,
                                 replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms, tls=tls,
-                                tls_strict=strict)
+                                tls_strict=strict, full_coverage=s.redis_full_coverage)
         if name == "rabbitmq":
             return RabbitMqContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
                                      vhost=secret["vhost"], tls=tls, tls_strict=strict)

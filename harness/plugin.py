@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness.drills import drill_lines
 from harness.engine import Stack, validate_services, with_dependencies
 from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from harness.report import Outcomes, build_report, write_report
@@ -35,6 +36,7 @@ class _State:
     needed: list[str] = field(default_factory=list)
     stack: Stack | None = None
     outcomes: Outcomes = field(default_factory=Outcomes)
+    drills: list[dict[str, Any]] = field(default_factory=list)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -156,20 +158,20 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         stack.close()
 
 
-@pytest.fixture(scope="session")
-def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
-    """A second stack whose services serve TLS only (``tls_strict`` set in its Vault), started once with
-    every service the selected tests using this fixture need; removed at the end of the session."""
+def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
+                 overrides: Callable[[Settings, list[str]], Settings]) -> Iterator[Stack]:
+    """A second stack for the tests that use ``fixture``: the services those tests need, with ``overrides``
+    applied to the session's settings; removed at the end of the session."""
     state = request.config.stash[_STATE]
-    wanted = sorted({s for item in request.session.items if "strict_stack" in getattr(item, "fixturenames", ())
+    wanted = sorted({s for item in request.session.items if fixture in getattr(item, "fixturenames", ())
                      for s in services_of(item)} - {"vault"})
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def log(line: str) -> None:
         if reporter is not None:
-            reporter.write_line(f"harness (strict TLS stack): {line}")
+            reporter.write_line(f"harness ({label}): {line}")
 
-    stack = Stack(state.settings.with_overrides(tls_strict=tuple(wanted)), keep=state.keep, log=log)
+    stack = Stack(overrides(state.settings, wanted), keep=state.keep, log=log)
     capman = request.config.pluginmanager.getplugin("capturemanager")
     progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
@@ -180,6 +182,36 @@ def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterat
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="session")
+def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+    """A stack whose services serve TLS only (``tls_strict`` set in its own Vault)."""
+    yield from _extra_stack(request, "strict_stack", "strict TLS stack",
+                            lambda s, wanted: s.with_overrides(tls_strict=tuple(wanted)))
+
+
+@pytest.fixture(scope="session")
+def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+    """Vault and a Redis cluster of 3 masters + 1 replica each, ``cluster-node-timeout`` from
+    ``drill_node_timeout_ms``, for the failover drills."""
+    yield from _extra_stack(request, "failover_stack", "failover drill stack",
+                            lambda s, _: s.with_overrides(redis_replicas=1,
+                                                          redis_node_timeout_ms=s.drill_node_timeout_ms))
+
+
+@pytest.fixture(scope="session")
+def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+    """Vault and a Redis cluster of 3 masters without replicas, drill node timeout, for the node-loss drills."""
+    yield from _extra_stack(request, "node_loss_stack", "node-loss drill stack",
+                            lambda s, _: s.with_overrides(redis_replicas=0,
+                                                          redis_node_timeout_ms=s.drill_node_timeout_ms))
+
+
+@pytest.fixture(scope="session")
+def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Drill tests append their measured rounds here; they are printed at the end and put in the report."""
+    return request.config.stash[_STATE].drills
 
 
 def _service_fixture(name: str) -> Callable[..., Any]:
@@ -250,6 +282,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     stack_json = state.stack.report.to_json() if state.stack is not None else None
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
+    if state.drills:
+        data["drills"] = state.drills
     write_report(state.report_path, data)
     session.config.stash[_REPORT] = data
 
@@ -273,6 +307,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if data["total_stack_start_s"] is not None:
         tr.write_line(f"stack start: {data['total_stack_start_s']:.2f}s (ratio to vault+slowest: "
                       f"{data['parallel_ratio']})")
+    for drill in data.get("drills", []):
+        for line in drill_lines(drill):
+            tr.write_line(line)
     counts = data["tests"]
     tr.write_line(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
                   f"{counts['error']} errors; report: {state.report_path}")

@@ -44,6 +44,11 @@ class Settings:
         redis_masters: Redis cluster masters (3, the user's topology).
         redis_replicas: replicas per master (0 by default; the failover drills use 1).
         redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.
+        redis_full_coverage: ``cluster-require-full-coverage`` (yes: the whole cluster refuses while a slot is lost).
+        drill_node_timeout_ms: ``cluster-node-timeout`` of the clusters the drills start.
+        drill_promote_max_ms: a failover drill fails if the replica owns the slots later than this after the fault.
+        drill_round_timeout_s: the longest a drill round may take (fault, measurements, restore).
+        drill_max_rounds: upper bound for ``--rounds``.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
         tls_strict: services that serve TLS only (comma-separated; the rest run dual mode, plain and TLS).
@@ -65,6 +70,11 @@ class Settings:
     redis_masters: int = 3
     redis_replicas: int = 0
     redis_node_timeout_ms: int = 5000
+    redis_full_coverage: bool = True
+    drill_node_timeout_ms: int = 1000
+    drill_promote_max_ms: int = 5000
+    drill_round_timeout_s: float = 60.0
+    drill_max_rounds: int = 20
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
@@ -117,7 +127,11 @@ class Settings:
                               "listener before Vault's own certificate exists")
         if self.tls_min_days_left < 0:
             raise ConfigError("tls_min_days_left must be >= 0")
-        for name in ("ready_timeout", "registry_probe_timeout"):
+        if self.drill_node_timeout_ms < 100 or self.redis_node_timeout_ms < 100:
+            raise ConfigError("cluster node timeouts must be at least 100 ms")
+        if self.drill_max_rounds < 1:
+            raise ConfigError("drill_max_rounds must be at least 1")
+        for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
 

@@ -41,8 +41,14 @@ CONF_PATH = "/data/harness.conf"
 CREATE_TIMEOUT_S = 60
 
 
-def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: bool = False) -> str:
-    """The redis.conf of every node (strict: TLS only, ``port 0``)."""
+def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: bool = False,
+                full_coverage: bool = True) -> str:
+    """The redis.conf of every node (strict: TLS only, ``port 0``).
+
+    Persistence is AOF (``appendfsync everysec``) in /data, which lives as long as the container: a node that
+    is stopped and started again comes back with its keys and its nodes.conf (same node id). A graceful stop
+    loses nothing; a SIGKILL can lose up to the last second of writes.
+    """
     tls_lines = [f"tls-port {REDIS_TLS_PORT}", f"tls-cert-file {TLS_CERT}", f"tls-key-file {TLS_KEY}",
                  f"tls-ca-cert-file {TLS_CA}", "tls-auth-clients optional", "tls-cluster yes",
                  "tls-replication yes", 'tls-protocols "TLSv1.2 TLSv1.3"'] if tls else []
@@ -54,7 +60,9 @@ def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: 
         "cluster-enabled yes",
         "cluster-config-file nodes.conf",
         f"cluster-node-timeout {node_timeout_ms}",
-        "appendonly no",
+        f"cluster-require-full-coverage {'yes' if full_coverage else 'no'}",
+        "appendonly yes",
+        "appendfsync everysec",
         "dir /data",
         f"requirepass {password}",
         f"masterauth {password}",
@@ -128,7 +136,8 @@ class RedisNodeContainer(LoopbackContainer):
     """One cluster-enabled Redis node, published on 127.0.0.1 only."""
 
     def __init__(self, image: str, *, ctx: RunContext, alias: str, password: str, node_timeout_ms: int,
-                 tls: TlsMaterial | None = None, tls_strict: bool = False, **kwargs: Any) -> None:
+                 tls: TlsMaterial | None = None, tls_strict: bool = False, full_coverage: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(image, ctx=ctx, service="redis", alias=alias, **kwargs)
         if tls is not None:
             self.with_tls_material(tls, owner="redis")
@@ -138,7 +147,8 @@ class RedisNodeContainer(LoopbackContainer):
         self.tls_strict = tls_strict
         self.password = password
         self.expose_on_loopback(REDIS_PORT)
-        conf = node_config(password, node_timeout_ms, tls=tls is not None, strict=tls_strict)
+        conf = node_config(password, node_timeout_ms, tls=tls is not None, strict=tls_strict,
+                           full_coverage=full_coverage)
         self.with_private_file(CONF_PATH, conf.encode(), owner="redis")
         self.with_command(["redis-server", CONF_PATH])
         self.waiting_for(ProbeWaitStrategy(
@@ -168,20 +178,25 @@ class RedisCluster:
         masters: number of masters (>= 3).
         replicas: replicas per master.
         node_timeout_ms: ``cluster-node-timeout``.
+        full_coverage: ``cluster-require-full-coverage`` (no: the rest of the cluster serves when a master
+            and its slots are lost).
     """
 
     name = "redis"
 
     def __init__(self, image: str, *, ctx: RunContext, password: str, masters: int = 3, replicas: int = 0,
-                 node_timeout_ms: int = 5000, tls: TlsMaterial | None = None, tls_strict: bool = False) -> None:
+                 node_timeout_ms: int = 5000, tls: TlsMaterial | None = None, tls_strict: bool = False,
+                 full_coverage: bool = True) -> None:
         self.ctx = ctx
+        self.node_timeout_ms = node_timeout_ms
         self.password = password
         self.masters = masters
         self.replicas = replicas
         self.tls_strict = tls_strict
         count = masters * (1 + replicas)
         self.nodes = [RedisNodeContainer(image, ctx=ctx, alias=f"redis-{i + 1}", password=password,
-                                         node_timeout_ms=node_timeout_ms, tls=tls, tls_strict=tls_strict)
+                                         node_timeout_ms=node_timeout_ms, tls=tls, tls_strict=tls_strict,
+                                         full_coverage=full_coverage)
                       for i in range(count)]
 
     def start(self) -> RedisCluster:

@@ -1,0 +1,38 @@
+"""Failover drill (3 masters + 1 replica each): one round per fault kind, figures always reported.
+
+Thresholds come from the settings (``drill_promote_max_ms``, default 5000 with ``drill_node_timeout_ms``
+1000); writes that ``WAIT 1`` confirmed on a replica must all survive; the old master must come back as a
+replica and the cluster be whole again."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.drills import FAULTS, ClusterView, failover_round, report
+
+pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_failover_round(failover_stack, drill_results, fault):
+    settings = failover_stack.settings
+    cluster = failover_stack.require("redis")
+    number = FAULTS.index(fault)
+    result = failover_round(cluster, number, fault, timeout=settings.drill_round_timeout_s)
+    drill_results.append(report("redis-failover", [result], {
+        "fault": fault, "node_timeout_ms": settings.redis_node_timeout_ms, "topology": "3+3"}))
+    assert not result.problems, result.problems
+    assert result.detect_ms is not None and result.promote_ms is not None and result.cluster_ok_ms is not None
+    assert result.promote_ms <= settings.drill_promote_max_ms, (
+        f"promotion took {result.promote_ms} ms (limit {settings.drill_promote_max_ms} ms)")
+    assert result.detect_ms <= result.promote_ms <= result.cluster_ok_ms + 1
+    assert result.client_outage_ms is not None and result.writes_replicated > 0
+    assert result.lost_replicated == 0, f"{result.lost_replicated} writes confirmed by WAIT 1 were lost"
+    assert result.rejoin_ms is not None
+    assert not ClusterView(cluster).problems(cluster.nodes[0])
+
+
+def test_failover_stack_topology(failover_stack):
+    cluster = failover_stack.require("redis")
+    assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (3, 1, 6)
+    assert cluster.node_timeout_ms == failover_stack.settings.drill_node_timeout_ms
