@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--service", action="append", choices=list(SERVICES),
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
+    drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
+    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss"],
+                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas")
+    drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
+    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle"], default="cycle",
+                       help="failover fault; cycle (default) takes kill, stop, pause, disconnect in turn")
+    drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
+                       help="node loss: cluster-require-full-coverage; both (default) alternates")
+    drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
+
     images = sub.add_parser("images", help="image sets")
     images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
     build = images_sub.add_parser("build", help="build the Debian image set (skips unchanged images)")
@@ -88,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
-                   "certs": cmd_certs}[args.command]
+                   "certs": cmd_certs, "drill": cmd_drill}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -289,6 +299,51 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
     if bad:
         console.print(f"[red]error:[/red] {bad} listener(s) unreachable, not serving the Vault-issued "
                       f"certificate, or below {settings.tls_min_days_left} days")
+        return 1
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
+    from harness.drills import FAULTS, drill_lines, failover_round, node_loss_round, report
+    from harness.engine import Stack
+    from stack.redis_cluster import RedisCluster
+
+    if not 1 <= args.rounds <= settings.drill_max_rounds:
+        console.print(f"[red]error:[/red] --rounds must be between 1 and {settings.drill_max_rounds} "
+                      "(HARNESS_DRILL_MAX_ROUNDS)")
+        return 2
+    failover = args.kind == "redis-failover"
+    drill_settings = settings.with_overrides(redis_replicas=1 if failover else 0,
+                                             redis_node_timeout_ms=settings.drill_node_timeout_ms)
+    t0 = time.monotonic()
+    stack = Stack(drill_settings, log=_log(t0))
+    rounds: list[Any] = []
+    budget = settings.drill_round_timeout_s
+    try:
+        stack.start(["redis"])
+        cluster = stack.require("redis")
+        assert isinstance(cluster, RedisCluster)
+        for number in range(args.rounds):
+            if failover:
+                fault = FAULTS[number % len(FAULTS)] if args.fault == "cycle" else args.fault
+                console.print(f"round {number}: {fault} a master")
+                rounds.append(failover_round(cluster, number, fault, timeout=budget))
+            else:
+                full = number % 2 == 1 if args.full_coverage == "both" else args.full_coverage == "yes"
+                console.print(f"round {number}: stop a master (full coverage {'yes' if full else 'no'})")
+                rounds.append(node_loss_round(cluster, number, full, timeout=budget))
+    finally:
+        stack.close()
+    data = report(args.kind, rounds, {"node_timeout_ms": drill_settings.redis_node_timeout_ms,
+                                      "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
+    for line in drill_lines(data):
+        out.print(line, highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    if data["failed_rounds"]:
+        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
         return 1
     return 0
 

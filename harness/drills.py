@@ -493,6 +493,10 @@ def drill_lines(data: dict[str, Any]) -> list[str]:
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     for r in data["rounds"]:
+        if "lost_slots_error" in r:
+            served = {True: "yes", False: "no", None: "-"}[r["surviving_slots_served"]]
+            lines.append(f"round {r['round']}: surviving masters served their keys: {served}; "
+                         f"a key of the lost master: {r['lost_slots_error']}")
         lines += [f"round {r['round']}: PROBLEM: {p}" for p in r["problems"]]
     return lines
 
