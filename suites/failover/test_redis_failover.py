@@ -36,3 +36,6 @@ def test_failover_stack_topology(failover_stack):
     cluster = failover_stack.require("redis")
     assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (3, 1, 6)
     assert cluster.node_timeout_ms == failover_stack.settings.drill_node_timeout_ms
+    view = ClusterView(cluster)
+    for node in cluster.nodes:  # every master has a connected replica, as every node sees it
+        assert view.problems(node) == [], node.alias
