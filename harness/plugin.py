@@ -37,6 +37,7 @@ class _State:
     stack: Stack | None = None
     outcomes: Outcomes = field(default_factory=Outcomes)
     drills: list[dict[str, Any]] = field(default_factory=list)
+    benchmarks: dict[str, Any] = field(default_factory=dict)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -209,6 +210,12 @@ def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Ite
 
 
 @pytest.fixture(scope="session")
+def harness_benchmarks(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Suites put measured figures here (name -> value); printed at the end and saved in the report."""
+    return request.config.stash[_STATE].benchmarks
+
+
+@pytest.fixture(scope="session")
 def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     """Drill tests append their measured rounds here; they are printed at the end and put in the report."""
     return request.config.stash[_STATE].drills
@@ -284,6 +291,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
     if state.drills:
         data["drills"] = state.drills
+    if state.benchmarks:
+        data["benchmarks"] = state.benchmarks
     write_report(state.report_path, data)
     session.config.stash[_REPORT] = data
 
@@ -310,6 +319,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for drill in data.get("drills", []):
         for line in drill_lines(drill):
             tr.write_line(line)
+    for name, value in data.get("benchmarks", {}).items():
+        tr.write_line(f"benchmark {name}: {value}")
     counts = data["tests"]
     tr.write_line(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
                   f"{counts['error']} errors; report: {state.report_path}")

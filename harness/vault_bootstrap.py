@@ -103,7 +103,7 @@ def service_policy(service: str) -> str:
 
 ADMIN_POLICY_HCL = """
 # The harness's own later work: rotate credentials, (re)issue certificates, mint/destroy secret-ids,
-# snapshot raft for backups. No sys/policy, sys/auth or sys/mounts changes.
+# snapshot raft for backups and restore a snapshot. No sys/policy, sys/auth or sys/mounts changes.
 path "secret/data/*" { capabilities = ["create", "read", "update"] }
 path "secret/metadata/*" { capabilities = ["read", "list"] }
 path "pki_int/issue/*" { capabilities = ["create", "update"] }
@@ -115,6 +115,7 @@ path "auth/approle/role/+/role-id" { capabilities = ["read"] }
 path "auth/approle/role/+/secret-id" { capabilities = ["create", "update"] }
 path "auth/approle/role/+/secret-id/destroy" { capabilities = ["create", "update"] }
 path "sys/storage/raft/snapshot" { capabilities = ["read"] }
+path "sys/storage/raft/snapshot-force" { capabilities = ["create", "update", "sudo"] }
 path "sys/storage/raft/configuration" { capabilities = ["read"] }
 path "sys/policies/acl/*" { capabilities = ["read"] }
 """
