@@ -184,7 +184,7 @@ def restore_postgres(t: Target, files: dict[str, bytes]) -> None:
     _exec(c, ["psql", "-q", "-U", ep.user, "-d", ep.dbname, "-f", f"{RESTORE_DIR}/globals.sql"], "postgres", "psql")
     _exec(c, ["pg_restore", "--clean", "--if-exists", "--no-owner", "--exit-on-error", "-U", ep.user, "-d",
               ep.dbname, f"{RESTORE_DIR}/pg.dump"], "postgres", "pg_restore")
-    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/pg.dump", f"{RESTORE_DIR}/globals.sql"], "postgres")
+    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/pg.dump", f"{RESTORE_DIR}/globals.sql"], "root")
 
 
 def restore_mysql(t: Target, files: dict[str, bytes]) -> None:
@@ -193,7 +193,7 @@ def restore_mysql(t: Target, files: dict[str, bytes]) -> None:
     put_private_files(c, {f"{RESTORE_DIR}/dump.sql": (files[f"mysql/{ep.database}.sql"], "mysql")}, "mysql")
     tool = _mysql_tool(c, "mariadb", "mysql")
     _exec(c, ["sh", "-c", f'"$0" --defaults-extra-file={options} < {RESTORE_DIR}/dump.sql', tool], "mysql", tool)
-    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/dump.sql"], "mysql")
+    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/dump.sql"], "root")
 
 
 def restore_mongodb(t: Target, files: dict[str, bytes]) -> None:
@@ -273,17 +273,22 @@ def restore_vault(t: Target, files: dict[str, bytes], adopt: Callable[[dict[str,
     if resp.status_code not in (200, 204):
         raise BackupError(f"raft snapshot-force answered {resp.status_code}: {resp.text[:300]}")
     client = hvac.Client(url=ep.url, timeout=10)
+    restored_admin = hvac.Client(url=ep.url, token=bundle["bootstrap"]["admin_token"], timeout=10)
 
-    def state() -> dict[str, Any]:
+    def restored() -> bool:
+        # The restore seals Vault asynchronously (a snapshot from another cluster brings that cluster's keyring),
+        # so "unsealed" alone proves nothing: ready means unsealed *and* the backup's admin token is valid.
         health: dict[str, Any] = requests.get(f"{ep.url}/v1/sys/health", params={"sealedcode": 200,
                                               "standbycode": 200, "uninitcode": 200}, timeout=5).json()
         if health.get("sealed"):
             for key in bundle["init"]["keys"][: bundle["init"]["threshold"]]:
                 client.sys.submit_unseal_key(key)
-        return health
+            return False
+        restored_admin.auth.token.lookup_self()
+        return True
 
-    poll(state, what="the restored Vault to be unsealed (with the backup's keys) and active", timeout=timeout,
-         accept=lambda h: not h.get("sealed", True) and not h.get("standby", True),
+    poll(restored, what="the restored Vault to be unsealed (with the backup's keys) and to accept the backup's "
+         "admin token", timeout=timeout, accept=bool,
          hint="a snapshot from another cluster needs that cluster's unseal keys, which the backup carries")
     adopt(bundle["init"], bundle["bootstrap"])
     admin = t.endpoint("vault").client()
