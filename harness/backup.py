@@ -83,7 +83,11 @@ class Keys:
     def describe(self) -> dict[str, Any]:
         return {"cipher": "AES-256-GCM", "nonce_bytes": NONCE_BYTES, "aad": "artifact path",
                 "kdf": "scrypt", **dict(SCRYPT), "salt": self.salt.hex(),
-                "manifest_mac": "HMAC-SHA256"}
+                "manifest_mac": "HMAC-SHA256", "check": self.check()}
+
+    def check(self) -> str:
+        """A value that tells a wrong passphrase from a tampered manifest (reveals nothing about the key)."""
+        return hmac.new(self.mac, b"devstack-harness passphrase check", hashlib.sha256).hexdigest()[:16]
 
     def encrypt(self, data: bytes, aad: str) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -211,7 +215,10 @@ def keys_for(root: Path, backup_id: str, passphrase: bytes | None) -> Keys | Non
         return None
     if passphrase is None:
         raise ConfigError(f"backup {backup_id} is encrypted: give --passphrase-file")
-    return Keys.derive(passphrase, bytes.fromhex(enc["salt"]))
+    keys = Keys.derive(passphrase, bytes.fromhex(enc["salt"]))
+    if enc.get("check") and not hmac.compare_digest(keys.check(), str(enc["check"])):
+        raise BackupError(f"wrong passphrase for backup {backup_id}")
+    return keys
 
 
 # --------------------------------------------------------------------------------------------- verify
@@ -237,6 +244,8 @@ def verify(root: Path, backup_id: str, passphrase: bytes | None = None,
     raw = (directory / "manifest.json").read_bytes()
     try:
         keys = keys_for(root, backup_id, passphrase)
+    except BackupError as exc:
+        return [Finding("manifest.json", "wrong passphrase", str(exc))]
     except (json.JSONDecodeError, KeyError, ValueError) as exc:
         return [Finding("manifest.json", "manifest tampered", f"unreadable: {exc}")]
     problem = _manifest_problem(directory, raw, keys)

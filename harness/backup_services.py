@@ -74,9 +74,16 @@ def capture_postgres(t: Target) -> list[Captured]:
                                          "pg_dump -Fc"))
     roles, roles_s = _timed(lambda: _exec(c, ["pg_dumpall", "--globals-only", "--no-role-passwords", "-U", ep.user],
                                           "postgres", "pg_dumpall --globals-only"))
-    return [Captured("postgres", f"postgres/{ep.dbname}.dump", dump, seconds, {"tool": "pg_dump -Fc"}, plain),
+    return [Captured("postgres", f"postgres/{ep.dbname}.dump", dump, seconds, {"tool": "pg_dump -Fc"},
+                     _without_restrict_keys(plain)),
             Captured("postgres", "postgres/globals.sql", roles, roles_s,
-                     {"tool": "pg_dumpall --globals-only --no-role-passwords"})]
+                     {"tool": "pg_dumpall --globals-only --no-role-passwords"}, _without_restrict_keys(roles))]
+
+
+def _without_restrict_keys(sql: bytes) -> bytes:
+    """Plain dumps from current PostgreSQL releases carry ``\\restrict <random key>`` lines (a psql safety
+    measure); they differ on every dump, so they are left out of the content fingerprint."""
+    return b"\n".join(line for line in sql.split(b"\n") if not line.startswith((b"\\restrict", b"\\unrestrict")))
 
 
 def _mysql_option_file(t: Target) -> str:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 
@@ -208,3 +207,122 @@ def test_services_keep_working_with_live_credentials(round_trip):
     with fresh.endpoint("postgres").connect() as conn:
         assert conn.execute("SELECT count(*) FROM customers").fetchone() == (200,)
     fresh.endpoint("rabbitmq").connect().close()
+
+
+# ----------------------------------------------------------------------------------- tampering and keys
+
+
+def _copy(round_trip, tmp_path) -> tuple[Path, str]:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(round_trip["root"], root)
+    return root, round_trip["manifest"].id
+
+
+def _statuses(root, backup_id, passphrase):
+    return {(f.artifact, f.status) for f in verify(root, backup_id, passphrase, basic_format_check) if f.status != "ok"}
+
+
+@pytest.mark.parametrize("case", ["flip", "truncate", "delete", "extra", "manifest"])
+def test_tampering_is_detected_and_named(round_trip, tmp_path, case):
+    root, backup_id = _copy(round_trip, tmp_path)
+    target = root / backup_id / "postgres" / "devstack.dump"
+    if case == "flip":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+        expected = {("postgres/devstack.dump", "checksum mismatch")}
+    elif case == "truncate":
+        target.write_bytes(target.read_bytes()[:-10])
+        expected = {("postgres/devstack.dump", "checksum mismatch")}
+    elif case == "delete":
+        target.unlink()
+        expected = {("postgres/devstack.dump", "missing")}
+    elif case == "extra":
+        (root / backup_id / "postgres" / "stray.sql").write_text("-- not from the harness")
+        expected = {("postgres/stray.sql", "unexpected extra file")}
+    else:
+        manifest = root / backup_id / "manifest.json"
+        manifest.write_text(manifest.read_text().replace('"type": "full"', '"type": "incremental"'))
+        expected = {("manifest.json", "manifest tampered")}
+    assert _statuses(root, backup_id, round_trip["passphrase"]) == expected
+
+
+def test_manifest_edit_with_recomputed_checksum_still_detected(round_trip, tmp_path):
+    """Swap in another file and fix its checksum in the manifest: the HMAC still catches it."""
+    import hashlib as h
+
+    root, backup_id = _copy(round_trip, tmp_path)
+    directory = root / backup_id
+    target = directory / "mysql" / "devstack.sql"
+    target.write_bytes(b"-- forged\n")
+    data = json.loads((directory / "manifest.json").read_text())
+    for art in data["artifacts"]:
+        if art["name"] == "mysql/devstack.sql":
+            art["sha256"], art["size"] = h.sha256(b"-- forged\n").hexdigest(), 10
+    (directory / "manifest.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    assert ("manifest.json", "manifest tampered") in _statuses(root, backup_id, round_trip["passphrase"])
+
+
+def test_wrong_passphrase_restores_nothing(round_trip):
+    from harness.backup import BackupError, read_artifacts
+
+    findings = verify(round_trip["root"], round_trip["manifest"].id, b"not the passphrase", basic_format_check)
+    assert [f.status for f in findings] == ["wrong passphrase"]
+    with pytest.raises(BackupError, match="wrong passphrase"):
+        read_artifacts(round_trip["root"], round_trip["manifest"].id, b"not the passphrase")
+
+
+def test_passphrase_file_must_be_private(tmp_path):
+    from harness.backup import read_passphrase
+    from harness.errors import ConfigError
+
+    path = tmp_path / "pass"
+    path.write_text("correct horse battery staple")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="mode 0644"):
+        read_passphrase(path)
+    path.chmod(0o600)
+    assert read_passphrase(path) == b"correct horse battery staple"
+
+
+def test_no_plaintext_on_disk_when_encrypted(round_trip):
+    needles = [b"customers-17", b"value-42", b"teal", b"PGDMP", b"CREATE TABLE"]
+    for path in (round_trip["root"] / round_trip["manifest"].id).rglob("*"):
+        if path.is_file() and path.name not in ("manifest.json", "manifest.sig"):
+            blob = path.read_bytes()
+            assert not any(n in blob for n in needles), f"{path.name} holds plaintext"
+    unseal = round_trip["root"] / round_trip["manifest"].id / "vault" / "unseal.json"
+    assert b'"keys"' not in unseal.read_bytes()  # the unseal keys are encrypted like everything else
+
+
+# -------------------------------------------------------------------------------------------- incremental
+
+
+def test_incremental_stores_only_what_changed_and_restores_latest(round_trip, tmp_path):
+    fresh = round_trip["fresh"]
+    target = StackTarget(fresh)
+    data_services = ["postgres", "mysql", "redis", "rabbitmq"]
+    root = tmp_path / "chain"
+    full = create(target, root, data_services, None)
+    with fresh.endpoint("postgres").connect() as conn:
+        conn.execute("INSERT INTO canary VALUES ('in-incremental')")
+    incremental = create(target, root, data_services, None, parent_id=full.id)
+    stored = {a.name for a in incremental.artifacts if a.stored_in == incremental.id}
+    assert stored == {"postgres/devstack.dump"}, stored
+    assert incremental.type == "incremental" and incremental.parent == full.id
+    assert incremental.totals["stored"] == 1 and incremental.totals["artifacts"] == len(full.artifacts)
+    assert all(f.status == "ok" for f in verify(root, incremental.id, None, basic_format_check))
+    with fresh.endpoint("postgres").connect() as conn:
+        conn.execute("INSERT INTO canary VALUES ('after-incremental')")
+        conn.execute("DELETE FROM customers WHERE id <= 10")
+    restore(target, root, incremental.id, None, ["postgres"], target.adopt_vault)
+    with fresh.endpoint("postgres").connect() as conn:
+        notes = sorted(r[0] for r in conn.execute("SELECT note FROM canary"))
+        customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+    assert notes == ["canary", "in-incremental"] and customers == 200
+    # A broken parent breaks the chain, and verify says where.
+    (root / full.id / "mysql" / "devstack.sql").write_bytes(b"-- damaged")
+    bad = {f.artifact for f in verify(root, incremental.id, None, basic_format_check) if f.status != "ok"}
+    assert any("mysql/devstack.sql" in a for a in bad), bad
