@@ -412,3 +412,40 @@ class StackTarget:
         result.save(self.state_dir / "vault-bootstrap.json")
         vault.admin_token = result.admin_token
         self.stack.vault_bootstrap = result
+
+
+class UpStackTarget:
+    """A stack left running by ``python -m harness up`` (state file + container labels) as a backup target."""
+
+    def __init__(self, up: Any, client: Any) -> None:
+        self.up = up
+        self.client = client
+        self.state_dir: Path = up.state_dir
+        self._endpoints = up.endpoints()
+
+    def endpoint(self, name: str) -> Any:
+        if name not in self._endpoints:
+            raise BackupError(f"{name} is not running in run {self.up.run_id}")
+        return self._endpoints[name]
+
+    def containers(self, name: str) -> list[Any]:
+        from stack.base import LABEL_RUN_ID, LABEL_SERVICE
+
+        found = self.client.containers.list(filters={"label": [f"{LABEL_RUN_ID}={self.up.run_id}",
+                                                               f"{LABEL_SERVICE}={name}"]})
+        if not found:
+            raise BackupError(f"no running {name} container in run {self.up.run_id}")
+        return sorted(found, key=lambda c: c.name)
+
+    def running(self) -> list[str]:
+        return list(self._endpoints)
+
+    def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
+        from dataclasses import replace
+
+        from harness.files import write_file
+
+        write_file(self.state_dir / "vault-init.json", json.dumps(init))
+        write_file(self.state_dir / "vault-bootstrap.json", json.dumps(bootstrap, indent=2))
+        self._endpoints["vault"] = replace(self._endpoints["vault"], token=bootstrap["admin_token"])
+        self.up.save(self._endpoints)

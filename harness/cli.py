@@ -79,6 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="node loss: cluster-require-full-coverage; both (default) alternates")
     drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
 
+    backup = sub.add_parser("backup", help="back up, verify and restore the stack started by `up`")
+    backup_sub = backup.add_subparsers(dest="backup_command", required=True, parser_class=_Parser)
+    create = backup_sub.add_parser("create", help="back up every running service (or --services)")
+    create.add_argument("--services", type=_services_arg, default=None)
+    create.add_argument("--encrypt", action="store_true", help="AES-256-GCM with a key from --passphrase-file")
+    create.add_argument("--passphrase-file", type=Path, default=None, help="mode 0600 file holding the passphrase")
+    create.add_argument("--incremental", action="store_true",
+                        help="store only artifacts changed since the newest backup (the parent)")
+    backup_sub.add_parser("list", help="table of backups: id, created, type, parent, services, size, encrypted")
+    check = backup_sub.add_parser("verify", help="recompute checksums, signature and formats (exit 1 on a problem)")
+    check.add_argument("id")
+    check.add_argument("--passphrase-file", type=Path, default=None)
+    back = backup_sub.add_parser("restore", help="restore a backup into the `up` stack (or --fresh: a new one)")
+    back.add_argument("id")
+    back.add_argument("--yes", action="store_true", help="required: the restore replaces the services' data")
+    back.add_argument("--fresh", action="store_true", help="start a new stack (kept, like `up`) and restore into it")
+    back.add_argument("--services", type=_services_arg, default=None)
+    back.add_argument("--passphrase-file", type=Path, default=None)
+
     images = sub.add_parser("images", help="image sets")
     images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
     build = images_sub.add_parser("build", help="build the Debian image set (skips unchanged images)")
@@ -98,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
-                   "certs": cmd_certs, "drill": cmd_drill}[args.command]
+                   "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -345,6 +364,93 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     if data["failed_rounds"]:
         console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
         return 1
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.backup import basic_format_check, list_backups, read_passphrase, verify
+
+    root = settings.state_dir / "backups"
+    passphrase = read_passphrase(args.passphrase_file) if getattr(args, "passphrase_file", None) else None
+    if args.backup_command == "list":
+        table = Table()
+        for col in ("id", "created", "type", "parent", "services", "stored bytes", "encrypted"):
+            table.add_column(col, overflow="fold")
+        for m in list_backups(root):
+            table.add_row(m.id, m.created, m.type, m.parent or "-", ",".join(m.services),
+                          str(m.totals.get("stored_bytes", "?")), "yes" if m.encryption else "no")
+        out.print(table)
+        return 0
+    if args.backup_command == "verify":
+        t0 = time.monotonic()
+        findings = verify(root, args.id, passphrase, basic_format_check)
+        table = Table(title=f"verify {args.id} ({time.monotonic() - t0:.3f} s)", title_justify="left")
+        for col in ("artifact", "status", "detail"):
+            table.add_column(col, overflow="fold")
+        for f in findings:
+            table.add_row(f.artifact, f.status if f.status == "ok" else f"[red]{f.status}[/red]", f.detail)
+        out.print(table)
+        return 0 if all(f.status == "ok" for f in findings) else 1
+    if args.backup_command == "create":
+        return _backup_create(args, settings, root, passphrase)
+    return _backup_restore(args, settings, root, passphrase)
+
+
+def _up_target() -> Any:
+    from harness.backup_services import UpStackTarget
+    from harness.certs import find_up_stack
+    from harness.docker_env import docker_client
+    from stack.base import LABEL_RUN_ID
+
+    client = docker_client()
+    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
+    return UpStackTarget(find_up_stack(load_settings().state_dir, live), client)
+
+
+def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
+    from harness.backup import list_backups
+    from harness.backup_services import create
+
+    if args.encrypt and passphrase is None:
+        raise ConfigError("--encrypt needs --passphrase-file")
+    if passphrase is not None and not args.encrypt:
+        raise ConfigError("--passphrase-file given without --encrypt")
+    parent = None
+    if args.incremental:
+        previous = list_backups(root)
+        if not previous:
+            raise ConfigError("--incremental needs an earlier backup to build on; run a full backup first")
+        parent = previous[-1].id
+    t0 = time.monotonic()
+    manifest = create(_up_target(), root, args.services, passphrase, parent)
+    console.print(f"backup {manifest.id} ({manifest.type}{', parent ' + parent if parent else ''}): "
+                  f"{manifest.totals['stored']} of {manifest.totals['artifacts']} artifacts stored, "
+                  f"{manifest.totals['stored_bytes']} bytes, {time.monotonic() - t0:.2f} s -> {root / manifest.id}")
+    return 0
+
+
+def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
+    from harness.backup_services import StackTarget, restore
+    from harness.engine import Stack
+
+    if not args.yes:
+        console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
+        return 2
+    t0 = time.monotonic()
+    if args.fresh:
+        from harness.backup import load_manifest
+
+        services = args.services or load_manifest(root, args.id).services
+        stack = Stack(settings, keep=True, log=_log(t0))
+        stack.start(services)
+        target: Any = StackTarget(stack)
+        timings = restore(target, root, args.id, passphrase, args.services, target.adopt_vault)
+        stack.write_state()
+    else:
+        target = _up_target()
+        timings = restore(target, root, args.id, passphrase, args.services, target.adopt_vault)
+    detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
+    console.print(f"restored {args.id} in {time.monotonic() - t0:.2f} s ({detail})")
     return 0
 
 

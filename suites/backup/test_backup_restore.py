@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 
