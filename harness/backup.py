@@ -341,14 +341,14 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
     encryption = None
     if parent_id is not None:
         parent = load_manifest(root, parent_id, keys_for(root, parent_id, passphrase))
+        if (parent.encryption is None) != (passphrase is None):
+            raise ConfigError("an incremental backup must use the same encryption (and passphrase) as its parent")
         encryption = parent.encryption
         previous = {a.name: a for a in parent.artifacts}
         parent_keys = keys_for(root, parent_id, passphrase)
     keys = parent_keys if parent_keys is not None else (Keys.derive(passphrase) if passphrase else None)
     if keys is not None:
         encryption = keys.describe()
-    if parent_id is not None and (encryption is None) != (passphrase is None):
-        raise ConfigError("an incremental backup must use the same encryption (and passphrase) as its parent")
     artifacts: list[Artifact] = []
     files: dict[str, bytes] = {}
     for item in captured:
