@@ -29,6 +29,7 @@ import requests
 
 from harness.errors import VaultError
 from harness.files import write_file
+from harness.waiting import poll
 from stack.base import random_secret
 
 APP_USER = "devstack"
@@ -213,6 +214,24 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
 
     def kv() -> None:
         sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+
+        def upgraded() -> bool:
+            # A new KV v2 mount first "upgrades from non-versioned data" and refuses requests meanwhile
+            # (seen here under load: "This backend will be unavailable for a brief period").
+            try:  # a data path, as the bootstrap's writes use: 404 means the mount is ready
+                client.secrets.kv.v2.read_secret_version(path=services[0], mount_point="secret",
+                                                         raise_on_deleted_version=True)
+            except hvac.exceptions.InvalidPath:
+                return True
+            except hvac.exceptions.InvalidRequest as exc:
+                if "Upgrading" in str(exc):
+                    return False
+                raise
+            return True
+
+        poll(upgraded, what="the new KV v2 mount to finish its upgrade", timeout=30, accept=bool,
+             transient=(hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError),
+             hint="KV v2 upgrades a fresh mount in the background; it normally takes well under a second")
         for svc in services:
             client.secrets.kv.v2.create_or_update_secret(path=svc, secret=initial_secret(svc, svc in strict),
                                                         mount_point="secret")
