@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import requests
 
-from harness.backup import BackupError, Captured, b64
+from harness.backup import BackupError, Captured, b64, unb64
 from harness.redis_slots import key_slot
 from stack.base import put_private_files
 
@@ -222,10 +222,10 @@ def restore_redis(t: Target, files: dict[str, bytes]) -> None:
                 continue
             for line in data.splitlines():
                 record = json.loads(line)
-                key = _unb64(record["k"])
+                key = unb64(record["k"])
                 if record["exp"] > 0 and record["exp"] <= now_ms:
                     continue  # expired since the backup
-                cluster.restore(key, max(record["exp"], 0), _unb64(record["v"]), replace=True,
+                cluster.restore(key, max(record["exp"], 0), unb64(record["v"]), replace=True,
                                 absttl=record["exp"] > 0)
     finally:
         cluster.close()
@@ -246,16 +246,10 @@ RESTORE: dict[str, Callable[[Target, dict[str, bytes]], None]] = {
     "rabbitmq": restore_rabbitmq}
 
 
-def _unb64(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text)
-
-
 def redis_shard_problems(name: str, data: bytes, slots: list[list[int]]) -> str | None:
     """Every key of a shard file hashes into the slot ranges recorded for it."""
     for line in data.splitlines():
-        key = _unb64(json.loads(line)["k"])
+        key = unb64(json.loads(line)["k"])
         slot = key_slot(key)
         if not any(lo <= slot <= hi for lo, hi in slots):
             return f"key in slot {slot} is outside the shard's recorded ranges {slots}"

@@ -324,7 +324,7 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
-    from harness.drills import FAULTS, drill_lines, failover_round, node_loss_round, report
+    from harness.drills import FAULTS, drill_lines, drill_settings, failover_round, node_loss_round, report
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
 
@@ -333,10 +333,9 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
                       "(HARNESS_DRILL_MAX_ROUNDS)")
         return 2
     failover = args.kind == "redis-failover"
-    drill_settings = settings.with_overrides(redis_replicas=1 if failover else 0,
-                                             redis_node_timeout_ms=settings.drill_node_timeout_ms)
+    chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
-    stack = Stack(drill_settings, log=_log(t0))
+    stack = Stack(chosen, log=_log(t0))
     rounds: list[Any] = []
     budget = settings.drill_round_timeout_s
     try:
@@ -354,7 +353,7 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
                 rounds.append(node_loss_round(cluster, number, full, timeout=budget))
     finally:
         stack.close()
-    data = report(args.kind, rounds, {"node_timeout_ms": drill_settings.redis_node_timeout_ms,
+    data = report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms,
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
     for line in drill_lines(data):
         out.print(line, highlight=False, markup=False)

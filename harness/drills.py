@@ -22,6 +22,7 @@ again from its AOF: ``recovery_ms`` and whether every key written before the los
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import statistics
@@ -35,7 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ReadinessTimeout
 from harness.redis_slots import (
     CLUSTER_SLOTS,
     ClusterNode,
@@ -45,6 +46,7 @@ from harness.redis_slots import (
     key_slot,
     parse_cluster_nodes,
 )
+from harness.settings import Settings
 from harness.waiting import poll
 from stack.redis_cluster import REDIS_PORT, RedisCluster, RedisNodeContainer
 
@@ -252,26 +254,29 @@ def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: floa
          accept=lambda n: n >= 50, hint="the cluster answers too slowly; check the nodes' logs")
     t0 = time.monotonic()
     undo = inject(victim, fault)
-    detected = promoted = ok = None
+    seen: dict[str, float] = {}
     end = t0 + timeout
-    while time.monotonic() < end and (detected is None or promoted is None or ok is None):
-        try:
-            nodes = {n.id: n for n in view.nodes(survivor)}
-            info = view.info(survivor)
-        except (redis.RedisError, OSError):
-            time.sleep(POLL_S)
-            continue
+
+    def observe() -> dict[str, float]:
+        """Record when the survivor first shows each stage; unreachable moments are retried by poll."""
+        nodes = {n.id: n for n in view.nodes(survivor)}
+        info = view.info(survivor)
         now = time.monotonic()
-        if detected is None and "fail" in nodes.get(me.id, me).flags:
-            detected = now
+        if "fail" in nodes.get(me.id, me).flags:
+            seen.setdefault("detected", now)
         replica = nodes.get(replica_id)
-        if promoted is None and replica is not None and replica.is_master and any(
-                lo <= slot <= hi for lo, hi in replica.slots):
-            promoted = now
-        if ok is None and promoted is not None and info.get("cluster_state") == "ok" and \
+        if replica is not None and replica.is_master and any(lo <= slot <= hi for lo, hi in replica.slots):
+            seen.setdefault("promoted", now)
+        if "promoted" in seen and info.get("cluster_state") == "ok" and \
                 info.get("cluster_slots_ok") == str(CLUSTER_SLOTS):
-            ok = now
-        time.sleep(POLL_S)  # the polling interval of the measurement itself
+            seen.setdefault("ok", now)
+        return seen
+
+    with contextlib.suppress(ReadinessTimeout):  # a stage never seen is reported below, not raised
+        poll(observe, what="the survivors to detect the fault, promote the replica and be ok again",
+             timeout=timeout, interval=POLL_S, accept=lambda stages: len(stages) == 3,
+             transient=(redis.RedisError, OSError), hint="see the round's problems")
+    detected, promoted, ok = seen.get("detected"), seen.get("promoted"), seen.get("ok")
     result.detect_ms, result.promote_ms, result.cluster_ok_ms = _ms(t0, detected), _ms(t0, promoted), _ms(t0, ok)
     if promoted is None:
         result.problems.append(f"replica {replica_id[:8]} did not take over within {timeout:.0f} s")
@@ -503,3 +508,8 @@ def drill_lines(data: dict[str, Any]) -> list[str]:
 
 def _cell(value: Any) -> str:
     return "-" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def drill_settings(settings: Settings, replicas: int) -> Settings:
+    """The settings of a drill cluster: ``replicas`` per master and the drill's node timeout."""
+    return settings.with_overrides(redis_replicas=replicas, redis_node_timeout_ms=settings.drill_node_timeout_ms)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.drills import drill_lines
+from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
 from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from harness.report import Outcomes, build_report, write_report
@@ -197,16 +197,14 @@ def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iter
     """Vault and a Redis cluster of 3 masters + 1 replica each, ``cluster-node-timeout`` from
     ``drill_node_timeout_ms``, for the failover drills."""
     yield from _extra_stack(request, "failover_stack", "failover drill stack",
-                            lambda s, _: s.with_overrides(redis_replicas=1,
-                                                          redis_node_timeout_ms=s.drill_node_timeout_ms))
+                            lambda s, _: drill_settings(s, replicas=1))
 
 
 @pytest.fixture(scope="session")
 def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters without replicas, drill node timeout, for the node-loss drills."""
     yield from _extra_stack(request, "node_loss_stack", "node-loss drill stack",
-                            lambda s, _: s.with_overrides(redis_replicas=0,
-                                                          redis_node_timeout_ms=s.drill_node_timeout_ms))
+                            lambda s, _: drill_settings(s, replicas=0))
 
 
 @pytest.fixture(scope="session")

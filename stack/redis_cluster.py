@@ -156,12 +156,11 @@ class RedisNodeContainer(LoopbackContainer):
             hint="a DENIED reply means protected mode is on; read the container log", timeout=ctx.ready_timeout))
 
     def _ping(self) -> bool:
-        tls: dict[str, Any] = {}
-        if self.tls_strict:
-            tls = {"port": self.host_port(REDIS_TLS_PORT), "ssl": True, "ssl_ca_certs": self.ctx.ca_file}
-        client = redis.Redis(**{"host": "127.0.0.1", "port": self.host_port(REDIS_PORT), "password": self.password,
-                                "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0),
-                                **tls})
+        params: dict[str, Any] = {"host": "127.0.0.1", "port": self.host_port(REDIS_PORT), "password": self.password,
+                                  "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0)}
+        if self.tls_strict:  # no plain port: ping over TLS
+            params.update(port=self.host_port(REDIS_TLS_PORT), ssl=True, ssl_ca_certs=self.ctx.ca_file)
+        client = redis.Redis(**params)
         try:
             return bool(client.ping())
         finally:
