@@ -281,8 +281,10 @@ def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: floa
     if promoted is None:
         result.problems.append(f"replica {replica_id[:8]} did not take over within {timeout:.0f} s")
     else:
-        poll(lambda: [a for a in writer.acks if a.at > t0], what="the writer's first acknowledged write after "
-             "the fault", timeout=max(1.0, end - time.monotonic()), accept=bool,
+        # After the promotion, not merely after t0: the victim may still acknowledge a write in the
+        # milliseconds after the fault call, and stopping the writer then would hide the outage.
+        poll(lambda: [a for a in writer.acks if a.at > promoted], what="the writer's first acknowledged write "
+             "after the promotion", timeout=max(1.0, end - time.monotonic()), accept=bool,
              hint="the writer could not find the new owner of the slot")
     writer.stopping.set()
     writer.join(5)
