@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import ConfigError, HarnessError
@@ -23,8 +24,8 @@ from harness.files import write_file
 from harness.settings import SERVICES, Settings, load_settings
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
-console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _services_arg(text: str) -> list[str]:
@@ -34,6 +35,17 @@ def _services_arg(text: str) -> list[str]:
         return validate_services(text.split(","))
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tolerance_arg(text: str) -> float:
+    """A fraction >= 0 (0.25 = 25 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a fraction >= 0 (0.25 = 25 %), not {text}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="build only this service's image (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
     images_sub.add_parser("list", help="show which image each service would run")
+
+    compose = sub.add_parser("compose", help="the long-lived compose stack (compose/docker-compose.yml)")
+    compose_sub = compose.add_subparsers(dest="compose_command", required=True, parser_class=_Parser)
+    compose_sub.add_parser("up", help="start or bring back the compose stack: Vault first (init/unseal/bootstrap), "
+                           "certificates and credentials into certs/compose, then the rest; waits for logins")
+    compose_down = compose_sub.add_parser("down", help="remove the compose stack's containers and network")
+    compose_down.add_argument("--volumes", action="store_true",
+                              help="also remove its data volumes, Vault's keys and certs/compose (start over)")
+    compose_sub.add_parser("status", help="state, health and ports of the compose stack's containers")
+
+    report = sub.add_parser("report", help="JSON run reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    summarize = report_sub.add_parser("summarize", help="Markdown summary of run reports (e.g. for "
+                                      "$GITHUB_STEP_SUMMARY); exit 1 on failed tests or a regression")
+    summarize.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="run report(s), merged")
+    summarize.add_argument("--previous", type=Path, default=None, metavar="PREV",
+                           help="an earlier run report: compare figures and flag regressions")
+    summarize.add_argument("--tolerance", type=_tolerance_arg, default=None, metavar="T",
+                           help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
+    summarize.add_argument("--output", type=Path, default=None, metavar="FILE",
+                           help="also write the Markdown to FILE (replaced)")
     return parser
 
 
@@ -117,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
-                   "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup}[args.command]
+                   "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
+                   "compose": cmd_compose}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -451,6 +485,64 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
     detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
     console.print(f"restored {args.id} in {time.monotonic() - t0:.2f} s ({detail})")
     return 0
+
+
+def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
+    from harness import compose_run
+
+    t0 = time.monotonic()
+    if args.compose_command == "down":
+        compose_run.down(settings, volumes=args.volumes, log=_log(t0))
+        return 0
+    if args.compose_command == "status":
+        rows = compose_run.status(settings)
+        if not rows:
+            console.print(f"no compose stack (project {settings.compose_project}): start it with "
+                          "`python -m harness compose up`")
+            return 1
+        table = Table()
+        for col in ("service", "state", "ports", "image"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(row["service"], row["state"], row["ports"], row["image"])
+        out.print(table)
+        return 0 if all(r["state"] == "running (healthy)" for r in rows) else 1
+    state = compose_run.up(settings, log=_log(t0))
+    table = Table(title=f"compose stack {state.project} ({'new' if state.vault_initialised_now else 'kept'} Vault)")
+    for col in ("service", "image", "source", "ready after (s)"):
+        table.add_column(col)
+    for name in state.services:
+        image = state.images[name]
+        table.add_row(name, image["ref"], image["source"], f"{state.time_to_ready_s[name]:.2f}")
+    for name, reason in state.unavailable.items():
+        table.add_row(name, "-", "left out", reason[:80])
+    out.print(table)
+    console.print(f"compose up done in {state.total_start_s:.1f}s; endpoints: `python -m harness compose status`; "
+                  "suites: `pytest suites/ --stack compose`")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the Markdown summary of run reports (and write it to --output); exit 2 on unreadable input."""
+    from harness.summary import ReportInputError, load_report, load_reports, summarize
+
+    tolerance = settings.report_tolerance if args.tolerance is None else args.tolerance
+    try:
+        reports = load_reports(args.reports)
+        previous = load_report(args.previous) if args.previous is not None else None
+    except ReportInputError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    summary = summarize(reports, previous, tolerance)
+    print(summary.markdown, end="")
+    if args.output is not None:
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(summary.markdown)
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot write {escape(str(args.output))}: {exc.strerror or exc}")
+            return 2
+    return summary.exit_code
 
 
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:

@@ -51,3 +51,7 @@ class ReadinessTimeout(ServiceStartError, TimeoutError):
         self.last_seen = last_seen
         self.hint = hint
         super().__init__(f"timed out after {waited:.1f}s waiting for {what}; last seen: {last_seen}. Hint: {hint}")
+
+
+class ComposeError(HarnessError):
+    """The compose stack cannot be started, found or used as asked (the message says what to do)."""

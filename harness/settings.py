@@ -23,6 +23,7 @@ from harness.errors import ConfigError
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 
 ImageSet = Literal["auto", "official", "debian"]
+StackMode = Literal["testcontainers", "compose"]
 _PKI = PkiSettings()
 _APPROLE = AppRoleSettings()
 SERVICES: tuple[str, ...] = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
@@ -41,6 +42,8 @@ class Settings:
             ``<state_dir>/report.json``.
         ready_timeout: seconds a service may take to answer its readiness probe.
         registry_probe_timeout: seconds ``auto`` may spend finding out whether a registry answers.
+        report_tolerance: ``report summarize --previous`` flags a figure worse by more than this fraction (0.25).
+            It must also be worse by more than a small absolute floor (see ``harness.summary.FLOORS``).
         redis_masters: Redis cluster masters (3, the user's topology).
         redis_replicas: replicas per master (0 by default; the failover drills use 1).
         redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.
@@ -51,6 +54,15 @@ class Settings:
         drill_max_rounds: upper bound for ``--rounds``.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+        stack: ``testcontainers`` (the suites start their own containers) or ``compose`` (attach mode: the suites
+            check the long-lived compose stack started by ``python -m harness compose up``).
+        allow_destructive: in attach mode, run the destructive tests (restarts, kills, restores) against the
+            compose stack instead of skipping them.
+        compose_file: the compose file of the long-lived stack (its service material goes to
+            ``certs/compose/`` beside the compose directory).
+        compose_project: the compose project name (container, network and volume name prefix).
+        compose_subnet_prefix: first three octets of the compose network's /24 (Redis nodes get fixed addresses
+            there; change it if it collides with a network of yours).
         tls_strict: services that serve TLS only (comma-separated; the rest run dual mode, plain and TLS).
             Stored in Vault as each service's ``tls_strict`` flag, which the harness reads at start.
         tls_min_days_left: a served certificate with fewer days left fails ``certs status`` and the TLS suite.
@@ -67,6 +79,7 @@ class Settings:
     report_path: Path | None = None
     ready_timeout: float = 180.0
     registry_probe_timeout: float = 15.0
+    report_tolerance: float = 0.25
     redis_masters: int = 3
     redis_replicas: int = 0
     redis_node_timeout_ms: int = 5000
@@ -78,6 +91,11 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
+    stack: StackMode = "testcontainers"
+    allow_destructive: bool = False
+    compose_file: Path = Path("compose/docker-compose.yml")
+    compose_project: str = "devstack-harness"
+    compose_subnet_prefix: str = "10.213.51"
     tls_strict: tuple[str, ...] = ()
     tls_min_days_left: int = 2
     # PKI and AppRole defaults live in one place, the bootstrap's own settings dataclasses.
@@ -105,6 +123,12 @@ class Settings:
                                secret_id_ttl=self.approle_secret_id_ttl)
 
     def __post_init__(self) -> None:
+        if self.stack not in get_args(StackMode):
+            raise ConfigError(f"stack must be one of {', '.join(get_args(StackMode))}, not {self.stack!r}")
+        octets = self.compose_subnet_prefix.split(".")
+        if len(octets) != 3 or not all(o.isdigit() and 0 <= int(o) <= 255 for o in octets):
+            raise ConfigError(f"compose_subnet_prefix must be three octets such as 10.213.51, "
+                              f"not {self.compose_subnet_prefix!r}")
         if self.images not in get_args(ImageSet):
             raise ConfigError(f"images must be one of {', '.join(get_args(ImageSet))}, not {self.images!r}")
         unknown = sorted(set(self.image_overrides) - set(SERVICES))
@@ -134,6 +158,8 @@ class Settings:
         for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not 0 <= self.report_tolerance < float("inf"):  # also refuses nan
+            raise ConfigError(f"report_tolerance must be a fraction >= 0 (0.25 = 25 %), not {self.report_tolerance}")
 
     @property
     def report_file(self) -> Path:
@@ -151,7 +177,7 @@ def _convert(name: str, raw: Any, source: str) -> Any:
     """Turn a raw env string or TOML value into the field's type, with an error naming the source."""
     default = _FIELDS[name].default
     try:
-        if name in ("state_dir", "report_path"):
+        if name in ("state_dir", "report_path", "compose_file"):
             return Path(str(raw))
         if isinstance(default, tuple):
             items = raw if isinstance(raw, list) else str(raw).split(",")
@@ -222,6 +248,8 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
     if "images" in values:
         values["images"] = cast("ImageSet", values["images"])
+    if "stack" in values:
+        values["stack"] = cast("StackMode", values["stack"])
     return Settings(image_overrides=overrides, **values)
 
 

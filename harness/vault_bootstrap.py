@@ -162,7 +162,7 @@ class _Steps:
 
 def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pki: PkiSettings,
               approle: AppRoleSettings, redis_nodes: int = 3, revoke_root: bool = True,
-              tls_strict: Iterable[str] = ()) -> BootstrapResult:
+              tls_strict: Iterable[str] = (), admin_period: str = "24h") -> BootstrapResult:
     """Configure PKI, KV, policies and AppRoles for ``services`` using the root token held by ``client``.
 
     Args:
@@ -173,6 +173,8 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
         redis_nodes: number of Redis nodes (their aliases go into the redis role).
         revoke_root: revoke the root token at the end (the default).
         tls_strict: services whose ``tls_strict`` flag is set (they will serve TLS only).
+        admin_period: renewal period of the harness-admin token (a periodic token lives as long as it is
+            renewed within each period; the long-lived compose stack renews it at every ``compose up``).
     """
     steps = _Steps()
     strict = set(tls_strict)
@@ -251,7 +253,7 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
 
     def admin() -> str:
         sys.create_or_update_policy(name=ADMIN_POLICY, policy=ADMIN_POLICY_HCL)
-        token = client.auth.token.create(policies=[ADMIN_POLICY], no_parent=True, period="24h",
+        token = client.auth.token.create(policies=[ADMIN_POLICY], no_parent=True, period=admin_period,
                                          display_name="harness-admin", renewable=True)
         return str(token["auth"]["client_token"])
 

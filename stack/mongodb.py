@@ -96,8 +96,7 @@ class MongoContainer(LoopbackContainer):
 
     def apply_password(self, new: str) -> None:
         """Change the root user's password on the running server (updateUser on admin)."""
-        with self.endpoint().client() as client:
-            client.admin.command("updateUser", self.user, pwd=new)
+        change_password(self.endpoint(), new)
         self.password = new
 
     def rotate_tls(self, tls: TlsMaterial) -> str:
@@ -110,6 +109,12 @@ class MongoContainer(LoopbackContainer):
                              password=self.password, database=self.database,
                              container_name=self.ctx.container_name(self.alias), alias=self.alias,
                              tls=self.tls_info(MONGO_PORT, "tls", self.tls_strict))
+
+
+def change_password(endpoint: MongoEndpoint, new: str) -> None:
+    """updateUser on admin, as the root user itself."""
+    with endpoint.client() as client:
+        client.admin.command("updateUser", endpoint.user, pwd=new)
 
 
 def reload_tls(endpoint: MongoEndpoint) -> str:

@@ -109,13 +109,7 @@ class MySqlContainer(LoopbackContainer):
 
     def apply_password(self, new: str) -> None:
         """Change the application user's password on the running server (ALTER USER, as root)."""
-        conn = self.endpoint().connect(user="root", password=self.root_password)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (self.user, new))
-            conn.commit()
-        finally:
-            conn.close()
+        change_password(self.endpoint(), new)
         self.password = new
 
     def rotate_tls(self, tls: TlsMaterial) -> str:
@@ -128,6 +122,17 @@ class MySqlContainer(LoopbackContainer):
                              password=self.password, database=self.database, root_password=self.root_password,
                              container_name=self.ctx.container_name(self.alias), alias=self.alias,
                              tls=self.tls_info(MYSQL_PORT, "mysql", self.tls_strict))
+
+
+def change_password(endpoint: MySqlEndpoint, new: str) -> None:
+    """ALTER USER for the application user, as root."""
+    conn = endpoint.connect(user="root", password=endpoint.root_password)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (endpoint.user, new))
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def reload_tls(endpoint: MySqlEndpoint) -> str:

@@ -112,9 +112,7 @@ class PostgresContainer(LoopbackContainer):
 
     def apply_password(self, new: str) -> None:
         """Change the application user's password on the running server (ALTER ROLE, as that user)."""
-        with self.endpoint().connect() as conn:
-            conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                psycopg.sql.Identifier(self.user), psycopg.sql.Literal(new)))
+        change_password(self.endpoint(), new)
         self.password = new
 
     def rotate_tls(self, tls: TlsMaterial) -> str:
@@ -127,6 +125,13 @@ class PostgresContainer(LoopbackContainer):
                                 password=self.password, dbname=self.dbname,
                                 container_name=self.ctx.container_name(self.alias), alias=self.alias,
                                 tls=self.tls_info(POSTGRES_PORT, "postgres", self.tls_strict))
+
+
+def change_password(endpoint: PostgresEndpoint, new: str) -> None:
+    """ALTER ROLE as the application user itself (it owns its role's password)."""
+    with endpoint.connect() as conn:
+        conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            psycopg.sql.Identifier(endpoint.user), psycopg.sql.Literal(new)))
 
 
 def reload_tls(endpoint: PostgresEndpoint) -> str:

@@ -114,7 +114,7 @@ class RabbitMqContainer(LoopbackContainer):
     def _configure(self) -> None:
         # Both images read /etc/rabbitmq/conf.d/*.conf; a 0600 file owned by rabbitmq keeps the password out
         # of the container environment (RABBITMQ_DEFAULT_PASS would show in `docker inspect`).
-        conf = f"default_user = {self.user}\ndefault_pass = {self.password}\ndefault_vhost = {self.vhost}\n"
+        conf = credentials_config(self.user, self.password, self.vhost)
         self.with_private_file(CREDENTIALS_CONF, conf.encode(), owner="rabbitmq")
         if self.tls is not None:
             self.with_private_file(TLS_CONF, tls_config(self.tls_strict).encode(), owner="rabbitmq")
@@ -127,12 +127,7 @@ class RabbitMqContainer(LoopbackContainer):
 
     def apply_password(self, new: str) -> None:
         """Change the user's password through the management API (PUT /api/users/{user})."""
-        endpoint = self.endpoint()
-        verify: str | bool = endpoint.tls.ca_file if endpoint.tls is not None else True
-        resp = requests.put(f"{endpoint.management_url()}/api/users/{self.user}", auth=(self.user, self.password),
-                            json={"password": new, "tags": "administrator"}, timeout=10, verify=verify)
-        if resp.status_code not in (201, 204):
-            raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
+        change_password(self.endpoint(), new)
         self.password = new
 
     def rotate_tls(self, tls: TlsMaterial) -> str:
@@ -147,6 +142,21 @@ class RabbitMqContainer(LoopbackContainer):
                                 password=self.password, vhost=self.vhost,
                                 container_name=self.ctx.container_name(self.alias), alias=self.alias, tls=tls,
                                 management_tls_port=self.host_port(MANAGEMENT_TLS_PORT) if tls else None)
+
+
+def change_password(endpoint: RabbitMqEndpoint, new: str) -> None:
+    """PUT /api/users/{user} with the current credentials (the user keeps its administrator tag)."""
+    verify: str | bool = endpoint.tls.ca_file if endpoint.tls is not None else True
+    resp = requests.put(f"{endpoint.management_url()}/api/users/{endpoint.user}",
+                        auth=(endpoint.user, endpoint.password), json={"password": new, "tags": "administrator"},
+                        timeout=10, verify=verify)
+    if resp.status_code not in (201, 204):
+        raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
+
+
+def credentials_config(user: str, password: str, vhost: str) -> str:
+    """conf.d lines creating the default user and vhost at the broker's first boot."""
+    return f"default_user = {user}\ndefault_pass = {password}\ndefault_vhost = {vhost}\n"
 
 
 def reload_tls(container: Container) -> str:

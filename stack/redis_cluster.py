@@ -227,12 +227,7 @@ class RedisCluster:
 
     def apply_password(self, new: str) -> None:
         """Set ``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so restarts keep it."""
-        endpoint = self.endpoint()
-        for node in endpoint.nodes:
-            with endpoint.node_client(node) as client:
-                client.config_set("masterauth", new)
-                client.config_set("requirepass", new)
-                client.config_rewrite()
+        change_password(self.endpoint(), new)
         self.password = new
         for container in self.nodes:
             container.password = new
@@ -260,6 +255,15 @@ class RedisCluster:
 
     def container_ids(self) -> list[str]:
         return [cid for n in self.nodes for cid in n.container_ids()]
+
+
+def change_password(endpoint: RedisClusterEndpoint, new: str) -> None:
+    """``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so a restart keeps them."""
+    for node in endpoint.nodes:
+        with endpoint.node_client(node) as client:
+            client.config_set("masterauth", new)
+            client.config_set("requirepass", new)
+            client.config_rewrite()
 
 
 def reload_tls(endpoint: RedisClusterEndpoint) -> str:

@@ -1,0 +1,383 @@
+"""Attach mode: the suites check the running compose stack instead of starting containers.
+
+:class:`AttachedStack` offers what the suites use of a test :class:`~harness.engine.Stack` (endpoints, the
+Vault bootstrap record and CA, container ids, logs, expected versions, certificate rotation), built from the
+compose project's containers (published ports, network addresses) and from Vault: credentials are read
+with each service's own AppRole every time an endpoint is asked for, so an endpoint always carries what
+Vault holds now. A password rotated through :meth:`ComposeService.apply_password` is also written back to
+``certs/compose/``, so the next restart of the container comes up with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from docker import DockerClient
+from docker.models.containers import Container
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from harness.compose import (
+    COMPOSE_SERVICES,
+    ComposeLayout,
+    ComposeState,
+    ComposeVault,
+    host_port,
+    install_live,
+    issue_tls,
+    network_ip,
+    project_containers,
+    read_secret,
+    service_files,
+    vault_health,
+    write_material,
+)
+from harness.docker_env import docker_client
+from harness.engine import ServiceRecord, StackReport
+from harness.errors import ComposeError, ServiceStartError
+from harness.pki import CaChain
+from harness.settings import Settings
+from harness.vault_bootstrap import BootstrapResult
+from harness.waiting import poll
+from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
+from stack.base import TLS_CA, TlsInfo, TlsMaterial
+from stack.mongodb import MongoEndpoint
+from stack.mysql import MySqlEndpoint
+from stack.postgres import PostgresEndpoint
+from stack.rabbitmq import RabbitMqEndpoint
+from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
+from stack.vault import VAULT_PORT, VAULT_TLS_PORT, VaultEndpoint, VaultInit
+
+Log = Callable[[str], None]
+
+
+def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Container],
+                   secret: Mapping[str, Any], admin_token: str) -> Any:
+    """The endpoint of one service of the compose stack, as the stack modules describe their own."""
+    ca_file = str(layout.state_dir / "pki" / "root-ca.pem")
+    serial = (layout.service_dir(name) / "serial").read_text().strip()
+    first = containers[COMPOSE_SERVICES[name][0]]
+    if name == "vault":
+        return VaultEndpoint(host="127.0.0.1", port=host_port(first, VAULT_PORT),
+                             internal_url=f"http://vault:{VAULT_PORT}", token=admin_token, container_name=first.name,
+                             tls=TlsInfo(host_port(first, VAULT_TLS_PORT), "tls", serial, ca_file, strict=False))
+    user, password = str(secret.get("user", "")), str(secret["password"])
+    if name == "postgres":
+        port = host_port(first, postgres.POSTGRES_PORT)
+        return PostgresEndpoint(host="127.0.0.1", port=port, user=user, password=password,
+                                dbname=str(secret["database"]), container_name=first.name, alias="postgres",
+                                tls=TlsInfo(port, "postgres", serial, ca_file, strict=False))
+    if name == "mysql":
+        port = host_port(first, mysql.MYSQL_PORT)
+        return MySqlEndpoint(host="127.0.0.1", port=port, user=user, password=password,
+                             database=str(secret["database"]), root_password=str(secret["root_password"]),
+                             container_name=first.name, alias="mysql",
+                             tls=TlsInfo(port, "mysql", serial, ca_file, strict=False))
+    if name == "mongodb":
+        port = host_port(first, mongodb.MONGO_PORT)
+        return MongoEndpoint(host="127.0.0.1", port=port, user=user, password=password,
+                             database=str(secret["database"]), container_name=first.name, alias="mongodb",
+                             tls=TlsInfo(port, "tls", serial, ca_file, strict=False))
+    if name == "redis":
+        nodes = tuple(RedisNodeEndpoint(alias=alias, internal_ip=network_ip(containers[alias]), host="127.0.0.1",
+                                        port=host_port(containers[alias], redis_cluster.REDIS_PORT),
+                                        tls_port=host_port(containers[alias], redis_cluster.REDIS_TLS_PORT))
+                      for alias in COMPOSE_SERVICES["redis"])
+        return RedisClusterEndpoint(nodes=nodes, password=password, masters=len(nodes), replicas_per_master=0,
+                                    tls=TlsInfo(nodes[0].tls_port or 0, "tls", serial, ca_file, strict=False))
+    if name == "rabbitmq":
+        tls_port = host_port(first, rabbitmq.AMQPS_PORT)
+        return RabbitMqEndpoint(host="127.0.0.1", port=host_port(first, rabbitmq.AMQP_PORT),
+                                management_port=host_port(first, rabbitmq.MANAGEMENT_PORT), user=user,
+                                password=password, vhost=str(secret["vhost"]), container_name=first.name,
+                                alias="rabbitmq", tls=TlsInfo(tls_port, "tls", serial, ca_file, strict=False),
+                                management_tls_port=host_port(first, rabbitmq.MANAGEMENT_TLS_PORT))
+    raise ComposeError(f"unknown service {name!r}")
+
+
+def probe(name: str, endpoint: Any) -> bool:
+    """A real login from the host with the credentials Vault holds (what the test stacks' readiness does)."""
+    if name == "vault":
+        health = vault_health(endpoint.url)
+        return bool(health.get("initialized")) and not health.get("sealed", True)
+    if name == "postgres":
+        with endpoint.connect() as conn:
+            return bool(conn.execute("SELECT 1").fetchone() == (1,))
+    if name == "mysql":
+        conn = endpoint.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return bool(cur.fetchone() == (1,))
+        finally:
+            conn.close()
+    if name == "mongodb":
+        with endpoint.client(serverSelectionTimeoutMS=2000) as client:
+            return bool(client.admin.command("ping").get("ok") == 1.0)
+    if name == "redis":
+        for node in endpoint.nodes:
+            with endpoint.node_client(node, retry=Retry(NoBackoff(), 0), socket_timeout=2) as client:
+                if not client.ping():
+                    return False
+        return True
+    if name == "rabbitmq":
+        endpoint.connect().close()
+        return bool(endpoint.api("overview").status_code == 200)
+    raise ComposeError(f"unknown service {name!r}")
+
+
+def reload_live(name: str, endpoint: Any, containers: list[Container], serial: str, timeout: float) -> str:
+    """Make the running server(s) use the certificate files just installed (no restart)."""
+    if name == "postgres":
+        return postgres.reload_tls(endpoint)
+    if name == "mysql":
+        return mysql.reload_tls(endpoint)
+    if name == "mongodb":
+        return mongodb.reload_tls(endpoint)
+    if name == "redis":
+        return redis_cluster.reload_tls(endpoint)
+    if name == "rabbitmq":
+        return rabbitmq.reload_tls(containers[0])
+    return vault.reload_tls(containers[0], host_port(containers[0], VAULT_TLS_PORT), serial, timeout)
+
+
+def cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:
+    with endpoint.node_client(node, retry=Retry(NoBackoff(), 0)) as client:
+        return redis_cluster.parse_cluster_info(client.cluster("info"))
+
+
+def ensure_cluster(layout: ComposeLayout, containers: Mapping[str, Container], endpoint: RedisClusterEndpoint,
+                   timeout: float, log: Log) -> bool:
+    """Create the cluster over TLS on a first start (every node empty and alone); then wait until every node
+    reports ``cluster_state:ok`` with all slots assigned. Returns whether it was created now."""
+    infos = [cluster_info(endpoint, node) for node in endpoint.nodes]
+    created = False
+    if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
+        port = redis_cluster.REDIS_TLS_PORT
+        command = ["timeout", str(redis_cluster.CREATE_TIMEOUT_S), "redis-cli", "--tls", "--cacert",
+                   TLS_CA, "--cluster", "create", *[f"{ip}:{port}" for ip in layout.redis_ips()],
+                   "--cluster-replicas", "0", "--cluster-yes"]
+        result = containers["redis-1"].exec_run(command, environment={"REDISCLI_AUTH": endpoint.password})
+        if result.exit_code != 0:
+            raise ServiceStartError(f"redis-cli --cluster create exited {result.exit_code}: "
+                                    f"{result.output.decode(errors='replace')[-1500:]}")
+        created = True
+        log("redis: cluster created over TLS (3 masters, 16384 slots)")
+
+    def cluster_ok(info: dict[str, str]) -> bool:
+        slots = str(redis_cluster.CLUSTER_SLOTS)
+        return info.get("cluster_state") == "ok" and info.get("cluster_slots_assigned") == slots
+
+    for node in endpoint.nodes:
+        poll(partial(cluster_info, endpoint, node), what=f"{node.alias} to report cluster_state:ok with "
+             f"{redis_cluster.CLUSTER_SLOTS} slots assigned", timeout=timeout, accept=cluster_ok,
+             hint="after a restart the nodes find each other at the fixed addresses in nodes.conf; a node "
+                  "recreated with another address (compose_subnet_prefix changed?) cannot rejoin")
+    return created
+
+
+class ComposeService:
+    """One service of the compose stack, as the suites see a test stack's service object."""
+
+    def __init__(self, stack: AttachedStack, name: str) -> None:
+        self.stack = stack
+        self.name = name
+        self._endpoint = stack.endpoint(name)  # credentials as they are now, before a rotation writes Vault
+
+    def containers(self) -> list[Container]:
+        return self.stack.containers(self.name)
+
+    def container_ids(self) -> list[str]:
+        return [c.id for c in self.containers() if c.id]
+
+    def logs(self, tail: int = 200) -> str:
+        return self.stack.logs(self.name, tail)
+
+    def endpoint(self) -> Any:
+        return self.stack.endpoint(self.name)
+
+    def apply_password(self, new: str) -> None:
+        """Change the password on the running server, then in certs/compose so a restart keeps it."""
+        changers: dict[str, Callable[[Any, str], None]] = {
+            "postgres": postgres.change_password, "mysql": mysql.change_password, "mongodb": mongodb.change_password,
+            "redis": redis_cluster.change_password, "rabbitmq": rabbitmq.change_password}
+        changer = changers[self.name]
+        changer(self._endpoint, new)
+        self._endpoint = replace(self._endpoint, password=new)
+        self.stack.rewrite_material(self.name, password=new)
+
+    # Vault only: the restart drill of suites/vault/test_vault_restart.py
+    def restart(self, timeout: float | None = None) -> dict[str, Any]:
+        container = self.containers()[0]
+        container.restart(timeout=10)
+        deadline = timeout or self.stack.settings.ready_timeout
+        poll(lambda: vault_health(self.endpoint().url), what="Vault's API to answer again after a restart",
+             timeout=deadline, hint="read `compose logs vault`")
+        return vault_health(self.endpoint().url)
+
+    def unseal(self, timeout: float | None = None) -> None:
+        from harness.compose import unseal
+
+        init = VaultInit.load(self.stack.state_dir / "vault-init.json")
+        unseal(self.endpoint().url, init, timeout or self.stack.settings.ready_timeout)
+
+
+class AttachedStack:
+    """The running compose stack, in the shape the pytest plugin and the suites expect of a Stack."""
+
+    def __init__(self, settings: Settings, *, log: Log | None = None, client: DockerClient | None = None) -> None:
+        self.settings = settings
+        self.log: Log = log or (lambda _: None)
+        self.layout = ComposeLayout.from_settings(settings)
+        self.state = ComposeState.load(self.layout.state_file)
+        self.client = client or docker_client()
+        self.run_id = f"compose:{self.layout.project}"
+        self.state_dir = self.layout.state_dir
+        self.vault_bootstrap = BootstrapResult.load(self.state_dir / "vault-bootstrap.json")
+        pki = self.state_dir / "pki"
+        self.ca = CaChain(root=(pki / "root-ca.pem").read_text(),
+                          intermediate=(pki / "intermediate-ca.pem").read_text(), directory=pki)
+        self.errors: dict[str, Exception] = {}
+        self.report = StackReport(run_id=self.run_id, image_set=settings.images, requested=[])
+        for name, image in self.state.images.items():
+            self.report.services[name] = ServiceRecord(
+                name, status="ready", image=image["ref"], image_id=image["id"], image_source=image["source"],
+                image_reason=image["reason"], time_to_ready_s=self.state.time_to_ready_s.get(name))
+        for name, reason in self.state.unavailable.items():
+            self.report.services[name] = ServiceRecord(name, status="unavailable", error=reason)
+        self.report.total_start_s = self.state.total_start_s
+
+    # ------------------------------------------------------------------------------------ plugin side
+
+    def resolve(self, services: Iterable[str]) -> dict[str, Any]:
+        return {n: self.report.services[n] for n in services if n in self.report.services}
+
+    def start(self, services: Iterable[str]) -> None:
+        """Check (not start) that every needed service runs and is healthy; record what is not."""
+        wanted = list(services)
+        self.report.requested = sorted(set(self.report.requested) | set(wanted))
+        containers = project_containers(self.client, self.layout.project)
+        if "vault" in wanted and "vault" not in containers:
+            raise ComposeError(f"no compose stack is running (project {self.layout.project}): start it with "
+                               "`python -m harness compose up`")
+        for name in wanted:
+            if self.unavailable_reason(name) is not None:
+                continue
+            for cname in COMPOSE_SERVICES[name]:
+                container = containers.get(cname)
+                state = _describe(container)
+                if state != "running, healthy":
+                    self.errors[name] = ComposeError(
+                        f"compose service {cname} is {state}; start the stack with `python -m harness compose up`")
+                    break
+            else:
+                if name not in self.report.started:
+                    self.report.started.append(name)
+
+    def unavailable_reason(self, name: str) -> str | None:
+        if name in self.state.unavailable:
+            return f"not part of the compose stack: {self.state.unavailable[name]}"
+        return None
+
+    def containers(self, name: str) -> list[Container]:
+        found = project_containers(self.client, self.layout.project)
+        return [found[c] for c in COMPOSE_SERVICES[name] if c in found]
+
+    def require(self, name: str) -> ComposeService:
+        if name in self.errors:
+            raise ServiceStartError(f"{name}: {self.errors[name]}") from self.errors[name]
+        return ComposeService(self, name)
+
+    def endpoint(self, name: str) -> Any:
+        if name in self.errors:
+            raise ServiceStartError(f"{name}: {self.errors[name]}") from self.errors[name]
+        containers = project_containers(self.client, self.layout.project)
+        secret: Mapping[str, Any] = {}
+        if name != "vault":
+            secret = read_secret(self._vault_url(containers), name, self.vault_bootstrap.approles[name])
+        return build_endpoint(name, self.layout, containers, secret, self.vault_bootstrap.admin_token)
+
+    def _vault_url(self, containers: Mapping[str, Container]) -> str:
+        return f"http://127.0.0.1:{host_port(containers['vault'], VAULT_PORT)}"
+
+    def expected_version(self, name: str) -> str | None:
+        from stack.images import CATALOGUE
+
+        image = self.state.images.get(name)
+        if image is None or image["source"] == "override":
+            return None
+        spec = CATALOGUE[name]
+        return spec.official_version if image["source"] == "official" else spec.debian_version
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        parts = []
+        for container in self.containers(name):
+            raw: bytes = container.logs(tail=tail, stdout=True, stderr=True)
+            parts.append(f"--- {container.name} ---\n{raw.decode(errors='replace')}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        """Nothing to remove: the compose stack outlives the session."""
+
+    # ------------------------------------------------------------------------------------ changes
+
+    def rewrite_material(self, name: str, *, password: str | None = None, tls: TlsMaterial | None = None) -> None:
+        """Write the service's files in certs/compose again from Vault's KV (plus a new certificate)."""
+        containers = project_containers(self.client, self.layout.project)
+        secret = dict(read_secret(self._vault_url(containers), name, self.vault_bootstrap.approles[name])) \
+            if name != "vault" else {}
+        if password is not None:
+            secret["password"] = password
+        if tls is None:
+            directory = self.layout.service_dir(name)
+            tls = TlsMaterial(certificate=(directory / "tls-server.crt").read_text(),
+                              private_key=(directory / "tls-server.key").read_text(), ca_chain=self.ca.chain,
+                              root_ca=self.ca.root, serial=(directory / "serial").read_text().strip())
+        write_material(self.layout, name, service_files(name, secret, tls, self.settings), tls.serial)
+
+    def rotate_certificate(self, name: str) -> tuple[str, str, str]:
+        """Issue a new leaf with the service's AppRole, install it in the running containers and in
+        certs/compose, and make the servers use it without a restart: (old serial, new serial, how)."""
+        old = self.endpoint(name).tls.serial
+        containers = project_containers(self.client, self.layout.project)
+        compose_vault = ComposeVault(self._vault_url(containers), self.vault_bootstrap, self.ca, False, {})
+        tls = issue_tls(compose_vault, name)
+        self.rewrite_material(name, tls=tls)
+        files = {p: c for p, (c, _) in tls.files("", combined=name == "mongodb").items()}
+        running = self.containers(name)
+        for container in running:
+            install_live(container, name, files)
+        how = reload_live(name, self.endpoint(name), running, tls.serial, self.settings.ready_timeout)
+        return old, tls.serial, how
+
+
+def _describe(container: Container | None) -> str:
+    if container is None:
+        return "missing"
+    container.reload()
+    state = container.attrs.get("State", {})
+    health = (state.get("Health") or {}).get("Status")
+    return f"{state.get('Status', 'unknown')}, {health}" if health else str(state.get("Status", "unknown"))
+
+
+def wait_ready(name: str, layout: ComposeLayout, client: DockerClient, endpoint_of: Callable[[], Any],
+               timeout: float, log: Log) -> float:
+    """Wait until every container of the service reports healthy and the host-side probe logs in; seconds."""
+    t0 = time.monotonic()
+    for cname in COMPOSE_SERVICES[name]:
+        def health(cname: str = cname) -> str:
+            return _describe(project_containers(client, layout.project).get(cname))
+
+        poll(health, what=f"compose service {cname} to report healthy", timeout=timeout,
+             accept=lambda seen: seen == "running, healthy", hint=f"read `docker logs {layout.project}_{cname}_1` "
+             "(compose v2: ..-1); a healthcheck that never passes shows in `docker inspect` under State.Health")
+    poll(lambda: probe(name, endpoint_of()), what=f"{name} to accept a login from the host with the credentials "
+         "Vault holds", timeout=timeout, accept=bool,
+         hint="an authentication error means the data volume predates this Vault's credentials: "
+              "`python -m harness compose down --volumes` starts over")
+    return time.monotonic() - t0
+
