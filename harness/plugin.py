@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness.attach import AttachedStack
 from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
 from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
@@ -34,7 +35,7 @@ class _State:
     report_path: Path
     keep: bool
     needed: list[str] = field(default_factory=list)
-    stack: Stack | None = None
+    stack: Stack | AttachedStack | None = None
     outcomes: Outcomes = field(default_factory=Outcomes)
     drills: list[dict[str, Any]] = field(default_factory=list)
     benchmarks: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where to write the JSON run report (default: HARNESS_REPORT_PATH or .harness/report.json)")
     group.addoption("--keep-stack", action="store_true", default=None,
                     help="leave the containers running after the session (remove with `python -m harness down`)")
+    group.addoption("--stack", choices=["testcontainers", "compose"], default=None,
+                    help="compose: attach mode, check the running compose stack (`python -m harness compose up`) "
+                         "instead of starting containers (default: HARNESS_STACK or testcontainers)")
+    group.addoption("--allow-destructive", action="store_true", default=None,
+                    help="in attach mode, also run the destructive tests (restarts, rotations) against the compose "
+                         "stack (default: HARNESS_ALLOW_DESTRUCTIVE or skip them)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +75,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"harness settings: {exc}") from None
     report = config.getoption("harness_report")
     keep = config.getoption("keep_stack")
+    if config.getoption("stack"):
+        settings = settings.with_overrides(stack=config.getoption("stack"))
+    if config.getoption("allow_destructive"):
+        settings = settings.with_overrides(allow_destructive=True)
     config.stash[_STATE] = _State(settings=settings,
                                   report_path=Path(report) if report else settings.report_file,
                                   keep=settings.keep_stack if keep is None else bool(keep))
@@ -77,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     state = config.stash[_STATE]
     overrides = ", ".join(f"{k}={v}" for k, v in state.settings.image_overrides.items())
-    return (f"harness: image set {state.settings.images}" + (f" (overrides: {overrides})" if overrides else "")
+    mode = "attach to the compose stack" if state.settings.stack == "compose" else "testcontainers"
+    return (f"harness: {mode}, image set {state.settings.images}" + (f" (overrides: {overrides})" if overrides else "")
             + f", report {state.report_path}")
 
 
@@ -93,6 +105,13 @@ def services_of(item: pytest.Item) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Destructive tests (restarts, kills, restores) run after everything that expects a calm stack.
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
+    settings = config.stash[_STATE].settings
+    if settings.stack == "compose":
+        for item in items:
+            if item.get_closest_marker("own_stack") is not None:
+                item.add_marker(pytest.mark.skip(reason=ATTACH_OWN_STACK))
+            elif item.get_closest_marker("destructive") is not None and not settings.allow_destructive:
+                item.add_marker(pytest.mark.skip(reason=ATTACH_DESTRUCTIVE))
     selected = config.getoption("services")
     if not selected:
         return
@@ -119,19 +138,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line(f"harness: services needed by the selected tests: {listed}")
 
 
+ATTACH_OWN_STACK = ("starts a stack of its own (strict TLS, drill or backup round-trip stack); attach mode "
+                    "(--stack compose) starts no containers: run it without --stack compose")
+ATTACH_DESTRUCTIVE = ("destructive (restarts, kills, rotates or restores): skipped against the long-lived compose "
+                      "stack; run it with --allow-destructive (or HARNESS_ALLOW_DESTRUCTIVE=true)")
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # lets pytest unwind: session fixtures tear down and containers are removed
 
 
 @pytest.fixture(scope="session")
-def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """The session's stack, with every service the selected tests need started concurrently."""
+def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedStack]:
+    """The session's stack, with every service the selected tests need started concurrently (or, in attach
+    mode, the running compose stack, checked for those services)."""
     state = request.config.stash[_STATE]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def log(line: str) -> None:
         if reporter is not None:
             reporter.write_line(f"harness: {line}")
+
+    if state.settings.stack == "compose":
+        yield from _attached(state, log)
+        return
 
     try:
         stack = Stack(state.settings, keep=state.keep, log=log)
@@ -159,11 +189,28 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         stack.close()
 
 
+def _attached(state: _State, log: Callable[[str], None]) -> Iterator[AttachedStack]:
+    try:
+        attached = AttachedStack(state.settings, log=log)
+        attached.start(state.needed)
+    except DockerUnavailable as exc:
+        pytest.exit(f"harness: {exc}", returncode=3)
+    except HarnessError as exc:
+        pytest.exit(f"harness (attach mode): {exc}", returncode=4)
+    state.stack = attached
+    log(f"attached to compose project {state.settings.compose_project} (stack state updated "
+        f"{attached.state.updated}): " + ", ".join(f"{n}={r.image} ({r.image_source})"
+                                                   for n, r in attached.report.services.items() if r.image))
+    yield attached
+
+
 def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
                  overrides: Callable[[Settings, list[str]], Settings]) -> Iterator[Stack]:
     """A second stack for the tests that use ``fixture``: the services those tests need, with ``overrides``
     applied to the session's settings; removed at the end of the session."""
     state = request.config.stash[_STATE]
+    if state.settings.stack == "compose":
+        pytest.skip(reason=ATTACH_OWN_STACK)
     wanted = sorted({s for item in request.session.items if fixture in getattr(item, "fixturenames", ())
                      for s in services_of(item)} - {"vault"})
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -186,14 +233,14 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
 
 
 @pytest.fixture(scope="session")
-def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
     """A stack whose services serve TLS only (``tls_strict`` set in its own Vault)."""
     yield from _extra_stack(request, "strict_stack", "strict TLS stack",
                             lambda s, wanted: s.with_overrides(tls_strict=tuple(wanted)))
 
 
 @pytest.fixture(scope="session")
-def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters + 1 replica each, ``cluster-node-timeout`` from
     ``drill_node_timeout_ms``, for the failover drills."""
     yield from _extra_stack(request, "failover_stack", "failover drill stack",
@@ -201,7 +248,7 @@ def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iter
 
 
 @pytest.fixture(scope="session")
-def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack) -> Iterator[Stack]:
+def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters without replicas, drill node timeout, for the node-loss drills."""
     yield from _extra_stack(request, "node_loss_stack", "node-loss drill stack",
                             lambda s, _: drill_settings(s, replicas=0))
@@ -220,7 +267,7 @@ def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 
 def _service_fixture(name: str) -> Callable[..., Any]:
-    def fixture(harness_stack: Stack) -> Any:
+    def fixture(harness_stack: Stack | AttachedStack) -> Any:
         reason = harness_stack.unavailable_reason(name)
         if reason is not None:
             pytest.skip(reason=f"{name} unavailable here: {reason}")
@@ -287,6 +334,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     stack_json = state.stack.report.to_json() if state.stack is not None else None
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
+    data["stack_mode"] = state.settings.stack
     if state.drills:
         data["drills"] = state.drills
     if state.benchmarks:

@@ -19,8 +19,8 @@ from harness.backup import basic_format_check, verify
 from harness.backup_services import StackTarget, create, restore
 from harness.engine import Stack
 
-pytestmark = [pytest.mark.backup, pytest.mark.destructive, pytest.mark.vault, pytest.mark.postgres,
-              pytest.mark.mysql, pytest.mark.redis, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.backup, pytest.mark.destructive, pytest.mark.own_stack, pytest.mark.vault,
+              pytest.mark.postgres, pytest.mark.mysql, pytest.mark.redis, pytest.mark.rabbitmq]
 SERVICES = ["vault", "postgres", "mysql", "redis", "rabbitmq"]
 PG_TABLES = {"customers": 200, "orders": 500, "items": 50}
 MY_TABLES = {"accounts": 150, "events": 400}

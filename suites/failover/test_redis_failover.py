@@ -10,7 +10,7 @@ import pytest
 
 from harness.drills import FAULTS, ClusterView, failover_round, report
 
-pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive]
+pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 
 
 @pytest.mark.parametrize("fault", FAULTS)

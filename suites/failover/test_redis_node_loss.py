@@ -7,7 +7,7 @@ import pytest
 
 from harness.drills import node_loss_round, report
 
-pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive]
+pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 
 
 @pytest.mark.parametrize("full_coverage", [False, True], ids=["full-coverage-no", "full-coverage-yes"])

@@ -10,7 +10,7 @@ import pytest
 import redis
 import requests
 
-pytestmark = pytest.mark.tls
+pytestmark = [pytest.mark.tls, pytest.mark.own_stack]
 
 
 def _strict(strict_stack, name):
