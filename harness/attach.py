@@ -208,7 +208,9 @@ class ComposeService:
         changer = changers[self.name]
         changer(self._endpoint, new)
         self._endpoint = replace(self._endpoint, password=new)
-        self.stack.rewrite_material(self.name, password=new)
+        files = self.stack.rewrite_material(self.name, password=new)
+        for container in self.containers():  # the running container's copies too, as a restart would install them
+            install_live(container, self.name, files)
 
     # Vault only: the restart drill of suites/vault/test_vault_restart.py
     def restart(self, timeout: float | None = None) -> dict[str, Any]:
@@ -325,7 +327,8 @@ class AttachedStack:
 
     # ------------------------------------------------------------------------------------ changes
 
-    def rewrite_material(self, name: str, *, password: str | None = None, tls: TlsMaterial | None = None) -> None:
+    def rewrite_material(self, name: str, *, password: str | None = None,
+                         tls: TlsMaterial | None = None) -> dict[str, bytes]:
         """Write the service's files in certs/compose again from Vault's KV (plus a new certificate)."""
         containers = project_containers(self.client, self.layout.project)
         secret = dict(read_secret(self._vault_url(containers), name, self.vault_bootstrap.approles[name])) \
@@ -337,7 +340,9 @@ class AttachedStack:
             tls = TlsMaterial(certificate=(directory / "tls-server.crt").read_text(),
                               private_key=(directory / "tls-server.key").read_text(), ca_chain=self.ca.chain,
                               root_ca=self.ca.root, serial=(directory / "serial").read_text().strip())
-        write_material(self.layout, name, service_files(name, secret, tls, self.settings), tls.serial)
+        files = service_files(name, secret, tls, self.settings)
+        write_material(self.layout, name, files, tls.serial)
+        return files
 
     def rotate_certificate(self, name: str) -> tuple[str, str, str]:
         """Issue a new leaf with the service's AppRole, install it in the running containers and in

@@ -536,6 +536,20 @@ class StepResult:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """A ``run:`` step as it will be (or was) executed: expressions substituted, env merged."""
+
+    job_id: str
+    label: str
+    matrix: dict[str, Any]
+    name: str
+    step: dict[str, Any]
+    env: dict[str, str]
+    script: str
+    shell: list[str]
+
+
 @dataclass
 class JobResult:
     label: str
@@ -593,6 +607,7 @@ class Runner:
         self.dry_run = dry_run
         self.out = out
         self.results: list[JobResult] = []
+        self.planned: list[PlannedStep] = []
         self.temp = Path(tempfile.mkdtemp(prefix="run-workflow-"))
         self.interrupted = False
 
@@ -645,10 +660,12 @@ class Runner:
         # implies success(), so a job is skipped after a failed (or skipped) need unless it says always().
         status = StatusState(failed=any(n["result"] != "success" for n in needs.values()))
         base = Evaluator(self._contexts(run, {}, {}, needs), status)
-        self.out(f"\n=== job {run.label}")
+        # The job's display name (`name:`, e.g. "services (postgres)"), else its id and matrix entry.
+        label = base.interpolate(job["name"]) if job.get("name") else run.label
+        self.out(f"\n=== job {label}")
         if not base.condition(job.get("if", "success()")):
             self.out("    skipped: its if: is false" if "if" in job else "    skipped: a job it needs did not succeed")
-            result = JobResult(run.label, run.job_id, "skipped", 0.0)
+            result = JobResult(label, run.job_id, "skipped", 0.0)
             self.results.append(result)
             return result
         status = StatusState()  # step-level status functions look at this job's steps only
@@ -680,7 +697,7 @@ class Runner:
             runs = evaluator.condition(step.get("if", "success()"))
             step_id = step.get("id")
             if "uses" in step:
-                results.append(StepResult(run.label, name, "uses", None, 0.0,
+                results.append(StepResult(label, name, "uses", None, 0.0,
                                           f"{step['uses']}: skipped here" + ("" if runs else " (its if: is false)")))
                 self.out(f"--- {name}: skipped here ({step['uses']})")
                 if step_id:
@@ -689,7 +706,7 @@ class Runner:
             if "run" not in step:
                 raise WorkflowError(f"{run.job_id} / {name}: a step needs `run:` or `uses:`")
             if not runs:
-                results.append(StepResult(run.label, name, "skipped", None, 0.0, "if: is false"))
+                results.append(StepResult(label, name, "skipped", None, 0.0, "if: is false"))
                 self.out(f"--- {name}: skipped (if: is false)")
                 if step_id:
                     steps_ctx[step_id] = {"outcome": "skipped", "conclusion": "skipped", "outputs": Lenient()}
@@ -699,14 +716,16 @@ class Runner:
             if shell not in SHELLS:
                 raise WorkflowError(f"{run.job_id} / {name}: shell {shell!r} is not supported (bash only)")
             workdir = ROOT / str(step.get("working-directory", defaults.get("working-directory", ".")))
+            self.planned.append(PlannedStep(run.job_id, label, dict(run.matrix), name, dict(step), dict(step_env),
+                                            script, SHELLS[shell]))
             if self.dry_run:
                 self.out(f"--- {name}")
                 for key in step.get("env") or {}:
                     self.out(f"    env {key}={step_env[key]}")
-                self.out("    " + " ".join(SHELLS[shell][:-1]) + " <<'SCRIPT'")
+                self.out("    shell: " + " ".join(SHELLS[shell]) + " SCRIPT, where SCRIPT is:")
                 for line in script.rstrip("\n").splitlines():
                     self.out(f"    | {line}")
-                results.append(StepResult(run.label, name, "success", 0, 0.0, "dry run"))
+                results.append(StepResult(label, name, "would run", None, 0.0, "dry run"))
                 if step_id:
                     steps_ctx[step_id] = {"outcome": "success", "conclusion": "success", "outputs": Lenient()}
                 continue
@@ -734,10 +753,10 @@ class Runner:
             if step_id:
                 steps_ctx[step_id] = {"outcome": outcome, "conclusion": conclusion,
                                       "outputs": Lenient(read_kv_file(files["GITHUB_OUTPUT"]))}
-            results.append(StepResult(run.label, name, outcome, code, seconds, note))
+            results.append(StepResult(label, name, outcome, code, seconds, note))
             self.out(f"--- {name}: {outcome}, exit {code}, {seconds:.1f} s" + (f" ({note})" if note else ""))
         verdict = "cancelled" if status.cancelled else "failure" if status.failed else "success"
-        result = JobResult(run.label, run.job_id, verdict, time.monotonic() - started, results,
+        result = JobResult(label, run.job_id, verdict, time.monotonic() - started, results,
                            "".join(summary_parts))
         self.results.append(result)
         return result
@@ -870,6 +889,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         out(f"workflow {args.workflow}, event {args.event}, inputs "
             + (", ".join(f"{k}={to_text(v)}" for k, v in inputs.items()) or "none"))
         if args.dry_run:
+            out("dry run: nothing is executed; every step is assumed to succeed and step outputs are empty")
             out("github: " + ", ".join(f"{k}={v}" for k, v in github.items() if k != "event")
                 + f", event.repository.default_branch={args.default_branch}")
         for run in runs:

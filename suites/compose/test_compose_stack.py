@@ -1,0 +1,116 @@
+"""The long-lived compose stack (attach mode only: ``pytest suites/ --stack compose``).
+
+What the reference project got wrong with its compose stack, checked on the running one: the passwords the
+containers start with are the ones Vault holds (so a restart cannot drift), the private files are private
+on the host and in the containers, everything is published on 127.0.0.1 only, and a restart of every
+container comes back healthy with Vault's credentials and certificates (destructive)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+
+import pytest
+
+from harness.attach import ensure_cluster, probe
+from harness.certs import served, targets
+from harness.compose import COMPOSE_SERVICES, OWNERS, file_name
+from harness.compose_run import status
+from harness.waiting import poll
+from stack import mysql, postgres, redis_cluster
+
+SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+
+
+@pytest.fixture(autouse=True)
+def _attach_only(harness_stack):
+    if harness_stack.settings.stack != "compose":
+        pytest.skip(reason="checks the compose stack: run with --stack compose after `python -m harness compose up`")
+
+
+def _params(names):
+    return [pytest.param(s, marks=getattr(pytest.mark, s)) for s in names]
+
+
+def _in_container(container, path):
+    result = container.exec_run(["sh", "-c", f"base64 < {path} && stat -c '%a %U' {path}"])
+    assert result.exit_code == 0, f"{container.name}: reading {path} failed: {result.output[-200:]!r}"
+    *body, meta = result.output.decode().strip().splitlines()
+    return base64.b64decode("".join(body)).decode(), meta
+
+
+def _password_file(name):
+    return {"postgres": postgres.PASSWORD_FILE, "mysql": mysql.PASSWORD_FILE,
+            "mongodb": "/run/harness/mongodb-password", "redis": redis_cluster.CONF_PATH,
+            "rabbitmq": "/etc/rabbitmq/conf.d/90-harness-credentials.conf"}[name]
+
+
+@pytest.mark.parametrize("name", _params(SERVICES))
+def test_started_with_the_password_vault_holds(name, harness_stack, request):
+    endpoint = request.getfixturevalue(f"{name}_service")  # built from Vault's KV, read with the AppRole
+    path = _password_file(name)
+    on_host = (harness_stack.layout.service_dir(name) / file_name(path)).read_text()
+    for container in harness_stack.containers(name):
+        installed, meta = _in_container(container, path)
+        assert installed == on_host, f"{container.name}: {path} differs from certs/compose/{name}"
+        assert meta == f"600 {OWNERS[name]}", f"{container.name}: {path} is {meta}"
+    expected = {"redis": f"requirepass {endpoint.password}\n", "rabbitmq": f"default_pass = {endpoint.password}\n"}
+    if name in expected:
+        assert expected[name] in on_host, f"{name}: certs/compose holds another password than Vault"
+    else:
+        assert on_host == endpoint.password, f"{name}: certs/compose holds another password than Vault"
+    assert probe(name, endpoint) is True
+    wrong = dataclasses.replace(endpoint, password=endpoint.password + "x")
+    with pytest.raises(Exception):  # noqa: B017, PT011 - each client raises its own authentication error
+        probe(name, wrong)
+
+
+def test_material_is_private_on_the_host(harness_stack):
+    root = harness_stack.layout.material_dir
+    assert root.stat().st_mode & 0o777 == 0o700
+    checked = 0
+    for directory in root.iterdir():
+        if not directory.is_dir():
+            continue
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+        for path in directory.iterdir():
+            mode = path.stat().st_mode & 0o777
+            if path.name in ("install.list", "serial"):
+                assert mode == 0o644, path
+            else:
+                assert mode == 0o600, f"{path} is {oct(mode)}"
+                checked += 1
+    assert checked >= 15, f"only {checked} private files found under {root}"
+
+
+def test_every_port_is_on_loopback_and_every_container_healthy(harness_stack):
+    rows = status(harness_stack.settings)
+    expected = {c for name in harness_stack.state.services for c in COMPOSE_SERVICES[name]}
+    assert {r["service"] for r in rows} >= expected
+    for row in rows:
+        assert row["state"] == "running (healthy)", row
+        for binding in row["ports"].split(", "):
+            assert binding.startswith("127.0.0.1:"), f"{row['service']} publishes {binding}"
+
+
+@pytest.mark.destructive
+def test_restart_of_every_container_keeps_credentials_and_certificates(harness_stack, vault_service):
+    names = [s for s in harness_stack.state.services if s != "vault"]
+    before = {name: harness_stack.endpoint(name) for name in names}
+    containers = [c for name in names for c in harness_stack.containers(name)]
+    started = time.monotonic()
+    for container in containers:
+        container.restart(timeout=20)
+    for name in names:
+        poll(lambda name=name: probe(name, harness_stack.endpoint(name)), timeout=180, accept=bool,
+             what=f"{name} to accept Vault's credentials after a restart",
+             hint="a refused login means the container started with credentials that are not Vault's")
+        if name == "redis":  # the nodes find each other again at their fixed addresses (nodes.conf)
+            nodes = {c.labels["com.docker.compose.service"]: c for c in harness_stack.containers("redis")}
+            assert ensure_cluster(harness_stack.layout, nodes, harness_stack.endpoint("redis"), 180, print) is False
+        after = harness_stack.endpoint(name)
+        assert after.password == before[name].password
+        for target in targets({name: after}):
+            assert served(target).matches, f"{target.alias} serves another certificate after the restart"
+    print(f"restart of {len(containers)} containers back with Vault's credentials in {time.monotonic() - started:.1f}s")
