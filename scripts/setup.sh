@@ -3,6 +3,7 @@
 #
 # Installs only what is missing:
 #   1. a Docker engine: Debian's docker.io, started with systemd or, without systemd, as a background dockerd;
+#   1b. compose: Debian's docker-compose when neither `docker compose` nor `docker-compose` answers;
 #   2. debootstrap (only needed to create a Debian base image when no debian:bookworm-slim can be had);
 #   3. a virtualenv .venv with this package and its dev tools;
 #   4. the image set: `python -m harness images build` (builds the Debian set unless official images are
@@ -71,6 +72,18 @@ else
     done
     engine_answers || die "dockerd did not answer within 60 s; see /var/log/dockerd.log"
     log "Docker engine is up"
+fi
+
+# 1b. compose (for the long-lived stack in compose/) -------------------------------------------------
+if docker compose version >/dev/null 2>&1; then
+    log "compose: docker compose v2 plugin"
+elif command -v docker-compose >/dev/null 2>&1; then
+    log "compose: $(docker-compose version --short 2>/dev/null || echo docker-compose)"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's docker-compose (no docker compose plugin here)"
+    apt_install docker-compose
+else
+    log "no docker compose / docker-compose: \`python -m harness compose\` will not work until one is installed"
 fi
 
 # 2. debootstrap (for the Debian base image) ---------------------------------------------------------

@@ -20,6 +20,7 @@ from harness.compose_run import status
 from harness.waiting import poll
 from stack import mysql, postgres, redis_cluster
 
+pytestmark = pytest.mark.compose_stack
 SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 
 
