@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="list the harness's containers")
 
-    certs = sub.add_parser("certs", help="TLS certificates of the stack started by `up`")
+    certs = sub.add_parser("certs", help="TLS certificates of the stack started by `up` (or the compose stack)")
+    certs.add_argument("--stack", choices=["up", "compose"], default=None,
+                       help="which stack: the one started by `up` (default) or the compose stack "
+                            "(default when HARNESS_STACK=compose)")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
     certs_sub.add_parser("status", help="serial, not-after and days left of what every TLS listener serves "
                                         "(exit 1 if one is below HARNESS_TLS_MIN_DAYS_LEFT or not Vault's)")
@@ -316,6 +319,8 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from stack.base import LABEL_RUN_ID
 
+    if args.stack == "compose" or (args.stack is None and settings.stack == "compose"):
+        return _certs_compose(args, settings)
     client = docker_client()
     live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
     stack = find_up_stack(settings.state_dir, live)
@@ -330,8 +335,29 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
         out.print(table)
         _export_certs(stack.state_dir / "pki", Path("certs"))
-    rows = status(stack.endpoints())
-    table = Table(title=f"served certificates (run {stack.run_id}; minimum {settings.tls_min_days_left} days)",
+    return _print_cert_status(status(stack.endpoints()), stack.run_id, settings)
+
+
+def _certs_compose(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.attach import AttachedStack
+    from harness.certs import status
+
+    stack = AttachedStack(settings)
+    stack.start(stack.state.services)
+    if args.certs_command == "rotate":
+        table = Table(title=f"rotated ({stack.run_id})", title_justify="left")
+        for col in ("service", "old serial", "new serial", "applied", "seconds"):
+            table.add_column(col, overflow="fold")
+        for name in args.service or stack.state.services:
+            t0 = time.monotonic()
+            old, new, how = stack.rotate_certificate(name)
+            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
+        out.print(table)
+    return _print_cert_status(status({n: stack.endpoint(n) for n in stack.state.services}), stack.run_id, settings)
+
+
+def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
+    table = Table(title=f"served certificates ({run_id}; minimum {settings.tls_min_days_left} days)",
                   title_justify="left")
     for col in ("service", "listener", "serial", "not after (UTC)", "days left", "TLS", "Vault's"):
         table.add_column(col, overflow="fold")
