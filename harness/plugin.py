@@ -335,6 +335,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stack_json = state.stack.report.to_json() if state.stack is not None else None
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
     data["stack_mode"] = state.settings.stack
+    if isinstance(state.stack, AttachedStack):
+        compose = state.stack.state
+        data["compose"] = {"project": compose.project, "compose_command": compose.compose_command,
+                           "last_up": compose.updated, "vault_initialised_by_last_up": compose.vault_initialised_now}
     if state.drills:
         data["drills"] = state.drills
     if state.benchmarks:
@@ -359,7 +363,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         status = f"ready in {ready:.2f}s" if ready is not None else (
             data["services_unavailable"].get(name) or data["services_failed"].get(name) or "not started")
         tr.write_line(f"  {name:9} {image['ref']} ({image['source']}): {status}")
-    if data["total_stack_start_s"] is not None:
+    if data.get("compose"):
+        tr.write_line(f"attach mode: compose project {data['compose']['project']}; the times above are those of its "
+                      f"last `compose up` ({data['compose']['last_up']}, {data['total_stack_start_s']:.2f}s in all)")
+    elif data["total_stack_start_s"] is not None:
         tr.write_line(f"stack start: {data['total_stack_start_s']:.2f}s (ratio to vault+slowest: "
                       f"{data['parallel_ratio']})")
     for drill in data.get("drills", []):
