@@ -104,29 +104,16 @@ def probe(name: str, endpoint: Any) -> bool:
     if name == "vault":
         health = vault_health(endpoint.url)
         return bool(health.get("initialized")) and not health.get("sealed", True)
-    if name == "postgres":
-        with endpoint.connect() as conn:
-            return bool(conn.execute("SELECT 1").fetchone() == (1,))
-    if name == "mysql":
-        conn = endpoint.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return bool(cur.fetchone() == (1,))
-        finally:
-            conn.close()
-    if name == "mongodb":
-        with endpoint.client(serverSelectionTimeoutMS=2000) as client:
-            return bool(client.admin.command("ping").get("ok") == 1.0)
+    logins: dict[str, Callable[[Any], bool]] = {"postgres": postgres.login, "mysql": mysql.login,
+                                                "mongodb": mongodb.login, "rabbitmq": rabbitmq.login}
+    if name in logins:
+        return logins[name](endpoint)
     if name == "redis":
         for node in endpoint.nodes:
             with endpoint.node_client(node, retry=Retry(NoBackoff(), 0), socket_timeout=2) as client:
                 if not client.ping():
                     return False
         return True
-    if name == "rabbitmq":
-        endpoint.connect().close()
-        return bool(endpoint.api("overview").status_code == 200)
     raise ComposeError(f"unknown service {name!r}")
 
 

@@ -65,7 +65,6 @@ REDIS_HOST_OCTETS = (11, 12, 13)  # redis-N's fixed address in the compose netwo
 ADMIN_TOKEN_PERIOD = "768h"  # renewed at every `compose up`; a month of idleness ends it
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
-HEALTH_CODES = {200, 429, 472, 473, 501, 503}
 
 
 @dataclass(frozen=True)

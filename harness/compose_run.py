@@ -15,7 +15,6 @@ import requests
 from harness.attach import build_endpoint, ensure_cluster, reload_live, wait_ready
 from harness.compose import (
     COMPOSE_SERVICES,
-    HEALTH_CODES,
     Compose,
     ComposeLayout,
     ComposeState,
@@ -41,7 +40,7 @@ from harness.files import write_file
 from harness.settings import SERVICES, Settings
 from harness.waiting import poll
 from stack.base import TlsMaterial
-from stack.vault import VAULT_PORT
+from stack.vault import HEALTH_CODES, VAULT_PORT
 
 Log = Callable[[str], None]
 

@@ -91,8 +91,7 @@ class MongoContainer(LoopbackContainer):
             self.with_command(options)
 
     def _ping(self) -> bool:
-        with self.endpoint().client(serverSelectionTimeoutMS=2000) as client:
-            return client.admin.command("ping").get("ok") == 1.0
+        return login(self.endpoint())
 
     def apply_password(self, new: str) -> None:
         """Change the root user's password on the running server (updateUser on admin)."""
@@ -109,6 +108,12 @@ class MongoContainer(LoopbackContainer):
                              password=self.password, database=self.database,
                              container_name=self.ctx.container_name(self.alias), alias=self.alias,
                              tls=self.tls_info(MONGO_PORT, "tls", self.tls_strict))
+
+
+def login(endpoint: MongoEndpoint) -> bool:
+    """The readiness probe: an authenticated ``ping`` through the published port."""
+    with endpoint.client(serverSelectionTimeoutMS=2000) as client:
+        return bool(client.admin.command("ping").get("ok") == 1.0)
 
 
 def change_password(endpoint: MongoEndpoint, new: str) -> None:

@@ -99,13 +99,7 @@ class MySqlContainer(LoopbackContainer):
             self.with_command(options)
 
     def _login(self) -> bool:
-        conn = self.endpoint().connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return bool(cur.fetchone() == (1,))
-        finally:
-            conn.close()
+        return login(self.endpoint())
 
     def apply_password(self, new: str) -> None:
         """Change the application user's password on the running server (ALTER USER, as root)."""
@@ -122,6 +116,17 @@ class MySqlContainer(LoopbackContainer):
                              password=self.password, database=self.database, root_password=self.root_password,
                              container_name=self.ctx.container_name(self.alias), alias=self.alias,
                              tls=self.tls_info(MYSQL_PORT, "mysql", self.tls_strict))
+
+
+def login(endpoint: MySqlEndpoint) -> bool:
+    """The readiness probe: a login as the application user through the published port running ``SELECT 1``."""
+    conn = endpoint.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            return bool(cur.fetchone() == (1,))
+    finally:
+        conn.close()
 
 
 def change_password(endpoint: MySqlEndpoint, new: str) -> None:

@@ -107,8 +107,7 @@ class PostgresContainer(LoopbackContainer):
         self.with_command(server_options(self.tls is not None))
 
     def _login(self) -> bool:
-        with self.endpoint().connect() as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
+        return login(self.endpoint())
 
     def apply_password(self, new: str) -> None:
         """Change the application user's password on the running server (ALTER ROLE, as that user)."""
@@ -125,6 +124,12 @@ class PostgresContainer(LoopbackContainer):
                                 password=self.password, dbname=self.dbname,
                                 container_name=self.ctx.container_name(self.alias), alias=self.alias,
                                 tls=self.tls_info(POSTGRES_PORT, "postgres", self.tls_strict))
+
+
+def login(endpoint: PostgresEndpoint) -> bool:
+    """The readiness probe: a password login through the published port running ``SELECT 1``."""
+    with endpoint.connect() as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def change_password(endpoint: PostgresEndpoint, new: str) -> None:

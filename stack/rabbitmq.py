@@ -120,10 +120,7 @@ class RabbitMqContainer(LoopbackContainer):
             self.with_private_file(TLS_CONF, tls_config(self.tls_strict).encode(), owner="rabbitmq")
 
     def _probe(self) -> bool:
-        endpoint = self.endpoint()
-        conn = endpoint.connect()
-        conn.close()
-        return endpoint.api("overview").status_code == 200
+        return login(self.endpoint())
 
     def apply_password(self, new: str) -> None:
         """Change the user's password through the management API (PUT /api/users/{user})."""
@@ -142,6 +139,13 @@ class RabbitMqContainer(LoopbackContainer):
                                 password=self.password, vhost=self.vhost,
                                 container_name=self.ctx.container_name(self.alias), alias=self.alias, tls=tls,
                                 management_tls_port=self.host_port(MANAGEMENT_TLS_PORT) if tls else None)
+
+
+def login(endpoint: RabbitMqEndpoint) -> bool:
+    """The readiness probe: an AMQP login and ``GET /api/overview`` with the same credentials (the broker
+    opens AMQP before the management listener, so both are asked)."""
+    endpoint.connect().close()
+    return bool(endpoint.api("overview").status_code == 200)
 
 
 def change_password(endpoint: RabbitMqEndpoint, new: str) -> None:

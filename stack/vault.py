@@ -31,7 +31,7 @@ from stack.base import TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, 
 VAULT_PORT = 8200
 VAULT_TLS_PORT = 8300
 # /sys/health answers these codes once the listener is up, whatever the seal state.
-_HEALTH_CODES = {200, 429, 472, 473, 501, 503}
+HEALTH_CODES = {200, 429, 472, 473, 501, 503}
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class VaultContainer(LoopbackContainer):
 
     def _listener_answers(self) -> bool:
         resp = requests.get(f"{self.url}/v1/sys/health", timeout=2)
-        return resp.status_code in _HEALTH_CODES
+        return resp.status_code in HEALTH_CODES
 
     def health(self) -> dict[str, Any]:
         resp = requests.get(f"{self.url}/v1/sys/health", params={"sealedcode": 200, "uninitcode": 200,
