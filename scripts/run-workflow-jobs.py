@@ -740,6 +740,8 @@ class Runner:
             step_timeout = float(step.get("timeout-minutes", job_timeout / 60)) * 60
             budget = max(1.0, min(step_timeout, deadline - time.monotonic()))
             self.out(f"--- {name}")
+            for line in script.rstrip("\n").splitlines():  # like GitHub's "Run ..." header
+                self.out(f"    $ {line}")
             code, seconds, note = self._execute([*SHELLS[shell], script], workdir, process_env, budget)
             if note == "cancelled":
                 status.cancelled = True

@@ -103,8 +103,11 @@ if [[ ! -x .venv/bin/python ]]; then
     "$PYTHON" -m venv .venv
 fi
 log "installing the package into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
-    | grep -v -E "^WARNING: Location .* is ignored" || true
+# pipefail: the pipeline fails when pip does (the grep only hides a harmless warning).
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+        | { grep -v -E "^WARNING: Location .* is ignored" || true; }; then
+    die "pip could not install the package and its dev tools into .venv (output above)"
+fi
 .venv/bin/python -c "import harness, stack" || die "the package did not install into .venv"
 
 # 4. images ------------------------------------------------------------------------------------------
