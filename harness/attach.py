@@ -21,6 +21,7 @@ from docker.models.containers import Container
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.certs import reload_server
 from harness.compose import (
     COMPOSE_SERVICES,
     ComposeLayout,
@@ -29,11 +30,11 @@ from harness.compose import (
     host_port,
     install_live,
     issue_tls,
+    kept_tls,
     network_ip,
     project_containers,
     read_secret,
     service_files,
-    vault_health,
     write_material,
 )
 from harness.docker_env import docker_client
@@ -44,7 +45,7 @@ from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from harness.waiting import poll
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
-from stack.base import TLS_CA, TlsInfo, TlsMaterial
+from stack.base import TlsInfo, TlsMaterial
 from stack.mongodb import MongoEndpoint
 from stack.mysql import MySqlEndpoint
 from stack.postgres import PostgresEndpoint
@@ -102,7 +103,7 @@ def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Co
 def probe(name: str, endpoint: Any) -> bool:
     """A real login from the host with the credentials Vault holds (what the test stacks' readiness does)."""
     if name == "vault":
-        health = vault_health(endpoint.url)
+        health = vault.health(endpoint.url)
         return bool(health.get("initialized")) and not health.get("sealed", True)
     logins: dict[str, Callable[[Any], bool]] = {"postgres": postgres.login, "mysql": mysql.login,
                                                 "mongodb": mongodb.login, "rabbitmq": rabbitmq.login}
@@ -115,21 +116,6 @@ def probe(name: str, endpoint: Any) -> bool:
                     return False
         return True
     raise ComposeError(f"unknown service {name!r}")
-
-
-def reload_live(name: str, endpoint: Any, containers: list[Container], serial: str, timeout: float) -> str:
-    """Make the running server(s) use the certificate files just installed (no restart)."""
-    if name == "postgres":
-        return postgres.reload_tls(endpoint)
-    if name == "mysql":
-        return mysql.reload_tls(endpoint)
-    if name == "mongodb":
-        return mongodb.reload_tls(endpoint)
-    if name == "redis":
-        return redis_cluster.reload_tls(endpoint)
-    if name == "rabbitmq":
-        return rabbitmq.reload_tls(containers[0])
-    return vault.reload_tls(containers[0], host_port(containers[0], VAULT_TLS_PORT), serial, timeout)
 
 
 def cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:
@@ -145,13 +131,8 @@ def ensure_cluster(layout: ComposeLayout, containers: Mapping[str, Container], e
     created = False
     if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
         port = redis_cluster.REDIS_TLS_PORT
-        command = ["timeout", str(redis_cluster.CREATE_TIMEOUT_S), "redis-cli", "--tls", "--cacert",
-                   TLS_CA, "--cluster", "create", *[f"{ip}:{port}" for ip in layout.redis_ips()],
-                   "--cluster-replicas", "0", "--cluster-yes"]
-        result = containers["redis-1"].exec_run(command, environment={"REDISCLI_AUTH": endpoint.password})
-        if result.exit_code != 0:
-            raise ServiceStartError(f"redis-cli --cluster create exited {result.exit_code}: "
-                                    f"{result.output.decode(errors='replace')[-1500:]}")
+        redis_cluster.create_cluster(containers["redis-1"], [f"{ip}:{port}" for ip in layout.redis_ips()], 0,
+                                     True, endpoint.password)
         created = True
         log("redis: cluster created over TLS (3 masters, 16384 slots)")
 
@@ -204,15 +185,14 @@ class ComposeService:
         container = self.containers()[0]
         container.restart(timeout=10)
         deadline = timeout or self.stack.settings.ready_timeout
-        poll(lambda: vault_health(self.endpoint().url), what="Vault's API to answer again after a restart",
-             timeout=deadline, hint="read `compose logs vault`")
-        return vault_health(self.endpoint().url)
+        url = self.endpoint().url
+        poll(lambda: vault.listener_answers(url), what="Vault's API to answer again after a restart",
+             timeout=deadline, accept=bool, hint="read `compose logs vault`")
+        return vault.health(url)
 
     def unseal(self, timeout: float | None = None) -> None:
-        from harness.compose import unseal
-
         init = VaultInit.load(self.stack.state_dir / "vault-init.json")
-        unseal(self.endpoint().url, init, timeout or self.stack.settings.ready_timeout)
+        vault.unseal(self.endpoint().url, init, timeout or self.stack.settings.ready_timeout)
 
 
 class AttachedStack:
@@ -241,9 +221,6 @@ class AttachedStack:
         self.report.total_start_s = self.state.total_start_s
 
     # ------------------------------------------------------------------------------------ plugin side
-
-    def resolve(self, services: Iterable[str]) -> dict[str, Any]:
-        return {n: self.report.services[n] for n in services if n in self.report.services}
 
     def start(self, services: Iterable[str]) -> None:
         """Check (not start) that every needed service runs and is healthy; record what is not."""
@@ -322,11 +299,9 @@ class AttachedStack:
             if name != "vault" else {}
         if password is not None:
             secret["password"] = password
+        tls = tls or kept_tls(self.layout, name, self.ca)
         if tls is None:
-            directory = self.layout.service_dir(name)
-            tls = TlsMaterial(certificate=(directory / "tls-server.crt").read_text(),
-                              private_key=(directory / "tls-server.key").read_text(), ca_chain=self.ca.chain,
-                              root_ca=self.ca.root, serial=(directory / "serial").read_text().strip())
+            raise ComposeError(f"certs/compose/{name} holds no certificate: run `python -m harness compose up`")
         files = service_files(name, secret, tls, self.settings)
         write_material(self.layout, name, files, tls.serial)
         return files
@@ -343,7 +318,7 @@ class AttachedStack:
         running = self.containers(name)
         for container in running:
             install_live(container, name, files)
-        how = reload_live(name, self.endpoint(name), running, tls.serial, self.settings.ready_timeout)
+        how = reload_server(name, self.endpoint(name), running[0], self.settings.ready_timeout)
         return old, tls.serial, how
 
 

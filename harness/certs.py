@@ -160,8 +160,6 @@ def find_up_stack(state_root: Path, live_run_ids: Iterable[str]) -> UpStack:
 
 def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str, str]:
     """Rotate one service's certificate on an ``up`` stack: (old serial, new serial, how applied)."""
-    from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
-
     endpoints = stack.endpoints()
     ep = endpoints.get(service)
     if ep is None or ep.tls is None:
@@ -180,21 +178,29 @@ def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str
         put_private_files(container, tls.files(OWNERS[service], combined=service == "mongodb"), what=service)
     write_service_pem(stack.state_dir / "pki" / service, material)
     new_ep = _with_serial(ep, material.serial)
-    if service == "postgres":
-        how = postgres.reload_tls(new_ep)
-    elif service == "mysql":
-        how = mysql.reload_tls(new_ep)
-    elif service == "mongodb":
-        how = mongodb.reload_tls(new_ep)
-    elif service == "redis":
-        how = redis_cluster.reload_tls(new_ep)
-    elif service == "rabbitmq":
-        how = rabbitmq.reload_tls(containers[0])
-    else:
-        how = vault.reload_tls(containers[0], ep.tls.port, material.serial, 60)
+    how = reload_server(service, new_ep, containers[0], 60)
     endpoints[service] = new_ep
     stack.save(endpoints)
     return ep.tls.serial, material.serial, how
+
+
+def reload_server(service: str, endpoint: Any, container: Any, timeout: float) -> str:
+    """Make a running server use the certificate files just installed, without a restart. ``endpoint``
+    carries the new serial (Vault's reload is asynchronous: it is awaited); ``container`` is one of the
+    service's containers (RabbitMQ and Vault are reloaded from inside)."""
+    from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
+
+    if service == "postgres":
+        return postgres.reload_tls(endpoint)
+    if service == "mysql":
+        return mysql.reload_tls(endpoint)
+    if service == "mongodb":
+        return mongodb.reload_tls(endpoint)
+    if service == "redis":
+        return redis_cluster.reload_tls(endpoint)
+    if service == "rabbitmq":
+        return rabbitmq.reload_tls(container)
+    return vault.reload_tls(container, endpoint.tls.port, endpoint.tls.serial, timeout)
 
 
 def _with_serial(ep: Any, serial: str) -> Any:

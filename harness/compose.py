@@ -35,20 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import hvac
-import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from docker import DockerClient
 from docker.models.containers import Container
 
+from harness.certs import OWNERS
 from harness.errors import ComposeError, ImageMissing
 from harness.files import write_file
 from harness.images import ImageResolver
 from harness.pki import CaChain, export_ca, self_signed
 from harness.settings import SERVICES, Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, approle_login, bootstrap, fetch_material
-from harness.waiting import poll
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
+from stack import vault as vault_api
 from stack.base import TLS_CERT, TLS_KEY, TlsMaterial, put_private_files
 from stack.vault import VAULT_PORT, VaultInit
 
@@ -58,9 +58,6 @@ Log = Callable[[str], None]
 COMPOSE_SERVICES: dict[str, tuple[str, ...]] = {
     "vault": ("vault",), "postgres": ("postgres",), "mysql": ("mysql",), "mongodb": ("mongodb",),
     "redis": ("redis-1", "redis-2", "redis-3"), "rabbitmq": ("rabbitmq",)}
-#: the user owning a service's files inside its container (same name in the official and Debian images)
-OWNERS = {"vault": "vault", "postgres": "postgres", "mysql": "mysql", "mongodb": "mongodb", "redis": "redis",
-          "rabbitmq": "rabbitmq"}
 REDIS_HOST_OCTETS = (11, 12, 13)  # redis-N's fixed address in the compose network (docker-compose.yml)
 ADMIN_TOKEN_PERIOD = "768h"  # renewed at every `compose up`; a month of idleness ends it
 LABEL_PROJECT = "com.docker.compose.project"
@@ -260,25 +257,6 @@ def read_secret(vault_url: str, service: str, creds: Mapping[str, str]) -> dict[
     return data
 
 
-def vault_health(url: str) -> dict[str, Any]:
-    resp = requests.get(f"{url}/v1/sys/health", params={"sealedcode": 200, "uninitcode": 200, "standbycode": 200},
-                        timeout=5)
-    data: dict[str, Any] = resp.json()
-    return data
-
-
-def _vault_active(health: dict[str, Any]) -> bool:
-    return bool(health.get("initialized")) and not health.get("sealed", True) and not health.get("standby", True)
-
-
-def unseal(url: str, init: VaultInit, timeout: float) -> None:
-    client = hvac.Client(url=url, timeout=10)
-    for key in init.keys[: init.threshold]:
-        client.sys.submit_unseal_key(key)
-    poll(lambda: vault_health(url), what="Vault to report initialized, unsealed and active", timeout=timeout,
-         accept=_vault_active, hint="raft elects itself leader a moment after unseal; read `compose logs vault`")
-
-
 @dataclass
 class ComposeVault:
     """Vault as ``up`` left it: URL, bootstrap record, CA."""
@@ -296,7 +274,7 @@ def prepare_vault(layout: ComposeLayout, settings: Settings, url: str, other_vol
     init_file = layout.state_dir / "vault-init.json"
     record = layout.state_dir / "vault-bootstrap.json"
     timings: dict[str, float] = {}
-    health = vault_health(url)
+    health = vault_api.health(url)
     if not health.get("initialized"):
         if other_volumes:
             raise ComposeError(
@@ -305,12 +283,8 @@ def prepare_vault(layout: ComposeLayout, settings: Settings, url: str, other_vol
                 "the old volumes with `python -m harness compose down --volumes` (their data is lost) and run "
                 "`compose up` again")
         t0 = time.monotonic()
-        result = hvac.Client(url=url, timeout=30).sys.initialize(
-            secret_shares=settings.vault_key_shares, secret_threshold=settings.vault_key_threshold)
-        init = VaultInit(keys=list(result["keys"]), root_token=str(result["root_token"]),
-                         shares=settings.vault_key_shares, threshold=settings.vault_key_threshold)
-        init.save(init_file)
-        unseal(url, init, settings.ready_timeout)
+        init = vault_api.initialize(url, settings.vault_key_shares, settings.vault_key_threshold, init_file)
+        vault_api.unseal(url, init, settings.ready_timeout)
         timings["init and unseal"] = round(time.monotonic() - t0, 3)
         root = hvac.Client(url=url, token=init.root_token, timeout=30)
         boot = bootstrap(root, services=list(SERVICES), internal_url=f"http://vault:{VAULT_PORT}", pki=settings.pki(),
@@ -327,7 +301,7 @@ def prepare_vault(layout: ComposeLayout, settings: Settings, url: str, other_vol
             "over with `python -m harness compose down --volumes` (all data of the stack is lost)")
     if health.get("sealed"):
         t0 = time.monotonic()
-        unseal(url, VaultInit.load(init_file), settings.ready_timeout)
+        vault_api.unseal(url, VaultInit.load(init_file), settings.ready_timeout)
         timings["unseal"] = round(time.monotonic() - t0, 3)
         log(f"vault: unsealed with the kept keys in {timings['unseal']:.1f}s")
     boot = BootstrapResult.load(record)
@@ -381,12 +355,7 @@ def issue_tls(vault: ComposeVault, service: str) -> TlsMaterial:
 
 def write_material(layout: ComposeLayout, service: str, files: Mapping[str, bytes], serial: str) -> None:
     """certs/compose/<service>/: the files (0600), install.list and the serial of the certificate."""
-    directory = layout.service_dir(service)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(layout.material_dir, 0o700)
-    for dest, content in files.items():
-        write_file(directory / file_name(dest), content.decode(), 0o600)
-    write_file(directory / "install.list", install_list(files), 0o644)
+    directory = _write_files(layout, service, files)
     write_file(directory / "serial", serial + "\n", 0o644)
     # The exported copy the suites' PKI checks read, as for a test stack's run directory.
     pem = layout.state_dir / "pki" / service
@@ -399,12 +368,18 @@ def write_placeholder(layout: ComposeLayout) -> None:
     """Vault's HTTPS listener needs a certificate before Vault's PKI exists: a self-signed placeholder."""
     cert, key = self_signed("vault-placeholder.invalid")
     tls = TlsMaterial(certificate=cert, private_key=key, ca_chain=cert, root_ca=cert, serial="placeholder")
-    directory = layout.service_dir("vault")
+    _write_files(layout, "vault", {p: c for p, (c, _) in tls.files("vault").items()})
+
+
+def _write_files(layout: ComposeLayout, service: str, files: Mapping[str, bytes]) -> Path:
+    """The files (0600) and their install.list in certs/compose/<service>/ (0700); returns the directory."""
+    directory = layout.service_dir(service)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    files = {p: c for p, (c, _) in tls.files("vault").items()}
+    os.chmod(layout.material_dir, 0o700)
     for dest, content in files.items():
-        write_file(directory / file_name(dest), content.decode(), 0o600)
+        write_file(directory / file_name(dest), content, 0o600)
     write_file(directory / "install.list", install_list(files), 0o644)
+    return directory
 
 
 def install_live(container: Container, service: str, files: Mapping[str, bytes]) -> None:

@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
-from harness.attach import build_endpoint, ensure_cluster, reload_live, wait_ready
+from harness.attach import build_endpoint, ensure_cluster, wait_ready
+from harness.certs import reload_server
 from harness.compose import (
     COMPOSE_SERVICES,
     Compose,
@@ -39,8 +38,9 @@ from harness.errors import ComposeError
 from harness.files import write_file
 from harness.settings import SERVICES, Settings
 from harness.waiting import poll
+from stack import vault as vault_api
 from stack.base import TlsMaterial
-from stack.vault import HEALTH_CODES, VAULT_PORT
+from stack.vault import VAULT_PORT
 
 Log = Callable[[str], None]
 
@@ -77,7 +77,7 @@ def up(settings: Settings, log: Log) -> ComposeState:
     vault_container = project_containers(client, layout.project)["vault"]
     vault_container.reload()
     url = f"http://127.0.0.1:{host_port(vault_container, VAULT_PORT)}"
-    poll(lambda: requests.get(f"{url}/v1/sys/health", timeout=2).status_code in HEALTH_CODES,
+    poll(lambda: vault_api.listener_answers(url),
          what="Vault's API (compose service vault) to answer /v1/sys/health", timeout=settings.ready_timeout,
          accept=bool, hint=f"read `docker logs {vault_container.name}`")
     others = {layout.volume(f"{c}-data") for s in running if s != "vault" for c in COMPOSE_SERVICES[s]} & volumes
@@ -99,7 +99,8 @@ def up(settings: Settings, log: Log) -> ComposeState:
             log(f"{name}: certificate {tls.serial} issued with its AppRole ({why})")
     if "vault" in renewed:  # Vault's HTTPS listener: from the placeholder (or an old leaf) to the new leaf, live
         install_live(vault_container, "vault", {p: c for p, (c, _) in renewed["vault"].files("vault").items()})
-        reload_live("vault", None, [vault_container], renewed["vault"].serial, settings.ready_timeout)
+        endpoint = build_endpoint("vault", layout, {"vault": vault_container}, {}, vault.bootstrap.admin_token)
+        reload_server("vault", endpoint, vault_container, settings.ready_timeout)
     ready: dict[str, float] = {"vault": round(time.monotonic() - t0, 3)}
     log(f"vault: ready in {ready['vault']:.1f}s")
 
@@ -140,12 +141,12 @@ def up(settings: Settings, log: Log) -> ComposeState:
         if name == "vault":
             continue
         stale = [containers[c] for c in COMPOSE_SERVICES[name]
-                 if before.get(c) and before.get(c) == _started_at(client, layout, c)]
+                 if before.get(c) and before.get(c) == _started_at(containers[c])]
         if stale:
             files = {p: c for p, (c, _) in tls.files(name, combined=name == "mongodb").items()}
             for container in stale:
                 install_live(container, name, files)
-            log(f"{name}: {reload_live(name, endpoint_of(name), stale, tls.serial, settings.ready_timeout)}")
+            log(f"{name}: {reload_server(name, endpoint_of(name), stale[0], settings.ready_timeout)}")
 
     state = ComposeState(project=layout.project, compose_command=command, images=images, unavailable=unavailable,
                          services=running, time_to_ready_s=ready, total_start_s=round(time.monotonic() - t0, 3),
@@ -155,10 +156,7 @@ def up(settings: Settings, log: Log) -> ComposeState:
     return state
 
 
-def _started_at(client: Any, layout: ComposeLayout, cname: str) -> str | None:
-    container = project_containers(client, layout.project).get(cname)
-    if container is None:
-        return None
+def _started_at(container: Any) -> str | None:
     container.reload()
     started: str | None = container.attrs.get("State", {}).get("StartedAt")
     return started

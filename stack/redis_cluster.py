@@ -27,7 +27,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.retry import Retry
-from testcontainers.core.container import ExecConfig
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
@@ -212,18 +211,10 @@ class RedisCluster:
         return self
 
     def _create(self) -> None:
-        # With tls-cluster the nodes meet on their TLS ports, so the cluster is created over TLS.
-        port = REDIS_PORT if self.nodes[0].tls is None else REDIS_TLS_PORT
-        tls = [] if port == REDIS_PORT else ["--tls", "--cacert", TLS_CA]
-        addresses = [f"{node.network_ip()}:{port}" for node in self.nodes]
-        command = ["timeout", str(CREATE_TIMEOUT_S), "redis-cli", *tls, "--cluster", "create", *addresses,
-                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        # REDISCLI_AUTH keeps the password out of redis-cli's argv.
-        result = self.nodes[0].exec(ExecConfig(command=command, environment={"REDISCLI_AUTH": self.password}))
-        if result.exit_code != 0:
-            output = result.output.decode(errors="replace")[-1500:]
-            reason = "timed out" if result.exit_code == 124 else f"exited {result.exit_code}"
-            raise ServiceStartError(f"redis-cli --cluster create {reason}: {output}")
+        tls = self.nodes[0].tls is not None
+        port = REDIS_TLS_PORT if tls else REDIS_PORT
+        create_cluster(self.nodes[0].get_wrapped_container(), [f"{node.network_ip()}:{port}" for node in self.nodes],
+                       self.replicas, tls, self.password)
 
     def apply_password(self, new: str) -> None:
         """Set ``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so restarts keep it."""
@@ -255,6 +246,19 @@ class RedisCluster:
 
     def container_ids(self) -> list[str]:
         return [cid for n in self.nodes for cid in n.container_ids()]
+
+
+def create_cluster(container: Any, addresses: list[str], replicas: int, tls: bool, password: str) -> None:
+    """``redis-cli --cluster create`` run in one node's container, always under ``timeout``. With
+    ``tls-cluster`` the nodes meet on their TLS ports, so ``addresses`` are TLS ports and the CLI talks TLS."""
+    command = ["timeout", str(CREATE_TIMEOUT_S), "redis-cli", *(["--tls", "--cacert", TLS_CA] if tls else []),
+               "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
+    # REDISCLI_AUTH keeps the password out of redis-cli's argv.
+    result = container.exec_run(command, environment={"REDISCLI_AUTH": password})
+    if result.exit_code != 0:
+        output = result.output.decode(errors="replace")[-1500:]
+        reason = "timed out" if result.exit_code == 124 else f"exited {result.exit_code}"
+        raise ServiceStartError(f"redis-cli --cluster create {reason}: {output}")
 
 
 def change_password(endpoint: RedisClusterEndpoint, new: str) -> None:

@@ -139,37 +139,20 @@ class VaultContainer(LoopbackContainer):
         return f"http://127.0.0.1:{self.host_port(VAULT_PORT)}"
 
     def _listener_answers(self) -> bool:
-        resp = requests.get(f"{self.url}/v1/sys/health", timeout=2)
-        return resp.status_code in HEALTH_CODES
+        return listener_answers(self.url)
 
     def health(self) -> dict[str, Any]:
-        resp = requests.get(f"{self.url}/v1/sys/health", params={"sealedcode": 200, "uninitcode": 200,
-                                                               "standbycode": 200}, timeout=5)
-        data: dict[str, Any] = resp.json()
-        return data
+        return health(self.url)
 
     def start(self) -> VaultContainer:
         super().start()
-        client = hvac.Client(url=self.url, timeout=10)
-        try:
-            result = client.sys.initialize(secret_shares=self.key_shares, secret_threshold=self.key_threshold)
-        except hvac.exceptions.VaultError as exc:
-            raise VaultError(f"Vault init failed at {self.url}: {exc}") from None
-        self.init_result = VaultInit(keys=list(result["keys"]), root_token=str(result["root_token"]),
-                                     shares=self.key_shares, threshold=self.key_threshold)
-        self.init_result.save(self.keys_file)
+        self.init_result = initialize(self.url, self.key_shares, self.key_threshold, self.keys_file)
         self.unseal()
         return self
 
     def unseal(self, timeout: float | None = None) -> None:
         """Unseal from the stored keys and wait until Vault reports itself active."""
-        init = self.init_result or VaultInit.load(self.keys_file)
-        client = hvac.Client(url=self.url, timeout=10)
-        for key in init.keys[: init.threshold]:
-            client.sys.submit_unseal_key(key)
-        poll(lambda: self.health(), what="Vault to report initialized, unsealed and active",
-             timeout=timeout or self.ctx.ready_timeout, accept=_is_active,
-             hint="raft needs a moment to elect itself leader after unseal; check the container log")
+        unseal(self.url, self.init_result or VaultInit.load(self.keys_file), timeout or self.ctx.ready_timeout)
 
     def restart(self, timeout: float | None = None) -> dict[str, Any]:
         """``docker restart`` the container and wait for the API; returns the health seen (normally sealed).
@@ -206,6 +189,41 @@ def reload_tls(container: Any, port: int, serial: str, timeout: float) -> str:
          accept=lambda served: served == want,
          hint="Vault logs 'reloading' on SIGHUP; a key/cert mismatch or unreadable file keeps the old one")
     return "live: SIGHUP"
+
+
+def listener_answers(url: str) -> bool:
+    """The API answers ``/v1/sys/health`` (whatever the seal state)."""
+    return requests.get(f"{url}/v1/sys/health", timeout=2).status_code in HEALTH_CODES
+
+
+def health(url: str) -> dict[str, Any]:
+    """``/v1/sys/health`` as JSON, with status 200 whatever the state."""
+    resp = requests.get(f"{url}/v1/sys/health", params={"sealedcode": 200, "uninitcode": 200, "standbycode": 200},
+                        timeout=5)
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+def initialize(url: str, shares: int, threshold: int, keys_file: Path) -> VaultInit:
+    """``operator init`` with a Shamir split; the keys and root token go to ``keys_file`` (0600)."""
+    client = hvac.Client(url=url, timeout=30)
+    try:
+        result = client.sys.initialize(secret_shares=shares, secret_threshold=threshold)
+    except hvac.exceptions.VaultError as exc:
+        raise VaultError(f"Vault init failed at {url}: {exc}") from None
+    init = VaultInit(keys=list(result["keys"]), root_token=str(result["root_token"]), shares=shares,
+                     threshold=threshold)
+    init.save(keys_file)
+    return init
+
+
+def unseal(url: str, init: VaultInit, timeout: float) -> None:
+    """Submit the threshold of unseal keys and wait until Vault reports itself active."""
+    client = hvac.Client(url=url, timeout=10)
+    for key in init.keys[: init.threshold]:
+        client.sys.submit_unseal_key(key)
+    poll(lambda: health(url), what="Vault to report initialized, unsealed and active", timeout=timeout,
+         accept=_is_active, hint="raft needs a moment to elect itself leader after unseal; check the container log")
 
 
 def _is_active(health: dict[str, Any]) -> bool:

@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 from harness import compose
 from harness.compose import (
     COMPOSE_SERVICES,
-    OWNERS,
     REDIS_HOST_OCTETS,
     ComposeLayout,
     compose_env,
@@ -27,6 +26,7 @@ from harness.compose import (
     needs_new_leaf,
     service_files,
 )
+from harness.certs import OWNERS
 from harness.errors import ComposeError
 from harness.settings import SERVICES, Settings
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster

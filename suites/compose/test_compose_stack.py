@@ -14,8 +14,8 @@ import time
 import pytest
 
 from harness.attach import ensure_cluster, probe
-from harness.certs import served, targets
-from harness.compose import COMPOSE_SERVICES, OWNERS, file_name
+from harness.certs import OWNERS, served, targets
+from harness.compose import COMPOSE_SERVICES, file_name
 from harness.compose_run import status
 from harness.waiting import poll
 from stack import mysql, postgres, redis_cluster
