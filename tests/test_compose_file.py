@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from harness import compose
+from harness.certs import OWNERS
 from harness.compose import (
     COMPOSE_SERVICES,
     REDIS_HOST_OCTETS,
@@ -26,7 +27,6 @@ from harness.compose import (
     needs_new_leaf,
     service_files,
 )
-from harness.certs import OWNERS
 from harness.errors import ComposeError
 from harness.settings import SERVICES, Settings
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
