@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.redact import redact
 
 OUTCOMES = ("passed", "failed", "skipped", "error")
 FAILING = ("failed", "error")
@@ -307,11 +308,34 @@ def current_figures(reports: Sequence[LoadedReport]) -> list[tuple[str, Figure]]
             for report in reports for key, fig in figures_of(report).items()]
 
 
-def newly_failing(previous: LoadedReport, reports: Sequence[LoadedReport]) -> list[str]:
-    """Tests that passed in the previous run and fail (or error) in any current report."""
+def _passed_before_and_now(previous: LoadedReport, reports: Sequence[LoadedReport],
+                           outcomes: Sequence[str]) -> list[str]:
     passed = {r.nodeid for r in results_of(previous) if r.outcome == "passed"}
     return sorted({r.nodeid for report in reports for r in results_of(report)
-                   if r.outcome in FAILING and r.nodeid in passed})
+                   if r.outcome in outcomes and r.nodeid in passed})
+
+
+def newly_failing(previous: LoadedReport, reports: Sequence[LoadedReport]) -> list[str]:
+    """Tests that passed in the previous run and fail (or error) in any current report."""
+    return _passed_before_and_now(previous, reports, FAILING)
+
+
+def newly_skipped(previous: LoadedReport, reports: Sequence[LoadedReport]) -> list[str]:
+    """Tests that passed in the previous run and are skipped in any current report: what they checked is no
+    longer checked, a regression like a failure."""
+    return _passed_before_and_now(previous, reports, ("skipped",))
+
+
+def nothing_passed(reports: Sequence[LoadedReport]) -> list[str]:
+    """``name (what it holds)`` of every report in which no test passed: only skips, only failures, or no
+    results at all. Such a run proved nothing, so it is never a PASS."""
+    empty = []
+    for report in reports:
+        counts = counts_of(report)
+        if counts["passed"] == 0:
+            held = [f"{counts[k]} {k}" for k in ("skipped", "failed", "error") if counts[k]]
+            empty.append(f"{report.name} ({', '.join(held) if held else 'no test results'})")
+    return empty
 
 
 # ------------------------------------------------------------------------------------------ markdown
@@ -511,7 +535,7 @@ def _benchmark_section(reports: Sequence[LoadedReport]) -> list[str]:
 
 
 def _comparison_section(previous: LoadedReport, comparisons: list[Comparison], failing_now: list[str],
-                        tolerance: float, unmatched: int) -> list[str]:
+                        skipped_now: list[str], tolerance: float, unmatched: int) -> list[str]:
     floors = ", ".join(f"{number(v)} {k}" if k != "count" else f"{number(v)} for counts" for k, v in FLOORS.items())
     lines = [f"### Compared with {previous.name}", "",
              f"Lower is better. A regression is worse by more than {tolerance:.0%} **and** by more than the "
@@ -527,6 +551,10 @@ def _comparison_section(previous: LoadedReport, comparisons: list[Comparison], f
     if failing_now:
         lines += [f"**{len(failing_now)} test(s) passed in {previous.name} and fail now:**", ""]
         lines += [f"- {_code(nodeid)}" for nodeid in failing_now]
+        lines.append("")
+    if skipped_now:
+        lines += [f"**{len(skipped_now)} test(s) passed in {previous.name} and are skipped now:**", ""]
+        lines += [f"- {_code(nodeid)}" for nodeid in skipped_now]
         lines.append("")
     if comparisons:
         rows = [[c.label, with_unit(c.previous, c.unit), with_unit(c.current, c.unit), _change_text(c), c.verdict]
@@ -560,15 +588,22 @@ class Summary:
     regressions: list[Comparison] = field(default_factory=list)
     newly_failing: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    newly_skipped: list[str] = field(default_factory=list)
+    nothing_passed: list[str] = field(default_factory=list)  # reports in which no test passed
 
     @property
     def exit_code(self) -> int:
-        """1 when a test failed, a run did not exit 0, a figure regressed or a test newly fails; else 0."""
-        return 1 if self.failing or self.bad_exit or self.regressions or self.newly_failing else 0
+        """1 when a test failed, a run did not exit 0, a run passed no test, a figure regressed or a test that
+        passed in the previous run fails or is skipped now; else 0."""
+        return 1 if (self.failing or self.bad_exit or self.nothing_passed or self.regressions or self.newly_failing
+                     or self.newly_skipped) else 0
 
 
-def _verdict_line(failing: int, bad_exit: list[str], regressions: int, newly: int, total: dict[str, int]) -> str:
+def _verdict_line(failing: int, bad_exit: list[str], empty: list[str], regressions: int, newly: int,
+                  skipped: int, total: dict[str, int]) -> str:
     problems = []
+    if empty:
+        problems.append(f"no test passed in {', '.join(empty)}: a run that passes nothing proves nothing")
     if failing:
         problems.append(f"{total['failed']} failed, {total['error']} {'error' if total['error'] == 1 else 'errors'}")
     if bad_exit:
@@ -577,6 +612,8 @@ def _verdict_line(failing: int, bad_exit: list[str], regressions: int, newly: in
         problems.append(f"{regressions} regression(s)")
     if newly:
         problems.append(f"{newly} test(s) newly failing")
+    if skipped:
+        problems.append(f"{skipped} test(s) newly skipped")
     if problems:
         return f"**Result: FAIL** — {'; '.join(problems)}."
     return f"**Result: PASS** — {total['passed']} passed, {total['skipped']} skipped, nothing failed."
@@ -596,20 +633,25 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     failing = total["failed"] + total["error"]
     bad_exit = [r.name for r in reports if (_num(r.data.get("exitstatus")) or 0) != 0]
 
+    empty = nothing_passed(reports)
+
     comparisons: list[Comparison] = []
     failing_now: list[str] = []
+    skipped_now: list[str] = []
     compared: list[str] = []
     if previous is not None:
         before = figures_of(previous)
         now = current_figures(reports)
         comparisons = compare(before, now, tolerance)
         failing_now = newly_failing(previous, reports)
+        skipped_now = newly_skipped(previous, reports)
         unmatched = len({key for key, _ in now} ^ set(before))
-        compared = _comparison_section(previous, comparisons, failing_now, tolerance, unmatched)
+        compared = _comparison_section(previous, comparisons, failing_now, skipped_now, tolerance, unmatched)
     regressions = [c for c in comparisons if c.regression]
 
     lines = ["## Run report summary", "",
-             _verdict_line(failing, bad_exit, len(regressions), len(failing_now), total), ""]
+             _verdict_line(failing, bad_exit, empty, len(regressions), len(failing_now), len(skipped_now), total),
+             ""]
     for report in reports:
         lines += _header_lines(report)
     if several:
@@ -622,5 +664,6 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     lines += _drill_section(reports)
     lines += _benchmark_section(reports)
     lines += compared
-    markdown = "\n".join(lines).rstrip("\n") + "\n"
-    return Summary(markdown, failing, bad_exit, regressions, failing_now, comparisons)
+    # The reports are redacted when written; this catches what the process knows of any other input.
+    markdown = redact("\n".join(lines).rstrip("\n") + "\n")
+    return Summary(markdown, failing, bad_exit, regressions, failing_now, comparisons, skipped_now, empty)

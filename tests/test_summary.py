@@ -229,7 +229,61 @@ def test_unknown_and_missing_keys_are_tolerated():
     summary = summarize([_loaded(odd)], previous=_loaded({"schema": 1}))
     assert "No test results in the report(s)." in summary.markdown
     assert "- backup: n/a" in summary.markdown
+    assert summary.nothing_passed == ["run.json (no test results)"]  # tolerated, but not a PASS
+    assert summary.exit_code == 1
+
+
+# ---------------------------------------------------------------------------- nothing passed is no PASS
+
+
+def _verdict(markdown):
+    return next(line for line in markdown.splitlines() if line.startswith("**Result:"))
+
+
+def test_only_skips_is_not_a_pass():
+    data = _report([_result("suites/mongodb/test_m.py::test_a", "skipped", MONGO_SKIP),
+                    _result("suites/mongodb/test_m.py::test_b", "skipped", MONGO_SKIP)])
+    summary = summarize([_loaded(data)])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — no test passed in run.json (2 skipped): "
+                                          "a run that passes nothing proves nothing.")
+    assert summary.exit_code == 1
+
+
+def test_no_results_at_all_is_not_a_pass():
+    summary = summarize([_loaded(_report([]))])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — no test passed in run.json (no test results): "
+                                          "a run that passes nothing proves nothing.")
+    assert summary.exit_code == 1
+
+
+def test_a_report_without_passes_fails_the_merge_even_when_another_passed():
+    passed = _report([_result("suites/vault/test_v.py::test_a", "passed")])
+    skipped = _report([_result("suites/compose/test_c.py::test_b", "skipped", "attach mode only")])
+    summary = summarize([_loaded(passed, "report.json"), _loaded(skipped, "report-compose.json")])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — no test passed in report-compose.json (1 skipped): "
+                                          "a run that passes nothing proves nothing.")
+    assert summary.exit_code == 1
+
+
+def test_only_failures_names_both_problems():
+    summary = summarize([_loaded(_report([_result("suites/a/test_a.py::test_a", "failed", "x")]))])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — no test passed in run.json (1 failed): a run that "
+                                          "passes nothing proves nothing; 1 failed, 0 errors; pytest exit status "
+                                          "not 0 in run.json.")
+
+
+def test_one_pass_is_enough_for_a_pass():
+    data = _report([_result("suites/vault/test_v.py::test_a", "passed"),
+                    _result("suites/mongodb/test_m.py::test_b", "skipped", MONGO_SKIP)])
+    summary = summarize([_loaded(data)])
+    assert _verdict(summary.markdown) == "**Result: PASS** — 1 passed, 1 skipped, nothing failed."
     assert summary.exit_code == 0
+
+
+def test_counts_without_results_are_read_from_tests():
+    data = {"schema": 1, "tests": {"passed": 0, "failed": 0, "skipped": 3, "error": 0}, "exitstatus": 0}
+    summary = summarize([_loaded(data)])
+    assert summary.nothing_passed == ["run.json (3 skipped)"] and summary.exit_code == 1
 
 
 # ----------------------------------------------------------------------------------------- comparison
@@ -316,6 +370,29 @@ def test_newly_failing_test_flagged():
     assert "1 test(s) newly failing" in summary.markdown
 
 
+def test_passed_then_skipped_is_flagged_like_passed_then_failed():
+    before = _loaded(_report([_result("suites/tls/test_a.py::test_x", "passed"),
+                              _result("suites/tls/test_a.py::test_y", "passed"),
+                              _result("suites/tls/test_a.py::test_z", "skipped", "old skip")]), "prev.json")
+    now = _loaded(_report([_result("suites/tls/test_a.py::test_x", "skipped", "vault unavailable here"),
+                           _result("suites/tls/test_a.py::test_y", "passed"),
+                           _result("suites/tls/test_a.py::test_z", "skipped", "still")]))
+    summary = summarize([now], before)
+    assert summary.newly_skipped == ["suites/tls/test_a.py::test_x"]
+    assert summary.newly_failing == []
+    assert "**1 test(s) passed in prev.json and are skipped now:**" in summary.markdown
+    assert "- `suites/tls/test_a.py::test_x`" in summary.markdown
+    assert _verdict(summary.markdown) == "**Result: FAIL** — 1 test(s) newly skipped."
+    assert summary.exit_code == 1
+
+
+def test_skipped_before_and_now_is_not_newly_skipped():
+    before = _loaded(_report([_result("suites/a/test_a.py::test_p", "passed"),
+                              _result("suites/a/test_a.py::test_s", "skipped", "x")]), "prev.json")
+    summary = summarize([before], before)
+    assert summary.newly_skipped == [] and summary.exit_code == 0
+
+
 def test_several_current_reports_are_compared_one_by_one():
     a, b = _timed({"postgres": 2.0}), _timed({"postgres": 4.0})
     summary = summarize([LoadedReport("a.json", a.data), LoadedReport("b.json", b.data)], _timed({"postgres": 2.0}))
@@ -372,6 +449,22 @@ def test_cli_failed_test_exits_1(workdir, capsys):
     path = _write(workdir / "r.json", _loaded(_report([_result("suites/a/test_a.py::test_a", "failed", "x")])))
     assert main(["report", "summarize", path]) == 1
     assert "**Result: FAIL**" in capsys.readouterr().out
+
+
+def test_cli_only_skips_exits_1(workdir, capsys):
+    path = _write(workdir / "r.json", _loaded(_report([_result("suites/a/test_a.py::test_a", "skipped", "x")])))
+    assert main(["report", "summarize", path]) == 1
+    assert ("**Result: FAIL** — no test passed in r.json (1 skipped): a run that passes nothing proves nothing."
+            in capsys.readouterr().out.splitlines())
+
+
+def test_cli_passed_then_skipped_exits_1(workdir, capsys):
+    previous = _write(workdir / "prev.json", _loaded(_report([_result("suites/a/test_a.py::test_a", "passed"),
+                                                              _result("suites/a/test_a.py::test_b", "passed")])))
+    current = _write(workdir / "cur.json", _loaded(_report([_result("suites/a/test_a.py::test_a", "skipped", "x"),
+                                                            _result("suites/a/test_a.py::test_b", "passed")])))
+    assert main(["report", "summarize", current, "--previous", previous]) == 1
+    assert "**Result: FAIL** — 1 test(s) newly skipped." in capsys.readouterr().out.splitlines()
 
 
 def test_cli_regression_exits_1_and_tolerance_option_wins(workdir, capsys):

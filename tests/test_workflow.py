@@ -1,8 +1,7 @@
 """The nightly GitHub Actions workflow (.github/workflows/nightly.yml) and its local runner
 (scripts/run-workflow-jobs.py): schema, structure, and that every command it runs exists. No Docker.
 
-Checks that depend on CLI parts still being written (``harness compose``, ``pytest --stack``) skip with a
-reason starting ``PENDING:`` while those parts are missing, and run for real as soon as they exist.
+Nothing here skips: a command or option the workflow uses that is missing is a failure.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_PATH = ROOT / ".github" / "workflows" / "nightly.yml"
 RUNNER_PATH = ROOT / "scripts" / "run-workflow-jobs.py"
 BIN = Path(sys.executable).parent
-# Subcommands / pytest options being added concurrently: their checks skip (PENDING) until they exist.
-PENDING_SUBCOMMANDS = {"compose"}
-PENDING_PYTEST_OPTIONS = {"--stack"}
 MARKER_WORDS = {"and", "or", "not"}
 
 
@@ -280,8 +276,6 @@ def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp
 def test_compose_job_deselects_what_attach_mode_would_skip(tmp_path):
     """In attach mode destructive and own-stack tests skip; the compose job deselects them instead (a skip is
     not a pass), and it does select the compose suite."""
-    if "--stack" not in _pytest_help():
-        pytest.skip("PENDING: pytest option --stack is not registered by the plugin yet")
     runs = [argv for step, argv in pytest_runs() if step.job_id == "compose"]
     assert len(runs) == 1
     expression = marker_expression(runs[0]) or ""
@@ -309,22 +303,12 @@ def test_harness_command_exists(command, capsys):
     parser = build_parser()
     runs = [(step, argv) for step, argv in harness_runs() if " ".join(argv[3:5]) == command]
     assert runs
-    sub = runs[0][1][3]
-    if sub in PENDING_SUBCOMMANDS and sub not in _subcommands(parser):
-        pytest.skip(f"PENDING: `python -m harness {sub}` is not in build_parser() yet (being added concurrently)")
+    assert runs[0][1][3] in _subcommands(parser), f"`python -m harness {command}`: no such subcommand"
     for step, argv in runs:
         try:
             build_parser().parse_args(argv[3:])
         except SystemExit:
             pytest.fail(f"{step.label} / {step.name}: {' '.join(argv)} does not parse: {capsys.readouterr().err}")
-
-
-@cache
-def _pytest_help() -> str:
-    proc = subprocess.run([str(BIN / "pytest"), "--help", "-p", "no:cacheprovider"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def _pytest_jobs() -> list[str]:
@@ -337,10 +321,6 @@ def test_pytest_command_parses_and_selects_tests(label, tmp_path):
     for step, argv in pytest_runs():
         if step.label != label:
             continue
-        for option in PENDING_PYTEST_OPTIONS:
-            if any(a.split("=", 1)[0] == option for a in argv) and \
-                    not re.search(rf"^\s+{re.escape(option)}[\s=]", _pytest_help(), re.MULTILINE):
-                pytest.skip(f"PENDING: pytest option {option} is not registered by the plugin yet")
         ids, _ = _collect(argv, tmp_path)
         assert ids, f"{label}: {' '.join(argv)} selects no test"
 
@@ -468,11 +448,6 @@ def test_report_guard_refuses_a_missing_report(tmp_path):
 
 # ------------------------------------------------------------------------------ summary steps, for real
 
-def _require_report_command() -> None:
-    if "report" not in _subcommands(build_parser()):
-        pytest.skip("PENDING: `python -m harness report summarize` is not in build_parser() yet")
-
-
 def _run_step(job_id: str, name: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str, str]:
     """Run one planned step's script in ``cwd`` (with .venv linked in); return the process, the step summary
     and GITHUB_OUTPUT."""
@@ -486,7 +461,6 @@ def _run_step(job_id: str, name: str, cwd: Path) -> tuple[subprocess.CompletedPr
 
 
 def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path):
-    _require_report_command()
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-full.json", [("suites/a.py::t", "passed", "")])
     (tmp_path / "reports" / "drill-failover.json").write_text(json.dumps(drill_report("redis-failover", [], {})))
@@ -504,7 +478,6 @@ def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path):
 
 
 def test_summary_step_keeps_a_failure_for_the_verdict(tmp_path):
-    _require_report_command()
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-postgres.json", [("suites/a.py::t", "failed", "boom")])
     proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path)
@@ -513,7 +486,6 @@ def test_summary_step_keeps_a_failure_for_the_verdict(tmp_path):
 
 
 def test_full_stack_job_summary_appends_the_cli_drills(tmp_path):
-    _require_report_command()
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-full.json", [("suites/a.py::t", "passed", "")])
     (tmp_path / "reports" / "drill-failover.json").write_text(json.dumps(drill_report("redis-failover", [], {})))
