@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
+from harness.redact import register
 
 SCHEMA = 1
 SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
@@ -76,6 +77,7 @@ class Keys:
     @classmethod
     def derive(cls, passphrase: bytes, salt: bytes | None = None) -> Keys:
         salt = salt or secrets.token_bytes(16)
+        register(passphrase)  # redacted from every output the harness writes
         raw = Scrypt(salt=salt, length=SCRYPT["length"], n=SCRYPT["n"], r=SCRYPT["r"], p=SCRYPT["p"]).derive(passphrase)
         return cls(enc=raw[:32], mac=raw[32:], salt=salt)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import hvac
 
 from harness.errors import HarnessError
+from harness.redact import register
 from stack.base import random_secret
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def rotate_password(stack: Stack, service: str) -> Rotation:
                                                       raise_on_deleted_version=True)["data"]["data"]
     old = str(current["password"])
     new = random_secret()
+    register(new)  # redacted from every output from now on (the old one was registered when Vault handed it out)
     written = admin.secrets.kv.v2.create_or_update_secret(path=service, secret={**current, "password": new},
                                                           mount_point="secret")
     try:

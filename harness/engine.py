@@ -33,6 +33,7 @@ from harness.errors import ConfigError, HarnessError, ImageMissing, ServiceStart
 from harness.files import write_file
 from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
+from harness.redact import register_fields
 from harness.settings import SERVICES, Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
 from stack.base import (
@@ -306,11 +307,13 @@ class Stack:
     def _bootstrap_vault(self, vault: VaultContainer, rec: ServiceRecord) -> None:
         """PKI, KV, policies and AppRoles (root token revoked at the end); export the CA chain."""
         assert vault.init_result is not None
+        register_fields(vault.init_result)  # unseal keys and root token: redacted from every output
         s = self.settings
         client = hvac.Client(url=vault.url, token=vault.init_result.root_token, timeout=30)
         result = bootstrap(client, services=list(SERVICES), internal_url=f"http://{vault.alias}:8200",
                            pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas),
                            tls_strict=s.tls_strict)
+        register_fields(result)  # admin token and AppRole secret-ids
         result.save(self.state_dir / "vault-bootstrap.json")
         vault.admin_token = result.admin_token
         self.vault_bootstrap = result
@@ -330,6 +333,7 @@ class Stack:
             raise ServiceStartError(f"{name} needs Vault's bootstrap, which has not run")
         material = fetch_material(vault.url, name, self.vault_bootstrap.approles[name],
                                   self.vault_bootstrap.names[name])
+        register_fields(material)  # passwords and private key
         write_service_pem(self.state_dir / "pki" / name, material)
         return material
 
