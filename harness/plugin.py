@@ -6,6 +6,8 @@
 * ``--services postgres,redis`` keeps only tests whose services are all among those listed.
 * A failing test gets the logs of the services it used attached to its report.
 * A JSON run report (images, time-to-ready, tests with skip reasons) is written at the end.
+* Every secret the run knows (``harness.redact``) is replaced by ``***`` in each test report before anything
+  reads it (terminal, JUnit XML, the JSON report) and in the attached logs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from harness.attach import AttachedStack
 from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
 from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
+from harness.redact import active, contains_secret, redact, redact_in_place, register_fields, register_state_dir
 from harness.report import Outcomes, build_report, write_report
 from harness.settings import SERVICES, Settings, load_settings
 
@@ -157,7 +160,7 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedSt
 
     def log(line: str) -> None:
         if reporter is not None:
-            reporter.write_line(f"harness: {line}")
+            reporter.write_line(f"harness: {redact(line)}")
 
     if state.settings.stack == "compose":
         yield from _attached(state, log)
@@ -198,6 +201,7 @@ def _attached(state: _State, log: Callable[[str], None]) -> Iterator[AttachedSta
     except HarnessError as exc:
         pytest.exit(f"harness (attach mode): {exc}", returncode=4)
     state.stack = attached
+    _learn_secrets(attached, [])  # the compose stack's unseal keys, admin token and secret-ids
     log(f"attached to compose project {state.settings.compose_project} (stack state updated "
         f"{attached.state.updated}): " + ", ".join(f"{n}={r.image} ({r.image_source})"
                                                    for n, r in attached.report.services.items() if r.image))
@@ -217,7 +221,7 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
 
     def log(line: str) -> None:
         if reporter is not None:
-            reporter.write_line(f"harness ({label}): {line}")
+            reporter.write_line(f"harness ({label}): {redact(line)}")
 
     stack = Stack(overrides(state.settings, wanted), keep=state.keep, log=log)
     capman = request.config.pluginmanager.getplugin("capturemanager")
@@ -271,7 +275,9 @@ def _service_fixture(name: str) -> Callable[..., Any]:
         reason = harness_stack.unavailable_reason(name)
         if reason is not None:
             pytest.skip(reason=f"{name} unavailable here: {reason}")
-        return harness_stack.endpoint(name)
+        endpoint = harness_stack.endpoint(name)
+        register_fields(endpoint)  # its password as it is now (rotations included)
+        return endpoint
 
     fixture.__name__ = f"{name}_service"
     fixture.__doc__ = (f"Endpoint of {name} (frozen dataclass), read fresh for each test so it reflects restarts "
@@ -296,21 +302,50 @@ def _harness_marked_services(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue(f"{name}_service")
 
 
-@pytest.hookimpl(wrapper=True)
+# tryfirst: the outermost wrapper, so this runs after every other plugin has shaped the report (pytest's skipping
+# plugin rewrites xfail reports in its own wrapper) and before pytest_runtest_logreport hands it to the terminal,
+# JUnit XML (which reads longrepr and the captured-output sections there) and the run report.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed:
-        state = item.config.stash[_STATE]
-        if state.stack is not None:
-            for name in item.stash.get(_USED, []):
-                try:
-                    text = state.stack.logs(name, tail=80)
-                except Exception as exc:  # a report must still be produced
-                    text = f"(could not read logs: {exc})"
-                report.sections.append((f"{name} logs (last 80 lines)", text))
+    state = item.config.stash.get(_STATE, None)
+    if report.failed and state is not None and state.stack is not None:
+        for name in item.stash.get(_USED, []):
+            try:
+                text = state.stack.logs(name, tail=80)
+            except Exception as exc:  # a report must still be produced
+                text = f"(could not read logs: {exc})"
+            report.sections.append((f"{name} logs (last 80 lines)", text))
+        _learn_secrets(state.stack, item.stash.get(_USED, []))
+    redact_report(report)
     return report
+
+
+def _learn_secrets(stack: Stack | AttachedStack, services: list[str]) -> None:
+    """Register what the stack holds now: its private files (keys, tokens, secret-ids, also when a restore
+    replaced them), its bootstrap record and the current endpoints of ``services`` (rotated passwords)."""
+    with contextlib.suppress(Exception):  # whatever cannot be read cannot be missed here: redaction still runs
+        register_state_dir(stack.state_dir)
+        register_fields(stack.vault_bootstrap)
+    for name in services:
+        with contextlib.suppress(Exception):
+            register_fields(stack.endpoint(name))
+
+
+def redact_report(report: pytest.TestReport) -> None:
+    """Replace every registered secret by ``***`` in the report's failure text, captured output and attached
+    logs (its ``sections``) and user properties, in place."""
+    if not active():
+        return
+    if report.longrepr is not None:
+        report.longrepr = redact_in_place(report.longrepr)
+        if contains_secret(str(report.longrepr)):  # a representation the walk does not know: flatten it
+            report.longrepr = redact(str(report.longrepr))
+    report.sections = [(redact(title), redact(text)) for title, text in report.sections]
+    report.user_properties = [(redact(str(name)), redact(value) if isinstance(value, str) else value)
+                              for name, value in report.user_properties]
 
 
 class _Recorder:
@@ -324,7 +359,8 @@ class _Recorder:
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed and report.longrepr is not None:
-            reason = str(getattr(report.longrepr, "reprcrash", None) or "")[:300]
+            # Cut after redaction (the report is redacted in makereport): a cut secret would escape it.
+            reason = str(getattr(report.longrepr, "reprcrash", None) or report.longrepr)[:300]
         self.outcomes.add(report.nodeid, report.when, report.outcome, report.duration, reason)
 
 
@@ -332,6 +368,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None or os.environ.get("PYTEST_XDIST_WORKER"):
         return
+    if state.stack is not None:
+        _learn_secrets(state.stack, [])
     stack_json = state.stack.report.to_json() if state.stack is not None else None
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
     data["stack_mode"] = state.settings.stack

@@ -12,6 +12,12 @@ unseal keys and secret-ids 26 or more). A value that is registered is also match
 URLs (percent-encoded) and in JSON or ``repr`` text (backslash-escaped); hex unseal keys also in base64, the
 other form Vault hands them out in.
 
+Pieces count too: pytest abbreviates long values in assertion diffs (``'hvs.GX7krUrT...2MlOga9QQ'``), and a
+length limit can cut a value. So after the whole values, every word of :data:`MIN_LENGTH` or more characters
+(letters, digits and ``_+/=-``: the alphabets of the harness's passwords, tokens, hex and base64) that is a
+piece of a registered value is masked as well (``'hvs.***...***'``). Pieces shorter than that stay: at most 7
+characters on each side of a cut, of a value of 24 characters or more.
+
 No library does this for arbitrary text (logging filters only see log records), hence the small module.
 """
 
@@ -30,6 +36,7 @@ from urllib.parse import quote
 
 MASK = "***"
 MIN_LENGTH = 8
+_WORD = re.compile(rf"[A-Za-z0-9_+/=-]{{{MIN_LENGTH},}}")
 #: Field and key names whose string values are secrets, wherever they appear in the run's records.
 SECRET_KEYS = frozenset({"password", "root_password", "passphrase", "token", "admin_token", "root_token",
                          "secret_id", "keys", "keys_base64", "unseal_keys", "private_key", "client_token"})
@@ -38,7 +45,7 @@ SECRET_FILES = ("vault-init.json", "vault-bootstrap.json")
 
 _lock = threading.Lock()
 _values: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_pattern: tuple[re.Pattern[str], tuple[str, ...]] | None = None  # (whole values, values for the piece test)
 
 
 def _variants(value: str) -> set[str]:
@@ -120,24 +127,38 @@ def forget() -> None:
         _pattern = None
 
 
-def _current() -> re.Pattern[str] | None:
+def _current() -> tuple[re.Pattern[str], tuple[str, ...]] | None:
     global _pattern
     with _lock:
         if _pattern is None and _values:
             # Longest first, so a value that contains another is replaced whole.
-            _pattern = re.compile("|".join(re.escape(v) for v in sorted(_values, key=lambda v: (-len(v), v))))
+            ordered = tuple(sorted(_values, key=lambda v: (-len(v), v)))
+            _pattern = (re.compile("|".join(re.escape(v) for v in ordered)), ordered)
         return _pattern
 
 
 def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***``."""
-    pattern = _current()
-    return text if pattern is None or not text else pattern.sub(MASK, text)
+    """``text`` with every registered secret, and every word that is a piece of one, replaced by ``***``."""
+    current = _current()
+    if current is None or not text:
+        return text
+    whole, values = current
+
+    def piece(match: re.Match[str]) -> str:
+        word = match.group()
+        return MASK if any(word in value for value in values) else word
+
+    return _WORD.sub(piece, whole.sub(MASK, text))
+
+
+def active() -> bool:
+    """Whether any secret is registered (nothing to redact otherwise)."""
+    return _current() is not None
 
 
 def contains_secret(text: str) -> bool:
-    pattern = _current()
-    return pattern is not None and pattern.search(text) is not None
+    """Whether ``text`` holds a registered secret, or a piece of one, that :func:`redact` would mask."""
+    return redact(text) != text
 
 
 def redact_data(data: Any) -> Any:

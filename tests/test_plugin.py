@@ -6,12 +6,19 @@ These prove the selection contract: a marker pulls in its service plus dependenc
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import secrets
+import subprocess
+import sys
 import typing
 
 import pytest
 
 import harness.plugin
+from harness.redact import forget, register_fields
+from stack.vault import VaultInit
 
 SUITE = """
 import pytest
@@ -163,3 +170,137 @@ def test_no_engine_stops_the_run_with_one_line(pytester, monkeypatch, tmp_path):
     assert result.ret == 3
     result.stdout.fnmatch_lines([f"*harness: no Docker engine answers at unix://{tmp_path}/no.sock*"])
     assert "passed" not in result.stdout.str().split("\n")[-2], "an engine-less run must not look green"
+
+
+# ------------------------------------------------------------------------------------------- redaction
+
+LEAKY_SUITE = '''
+import base64
+import logging
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def broken_fixture(harness_stack):
+    raise RuntimeError(f"could not log in with root token {harness_stack.vault_init.root_token}")
+
+
+@pytest.mark.postgres
+def test_leaks_in_message_and_output(harness_stack, postgres_service):
+    init = harness_stack.vault_init
+    unseal_b64 = base64.b64encode(bytes.fromhex(init.keys[0])).decode()
+    print(f"stdout: password={postgres_service.password} token={init.root_token} key={init.keys[0]}")
+    sys.stderr.write(f"stderr: url=postgresql://app:{postgres_service.password}@127.0.0.1/app b64={unseal_b64}\\n")
+    logging.getLogger("leaky").warning("log record: %s", init.root_token)
+    password = postgres_service.password
+    assert password == init.root_token, f"password {password!r} is not the token {init.root_token} ({init.keys})"
+
+
+def test_error_in_setup(broken_fixture):
+    pass
+
+
+def test_skip_reason(harness_stack):
+    pytest.skip(f"skipped: the admin token {harness_stack.vault_init.root_token} expired")
+'''
+
+
+@dataclasses.dataclass(frozen=True)
+class _PgEndpoint:
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+class SecretStack(FakeStack):
+    """A fake engine that registers its Vault init the way the engine does (``register_fields`` on the
+    ``VaultInit``) and hands out an endpoint whose password it registers nowhere itself: the plugin must learn
+    it from the endpoint (a password rotated during the run reaches the registry only that way, or through
+    ``rotate_password``). Its service logs hold the password too."""
+
+    root_token = "hvs." + secrets.token_urlsafe(24)
+    unseal_key = secrets.token_hex(32)
+    password = secrets.token_urlsafe(18)
+
+    def __init__(self, settings, keep=False, log=None):
+        super().__init__(settings, keep, log)
+        self.state_dir = settings.state_dir / "runs" / "fake"
+        self.vault_bootstrap = None
+        self.vault_init = VaultInit(keys=[self.unseal_key, secrets.token_hex(32)], root_token=self.root_token,
+                                    shares=2, threshold=1)
+
+    def start(self, services):
+        super().start(services)
+        register_fields(self.vault_init)
+
+    def endpoint(self, name):
+        return _PgEndpoint("127.0.0.1", 5432, "app", self.password) if name == "postgres" else super().endpoint(name)
+
+    def logs(self, name, tail=200):
+        return f"{name} log: FATAL password authentication failed, tried {self.password!r}"
+
+
+@pytest.fixture
+def secret_engine(monkeypatch, tmp_path):
+    monkeypatch.setattr(harness.plugin, "Stack", SecretStack)
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    forget()
+    yield SecretStack
+    forget()
+
+
+def _forms(stack: type[SecretStack]) -> dict[str, bytes]:
+    """Every form of the secrets that must not appear: whole, base64 of the unseal key, and a 12-character
+    head of each (a secret cut by a length limit before redaction would leave its head)."""
+    key_b64 = base64.b64encode(bytes.fromhex(stack.unseal_key)).decode()
+    whole = {"root token": stack.root_token, "unseal key": stack.unseal_key, "unseal key (base64)": key_b64,
+             "password": stack.password}
+    heads = {f"head of the {name}": value[:12] for name, value in whole.items()}
+    return {name: value.encode() for name, value in {**whole, **heads}.items()}
+
+
+@pytest.mark.parametrize("tb", ["long", "native"])
+def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
+    """A run that fails on purpose with its secrets in the assertion message, captured stdout/stderr/log, a
+    setup error, a skip reason and the attached service logs: the JUnit XML, the JSON report, the Markdown
+    summary (made by a separate process, as CI does) and the terminal output hold ``***`` and none of them."""
+    pytester.makepyfile(test_leaky=LEAKY_SUITE)
+    junit, report, summary = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "summary.md"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_logging=all",
+                                          f"--harness-report={report}", f"--tb={tb}", "-l", "-rA")
+    result.assert_outcomes(failed=1, errors=1, skipped=1)
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", "summarize", str(report),
+                           "--output", str(summary)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 1  # failed tests: FAIL
+
+    artifacts = {"junit xml": junit.read_bytes(), "json report": report.read_bytes(), "summary": summary.read_bytes(),
+                 "summary stdout": proc.stdout, "summary stderr": proc.stderr,
+                 "terminal": "\n".join(result.outlines + result.errlines).encode()}
+    leaks = sorted(f"{form} in {where}" for where, data in artifacts.items()
+                   for form, value in _forms(secret_engine).items() if value in data)
+    assert leaks == []
+    assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
+
+    # What was redacted is still there around the mask: the reports stay useful.
+    data = json.loads(report.read_text())
+    reasons = {r["nodeid"].split("::")[-1]: r["reason"] for r in data["results"]}
+    assert "password '***' is not the token *** (['***', '***'])" in reasons["test_leaks_in_message_and_output"]
+    assert "could not log in with root token ***" in reasons["test_error_in_setup"]
+    assert reasons["test_skip_reason"] == "skipped: the admin token *** expired"
+    xml = junit.read_text()
+    for text in ("stdout: password=*** token=*** key=***", "url=postgresql://app:***@127.0.0.1/app b64=***",
+                 "log record: ***", "AssertionError: password '***' is not the token ***"):
+        assert text in xml, text
+    result.stdout.fnmatch_lines(["*postgres logs (last 80 lines)*",
+                                 "postgres log: FATAL password authentication failed, tried '***'"])
+    assert "**Result: FAIL**" in summary.read_text()
+
+
+def test_redaction_leaves_a_run_without_secrets_alone(pytester, fake_engine):
+    forget()
+    result, report = _run(pytester, "-m", "postgres")
+    result.assert_outcomes(passed=1, deselected=4)
+    assert "***" not in json.dumps(report)
