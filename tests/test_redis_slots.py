@@ -6,6 +6,7 @@ import pytest
 
 from harness.drills import FailoverRound, drill_lines, percentile, report, summarize
 from harness.redis_slots import (
+    KEYSLOT_VECTORS,
     coverage_problems,
     health_problems,
     key_for_slot,
@@ -13,6 +14,7 @@ from harness.redis_slots import (
     owner_of,
     parse_cluster_nodes,
     shard_ranges,
+    slot_markers,
 )
 
 NODES = """\
@@ -59,11 +61,21 @@ def test_shard_ranges_from_resp2_and_resp3():
 
 
 def test_key_slot_reference_vectors():
-    assert key_slot(b"123456789") == 12739
-    assert key_slot(b"{user1}.a") == key_slot(b"{user1}.b") == key_slot(b"user1")
-    assert key_slot(b"foo{}{bar}") != key_slot(b"bar")
+    """Fixed answers of the server (KEYSLOT_VECTORS), not values computed with the function under test."""
+    assert KEYSLOT_VECTORS["123456789"] == 12739 == 0x31C3  # the cluster specification's CRC16 check value
+    assert {key: key_slot(key.encode()) for key in KEYSLOT_VECTORS} == KEYSLOT_VECTORS
+    assert KEYSLOT_VECTORS["foo{}{bar}"] != KEYSLOT_VECTORS["bar"]  # an empty tag hashes the whole key
+    assert KEYSLOT_VECTORS["{user1000}.following"] == KEYSLOT_VECTORS["user1000"]
     for slot in (0, 1, 8191, 16383):
         assert key_slot(key_for_slot(slot).encode()) == slot
+
+
+def test_slot_markers_find_open_slots():
+    text = NODES + "f6 172.20.0.7:6379@16379 master - 0 0 4 connected 1-2 [7-<-a1] [70->-b2]\n"
+    assert slot_markers(text, 10923) == ["[10923->-c3]"]
+    assert slot_markers(text, 7) == ["[7-<-a1]"]
+    assert slot_markers(text, 70) == ["[70->-b2]"]
+    assert slot_markers(text, 1) == []
 
 
 def test_percentile_and_summary():

@@ -1,4 +1,5 @@
-"""Redis cluster: 3 masters own all 16384 slots, the password is enforced, keys round-trip across nodes."""
+"""Redis cluster: the configured masters own all 16384 slots, the password is enforced, keys round-trip across
+nodes. Topology figures come from what the stack was started with, never from constants here."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ def test_every_node_reports_cluster_ok_and_all_slots(redis_service):
         assert int(info["cluster_known_nodes"]) == len(redis_service.nodes)
 
 
-def test_three_masters(redis_service):
+def test_masters_and_replicas_as_started(redis_service, harness_stack):
+    settings = harness_stack.settings
+    if settings.stack != "compose":  # the compose stack's topology is its file's, not the settings'
+        assert (redis_service.masters, redis_service.replicas_per_master) == (settings.redis_masters,
+                                                                             settings.redis_replicas)
+    assert len(redis_service.nodes) == redis_service.masters * (1 + redis_service.replicas_per_master)
     with redis_service.node_client(redis_service.nodes[0]) as client:
         nodes = client.cluster("nodes")
     masters = [addr for addr, n in nodes.items() if "master" in n["flags"] and "fail" not in n["flags"]]
-    assert len(masters) == redis_service.masters == 3
+    replicas = [addr for addr, n in nodes.items() if "slave" in n["flags"] and "fail" not in n["flags"]]
+    assert len(masters) == redis_service.masters
+    assert len(replicas) == redis_service.masters * redis_service.replicas_per_master
 
 
 def test_server_version(redis_service, harness_stack):
@@ -46,7 +54,8 @@ def test_write_read_round_trip_through_cluster_client(redis_service):
         for key, value in keys.items():
             assert client.get(key) == value
         owners = {client.get_node_from_key(k).name for k in keys}
-        assert len(owners) == 3, f"60 random keys should land on all 3 masters, landed on {owners}"
+        assert len(owners) == redis_service.masters, (
+            f"60 random keys should land on all {redis_service.masters} masters, landed on {owners}")
     finally:
         client.close()
 
@@ -54,12 +63,12 @@ def test_write_read_round_trip_through_cluster_client(redis_service):
 def test_wrong_password_is_rejected(redis_service):
     node = redis_service.nodes[0]
     client = redis.Redis(host=node.host, port=node.port, password=redis_service.password + "x", socket_timeout=5)
-    with pytest.raises(redis.exceptions.AuthenticationError):
+    with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair"):
         client.ping()
 
 
 def test_no_password_is_rejected(redis_service):
     node = redis_service.nodes[0]
     client = redis.Redis(host=node.host, port=node.port, socket_timeout=5)
-    with pytest.raises(redis.exceptions.AuthenticationError):
+    with pytest.raises(redis.exceptions.AuthenticationError, match=r"Authentication required|already authenticated"):
         client.ping()
