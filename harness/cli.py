@@ -284,6 +284,7 @@ def _print_endpoints(stack: Any) -> None:
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.engine import remove_kept, remove_stale
+    from harness.runstate import prune_run_state
 
     client = docker_client()
     removed = remove_kept(client)
@@ -291,6 +292,14 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     if args.stale:
         stale = remove_stale(client)
         console.print(f"removed {stale} container(s) left behind by killed runs")
+    pruned = prune_run_state(client, settings.state_dir, settings.keep_run_state)
+    if pruned is not None:
+        console.print(f"private run state ({settings.state_dir / 'runs'}): removed {len(pruned.removed)} finished "
+                      f"run(s), kept the newest {len(pruned.kept)} (HARNESS_KEEP_RUN_STATE={settings.keep_run_state})"
+                      f" and {len(pruned.protected)} with containers or a running owner")
+        for run_id, why in pruned.failed.items():
+            console.print(f"[red]error:[/red] could not remove the state of run {run_id}: {escape(why)}")
+        return 1 if pruned.failed else 0
     return 0
 
 

@@ -34,6 +34,7 @@ from harness.files import write_file
 from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
 from harness.redact import register_fields
+from harness.runstate import prune_run_state, write_owner
 from harness.settings import SERVICES, Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
 from stack.base import (
@@ -240,6 +241,7 @@ class Stack:
         if self._ctx is None:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.state_dir, 0o700)
+            write_owner(self.state_dir, keep=self.keep)  # protects it from pruning until its containers exist
             labels = {LABEL_RUN_ID: self.run_id, LABEL_OWNER_PID: str(os.getpid()),
                       LABEL_OWNER_HOST: socket.gethostname(), LABEL_KEEP: "true" if self.keep else "false"}
             self._network = Network(docker_network_kw={"labels": labels}).create()
@@ -416,11 +418,13 @@ class Stack:
     # ------------------------------------------------------------------------------------------ cleanup
 
     def close(self) -> None:
-        """Remove every container and the network of this run (idempotent)."""
+        """Remove every container and the network of this run (idempotent), then the private state of
+        finished runs beyond the newest ``keep_run_state`` (this one included)."""
         if self._closed or self.keep:
             return
         self._closed = True
         remove_run(self.client, self.run_id)
+        prune_run_state(self.client, self.settings.state_dir, self.settings.keep_run_state, finished={self.run_id})
 
     def write_state(self) -> Path:
         """Write endpoints and the report to ``<state>/stack.json`` (0600) for ``status``/``down``."""

@@ -54,6 +54,9 @@ class Settings:
         drill_max_rounds: upper bound for ``--rounds``.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+        keep_run_state: private state directories (Vault keys, tokens, certificates) of finished runs kept
+            under ``<state_dir>/runs`` for debugging, newest first; older ones are removed when a run ends and by
+            ``down`` (0: none kept). Runs whose containers exist (kept ``up`` stacks) always keep theirs.
         stack: ``testcontainers`` (the suites start their own containers) or ``compose`` (attach mode: the suites
             check the long-lived compose stack started by ``python -m harness compose up``).
         allow_destructive: in attach mode, run the destructive tests (restarts, kills, restores) against the
@@ -91,6 +94,7 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
+    keep_run_state: int = 3
     stack: StackMode = "testcontainers"
     allow_destructive: bool = False
     compose_file: Path = Path("compose/docker-compose.yml")
@@ -153,6 +157,9 @@ class Settings:
             raise ConfigError("tls_min_days_left must be >= 0")
         if self.drill_node_timeout_ms < 100 or self.redis_node_timeout_ms < 100:
             raise ConfigError("cluster node timeouts must be at least 100 ms")
+        if self.keep_run_state < 0:
+            raise ConfigError(f"keep_run_state must be >= 0 (0 keeps no finished run's state), not "
+                              f"{self.keep_run_state}")
         if self.drill_max_rounds < 1:
             raise ConfigError("drill_max_rounds must be at least 1")
         for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):
