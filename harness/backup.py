@@ -3,16 +3,23 @@
 Layout: ``<root>/<id>/manifest.json``, ``manifest.sig`` and one file per artifact (``<service>/<name>``).
 Ids (``20261121T181516.123456Z-3fa2``) sort by time and differ even within one microsecond.
 
-* Integrity: every stored file's size and SHA-256 are in the manifest. Encrypted backups sign the manifest
-  with HMAC-SHA256 under a key derived from the passphrase, so editing the manifest (or swapping files and
-  fixing the checksums) is detected. Unencrypted backups carry a plain SHA-256 of the manifest: it catches
-  corruption and careless edits, not someone who rewrites both files on purpose.
-* Encryption: AES-256-GCM per file (random 96-bit nonce, the artifact's path as associated data), keys from
-  the passphrase with scrypt (parameters and salt recorded). Dumps are taken into memory and encrypted there;
-  no plaintext dump is written to disk when encryption is on.
+* Integrity: every stored file's size and SHA-256 are in the manifest, and the manifest names its own id.
+* Authenticity (encrypted backups only): ``manifest.sig`` is an HMAC-SHA256 over the backup id and the
+  manifest under a key derived from the passphrase. Which check applies is decided by the verifier -- an
+  encryption block in the manifest, or a passphrase given, means the HMAC is required -- never by
+  ``manifest.sig``'s own ``alg`` field, which anyone can write. Inside an encrypted backup every artifact must
+  be encrypted; a passphrase given for a manifest without an encryption block means the block was removed.
+* Unencrypted backups carry a plain SHA-256 of the manifest: it catches accidental corruption, not someone who
+  rewrites files and manifest on purpose. ``verify`` says so in its output.
+* Encryption: AES-256-GCM per file (random 96-bit nonce; associated data ``<backup id>/<artifact path>`` of the
+  backup that stored it, so a ciphertext moved to another backup or path of the same chain does not decrypt),
+  keys from the passphrase with scrypt (fixed parameters; salt recorded). Dumps are taken into memory and
+  encrypted there; no plaintext dump is written to disk when encryption is on.
 * Incremental: an artifact whose content fingerprint equals the one in the parent chain is not stored again;
-  the manifest points at the backup that holds it. Granularity: one artifact per database (PostgreSQL,
-  MySQL, MongoDB), per Redis shard, RabbitMQ's definitions, Vault's snapshot (which changes every time).
+  the manifest points at the backup that holds it (and pins its size and SHA-256). The parent chain is
+  verified before an incremental is built on it, so a forged parent is never re-signed. Granularity: one
+  artifact per database (PostgreSQL, MySQL, MongoDB), per Redis shard, RabbitMQ's definitions, Vault's
+  snapshot (which changes every time).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -37,15 +45,33 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
-from harness.redact import register
 
-SCHEMA = 1
+SCHEMA = 2  # 2: HMAC bound to the backup id, AEAD data binds backup id + path, sub-keys per purpose
 SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
 NONCE_BYTES = 12
+MAC_ALG = "HMAC-SHA256"
+PLAIN_ALG = "SHA256"
+NOT_AUTHENTICATED = ("NOT AUTHENTICATED (unencrypted backup): the SHA-256 checks detect accidental corruption "
+                     "only, not someone who rewrites files and manifest on purpose; if this backup was made with "
+                     "--encrypt, verify it with --passphrase-file")
+AUTHENTICATED = f"authentic: {MAC_ALG} over the manifest and backup id, under the passphrase's key"
+_ARTIFACT_PATH = re.compile(r"[a-z0-9_]+/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class BackupError(HarnessError):
     """A backup could not be made, read or restored."""
+
+
+class ManifestTampered(BackupError):
+    """The manifest or its signature is not what the harness wrote (each problem named in ``problems``)."""
+
+    def __init__(self, backup_id: str, problems: list[str]) -> None:
+        super().__init__(f"backup {backup_id}: manifest tampered: " + "; ".join(problems))
+        self.problems = problems
+
+
+class WrongPassphrase(BackupError):
+    """The passphrase does not open this backup."""
 
 
 # --------------------------------------------------------------------------------------------- crypto
@@ -68,27 +94,29 @@ def read_passphrase(path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class Keys:
-    """The encryption and MAC keys derived from a passphrase."""
+    """The keys derived from a passphrase: one per purpose, so no MAC value can stand in for another."""
 
-    enc: bytes
-    mac: bytes
+    enc: bytes  # AES-256-GCM
+    mac: bytes  # the manifest's HMAC
+    fingerprint: bytes  # content fingerprints for incrementals
+    check: str  # tells a wrong passphrase from a tampered manifest (reveals nothing about the keys)
     salt: bytes
 
     @classmethod
     def derive(cls, passphrase: bytes, salt: bytes | None = None) -> Keys:
         salt = salt or secrets.token_bytes(16)
-        register(passphrase)  # redacted from every output the harness writes
         raw = Scrypt(salt=salt, length=SCRYPT["length"], n=SCRYPT["n"], r=SCRYPT["r"], p=SCRYPT["p"]).derive(passphrase)
-        return cls(enc=raw[:32], mac=raw[32:], salt=salt)
+
+        def sub(label: bytes) -> bytes:
+            return hmac.new(raw[32:], b"devstack-harness " + label, hashlib.sha256).digest()
+
+        return cls(enc=raw[:32], mac=sub(b"manifest"), fingerprint=sub(b"fingerprint"),
+                   check=sub(b"passphrase check").hex()[:16], salt=salt)
 
     def describe(self) -> dict[str, Any]:
-        return {"cipher": "AES-256-GCM", "nonce_bytes": NONCE_BYTES, "aad": "artifact path",
-                "kdf": "scrypt", **dict(SCRYPT), "salt": self.salt.hex(),
-                "manifest_mac": "HMAC-SHA256", "check": self.check()}
-
-    def check(self) -> str:
-        """A value that tells a wrong passphrase from a tampered manifest (reveals nothing about the key)."""
-        return hmac.new(self.mac, b"devstack-harness passphrase check", hashlib.sha256).hexdigest()[:16]
+        return {"cipher": "AES-256-GCM", "nonce_bytes": NONCE_BYTES, "aad": "<backup id>/<artifact path>",
+                "kdf": "scrypt", **dict(SCRYPT), "salt": self.salt.hex(), "manifest_mac": MAC_ALG,
+                "check": self.check}
 
     def encrypt(self, data: bytes, aad: str) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -97,8 +125,14 @@ class Keys:
     def decrypt(self, blob: bytes, aad: str) -> bytes:
         try:
             return AESGCM(self.enc).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode())
-        except InvalidTag:
-            raise BackupError(f"{aad}: decryption failed (wrong passphrase, or the file was altered)") from None
+        except (InvalidTag, ValueError):
+            raise BackupError(f"{aad}: decryption failed (the file was altered, or moved here from another "
+                              "backup or path)") from None
+
+
+def artifact_aad(stored_in: str, name: str) -> str:
+    """The AEAD associated data of an artifact: the backup that stored it and its path there."""
+    return f"{stored_in}/{name}"
 
 
 def _sha256(data: bytes) -> str:
@@ -115,7 +149,7 @@ class Artifact:
     stored_in: str  # id of the backup that holds the file (itself, or a parent for an incremental)
     size: int
     sha256: str  # of the stored bytes (ciphertext when encrypted)
-    fingerprint: str  # of the content (HMAC under the MAC key when encrypted), for incrementals
+    fingerprint: str  # of the content (HMAC under the fingerprint key when encrypted), for incrementals
     encrypted: bool
     duration_s: float
     meta: dict[str, Any] = field(default_factory=dict)
@@ -142,7 +176,8 @@ class Manifest:
     def from_json(cls, raw: bytes) -> Manifest:
         data = json.loads(raw)
         if data.get("schema") != SCHEMA:
-            raise BackupError(f"manifest schema {data.get('schema')} is not supported (expected {SCHEMA})")
+            raise BackupError(f"manifest schema {data.get('schema')} is not supported (expected {SCHEMA}; schema 1 "
+                              "backups let manifest.sig choose its own check and cannot be trusted)")
         data["artifacts"] = [Artifact(**a) for a in data["artifacts"]]
         return cls(**data)
 
@@ -152,10 +187,12 @@ def new_backup_id(now: dt.datetime | None = None) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(2)}"
 
 
-def _signature(manifest: bytes, keys: Keys | None) -> dict[str, str]:
+def sign_manifest(backup_id: str, raw: bytes, keys: Keys | None) -> dict[str, str]:
+    """``manifest.sig``: HMAC-SHA256 over the backup id and the manifest (encrypted), else a plain SHA-256."""
     if keys is None:
-        return {"alg": "SHA256", "value": _sha256(manifest)}
-    return {"alg": "HMAC-SHA256", "value": hmac.new(keys.mac, manifest, hashlib.sha256).hexdigest()}
+        return {"alg": PLAIN_ALG, "value": _sha256(raw)}
+    message = b"devstack-harness manifest\0" + backup_id.encode() + b"\0" + raw
+    return {"alg": MAC_ALG, "value": hmac.new(keys.mac, message, hashlib.sha256).hexdigest()}
 
 
 def write_backup(root: Path, manifest: Manifest, files: Mapping[str, bytes], keys: Keys | None) -> Path:
@@ -167,59 +204,113 @@ def write_backup(root: Path, manifest: Manifest, files: Mapping[str, bytes], key
         write_file(directory / name, blob)
     raw = manifest.to_json()
     write_file(directory / "manifest.json", raw)
-    write_file(directory / "manifest.sig", json.dumps(_signature(raw, keys)))
+    write_file(directory / "manifest.sig", json.dumps(sign_manifest(manifest.id, raw, keys)))
     return directory
 
 
-def load_manifest(root: Path, backup_id: str, keys: Keys | None = None) -> Manifest:
-    """Read a manifest; with ``keys`` its HMAC is checked (a mismatch raises)."""
-    directory = root / backup_id
-    if not (directory / "manifest.json").is_file():
-        raise BackupError(f"no backup {backup_id} in {root}")
-    raw = (directory / "manifest.json").read_bytes()
-    problem = _manifest_problem(directory, raw, keys)
-    if problem:
-        raise BackupError(f"backup {backup_id}: {problem}")
-    return Manifest.from_json(raw)
-
-
-def _manifest_problem(directory: Path, raw: bytes, keys: Keys | None) -> str | None:
+def _manifest_problems(directory: Path, backup_id: str, raw: bytes, data: dict[str, Any],
+                       keys: Keys | None) -> list[str]:
+    """Everything wrong with a manifest and its signature, each named. ``keys`` (None for a backup that is
+    unencrypted and opened without a passphrase) decides the required check; ``manifest.sig`` never does."""
+    problems = []
+    expected = sign_manifest(backup_id, raw, keys)
     try:
-        sig = json.loads((directory / "manifest.sig").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return "manifest tampered: manifest.sig is missing or unreadable"
-    if sig.get("alg") == "HMAC-SHA256" and keys is None:
-        return None  # checked when the passphrase is given
-    expected = _signature(raw, keys if sig.get("alg") == "HMAC-SHA256" else None)
-    if not hmac.compare_digest(expected["value"], str(sig.get("value"))):
-        return "manifest tampered: its signature does not match" + (
-            " (or the passphrase is wrong)" if sig.get("alg") == "HMAC-SHA256" else "")
-    return None
+        sig = json.loads((directory / "manifest.sig").read_bytes())
+    except FileNotFoundError:
+        problems.append("signature missing: manifest.sig was deleted")
+    except (ValueError, OSError) as exc:
+        problems.append(f"signature unreadable: manifest.sig ({type(exc).__name__})")
+    else:
+        alg = sig.get("alg") if isinstance(sig, dict) else None
+        if keys is not None and alg != MAC_ALG:
+            problems.append(f"algorithm downgrade: manifest.sig says {alg!r}, but an encrypted backup must carry "
+                            f"{MAC_ALG} over its manifest")
+        elif keys is None and alg == MAC_ALG:
+            problems.append(f"encryption block missing: manifest.sig holds an {MAC_ALG} but the manifest has no "
+                            "encryption block (it was removed; give --passphrase-file to check the HMAC)")
+        elif alg != expected["alg"]:
+            problems.append(f"signature algorithm {alg!r} is not the {expected['alg']} this backup needs")
+        elif not hmac.compare_digest(expected["value"], str(sig.get("value"))):
+            problems.append("signature mismatch: manifest.sig does not match this manifest (the manifest was "
+                            "edited, or the signature comes from another backup)")
+    if data.get("id") != backup_id:
+        problems.append(f"wrong backup id: the manifest names backup {data.get('id')!r} but lies in {backup_id} "
+                        "(copied from another backup)")
+    artifacts = data.get("artifacts")
+    for art in artifacts if isinstance(artifacts, list) else []:
+        name = art.get("name") if isinstance(art, dict) else None
+        if not isinstance(name, str) or not _ARTIFACT_PATH.fullmatch(name):
+            problems.append(f"bad artifact path: {name!r} is not <service>/<file>")
+        elif keys is not None and art.get("encrypted") is not True:
+            problems.append(f"unencrypted artifact: {name} is marked unencrypted inside an encrypted backup")
+        elif keys is None and art.get("encrypted"):
+            problems.append(f"encryption block missing: {name} is marked encrypted but the manifest has no "
+                            "encryption block")
+    return problems
+
+
+class _Opener:
+    """Reads and authenticates manifests for one passphrase, deriving each salt's keys once."""
+
+    def __init__(self, root: Path, passphrase: bytes | None) -> None:
+        self.root = root
+        self.passphrase = passphrase
+        self._keys: dict[bytes, Keys] = {}
+
+    def keys(self, backup_id: str, data: dict[str, Any]) -> Keys | None:
+        """The keys of a backup; None for an unencrypted one opened without a passphrase."""
+        enc = data.get("encryption")
+        if not enc:
+            if self.passphrase is not None:
+                raise ManifestTampered(backup_id, [
+                    "encryption block missing: a passphrase was given but the manifest has no encryption block (it "
+                    "was removed, or this backup was made without --encrypt: verify that one without "
+                    "--passphrase-file)"])
+            return None
+        if self.passphrase is None:
+            raise ConfigError(f"backup {backup_id} is encrypted: give --passphrase-file")
+        try:
+            salt, check = bytes.fromhex(str(enc["salt"])), str(enc["check"])
+        except (TypeError, KeyError, ValueError):
+            raise ManifestTampered(backup_id, ["encryption block unreadable: no valid salt and check"]) from None
+        if salt not in self._keys:
+            self._keys[salt] = Keys.derive(self.passphrase, salt)
+        keys = self._keys[salt]
+        if not hmac.compare_digest(keys.check, check):
+            raise WrongPassphrase(f"wrong passphrase for backup {backup_id} (or its encryption block was altered)")
+        return keys
+
+    def open(self, backup_id: str) -> tuple[Manifest, Keys | None]:
+        """The authenticated manifest of a backup and its keys; raises on any problem."""
+        directory = self.root / backup_id
+        if not (directory / "manifest.json").is_file():
+            raise BackupError(f"no backup {backup_id} in {self.root}")
+        raw = (directory / "manifest.json").read_bytes()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ManifestTampered(backup_id, [f"manifest unreadable: {exc}"]) from None
+        if not isinstance(data, dict):
+            raise ManifestTampered(backup_id, ["manifest unreadable: not a JSON object"])
+        keys = self.keys(backup_id, data)
+        problems = _manifest_problems(directory, backup_id, raw, data, keys)
+        if problems:
+            raise ManifestTampered(backup_id, problems)
+        try:
+            return Manifest.from_json(raw), keys
+        except (BackupError, TypeError, KeyError, ValueError) as exc:
+            raise ManifestTampered(backup_id, [f"manifest unreadable: {exc}"]) from None
 
 
 def list_backups(root: Path) -> list[Manifest]:
+    """Every backup's manifest as written (a listing; nothing here is authenticated -- verify does that)."""
     found = []
     for path in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         try:
             found.append(Manifest.from_json(path.read_bytes()))
-        except (BackupError, json.JSONDecodeError, TypeError, KeyError):
+        except (BackupError, ValueError, TypeError, KeyError):
             continue
     return found
-
-
-def keys_for(root: Path, backup_id: str, passphrase: bytes | None) -> Keys | None:
-    """Keys for an encrypted backup (salt from its manifest), None for a plain one; refuses a missing
-    passphrase for an encrypted backup."""
-    raw = json.loads((root / backup_id / "manifest.json").read_text())
-    enc = raw.get("encryption")
-    if not enc:
-        return None
-    if passphrase is None:
-        raise ConfigError(f"backup {backup_id} is encrypted: give --passphrase-file")
-    keys = Keys.derive(passphrase, bytes.fromhex(enc["salt"]))
-    if enc.get("check") and not hmac.compare_digest(keys.check(), str(enc["check"])):
-        raise BackupError(f"wrong passphrase for backup {backup_id}")
-    return keys
 
 
 # --------------------------------------------------------------------------------------------- verify
@@ -237,60 +328,81 @@ FormatCheck = Callable[[str, bytes], str | None]
 
 def verify(root: Path, backup_id: str, passphrase: bytes | None = None,
            format_check: FormatCheck | None = None) -> list[Finding]:
-    """Check the manifest's signature, every artifact of the chain (size, SHA-256, decryption with the
-    passphrase, format) and look for files the manifest does not know."""
-    directory = root / backup_id
-    if not (directory / "manifest.json").is_file():
-        return [Finding("manifest.json", "missing", f"no backup {backup_id}")]
-    raw = (directory / "manifest.json").read_bytes()
-    try:
-        keys = keys_for(root, backup_id, passphrase)
-    except BackupError as exc:
-        return [Finding("manifest.json", "wrong passphrase", str(exc))]
-    except (json.JSONDecodeError, KeyError, ValueError) as exc:
-        return [Finding("manifest.json", "manifest tampered", f"unreadable: {exc}")]
-    problem = _manifest_problem(directory, raw, keys)
-    if problem:
-        return [Finding("manifest.json", "manifest tampered", problem)]
-    try:
-        manifest = Manifest.from_json(raw)
-    except (BackupError, json.JSONDecodeError, TypeError, KeyError) as exc:
-        return [Finding("manifest.json", "manifest tampered", str(exc))]
-    findings: list[Finding] = []
-    if manifest.parent:
-        findings += [Finding(f"{manifest.parent}/{f.artifact}", f.status, f.detail)
-                     for f in verify(root, manifest.parent, passphrase, format_check) if f.status != "ok"]
-    known = {"manifest.json", "manifest.sig"} | {a.name for a in manifest.artifacts if a.stored_in == backup_id}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        rel = path.relative_to(directory).as_posix()
-        if rel not in known:
-            findings.append(Finding(rel, "unexpected extra file"))
-    for art in manifest.artifacts:
-        findings.append(_check_artifact(root, backup_id, art, keys, format_check))
-    return findings
+    """Authenticate the manifest (HMAC when encrypted, see the module doc), then check every artifact of the
+    chain (size, SHA-256, decryption, format) and look for files the manifest does not know. The first finding
+    says whether the manifest is authenticated; any problem is a finding whose status is not ``ok``."""
+    return _Verifier(root, passphrase, format_check).run(backup_id)
 
 
-def _check_artifact(root: Path, backup_id: str, art: Artifact, keys: Keys | None,
-                    format_check: FormatCheck | None) -> Finding:
-    label = art.name if art.stored_in == backup_id else f"{art.name} (in {art.stored_in})"
-    path = root / art.stored_in / art.name
-    if not path.is_file():
-        return Finding(label, "missing")
-    blob = path.read_bytes()
-    if len(blob) != art.size or _sha256(blob) != art.sha256:
-        return Finding(label, "checksum mismatch", f"{len(blob)} bytes, manifest says {art.size}")
-    if art.encrypted:
-        if keys is None:
-            return Finding(label, "ok", "checksum ok; not decrypted (no passphrase)")
+class _Verifier:
+    def __init__(self, root: Path, passphrase: bytes | None, format_check: FormatCheck | None) -> None:
+        self.root = root
+        self.opener = _Opener(root, passphrase)
+        self.format_check = format_check
+
+    def run(self, backup_id: str, keep: dict[str, tuple[Artifact, bytes]] | None = None) -> list[Finding]:
+        """Findings for the backup and its chain; with ``keep``, the checked plaintext of each artifact."""
+        return self._chain(backup_id, (), keep)[0]
+
+    def _chain(self, backup_id: str, children: tuple[str, ...],
+               keep: dict[str, tuple[Artifact, bytes]] | None) -> tuple[list[Finding], set[str]]:
+        if backup_id in children:
+            return [Finding("manifest.json", "manifest tampered",
+                            f"chain loop: {' -> '.join(children)} -> {backup_id}")], set()
         try:
-            blob = keys.decrypt(blob, art.name)
+            manifest, keys = self.opener.open(backup_id)
+        except ManifestTampered as exc:
+            return [Finding("manifest.json", "manifest tampered", p) for p in exc.problems], {backup_id}
+        except WrongPassphrase as exc:
+            return [Finding("manifest.json", "wrong passphrase", str(exc))], {backup_id}
         except BackupError as exc:
-            return Finding(label, "checksum mismatch", str(exc))
-    if format_check is not None:
-        bad = format_check(art.name, blob)
-        if bad:
-            return Finding(label, "bad format", bad)
-    return Finding(label, "ok")
+            return [Finding("manifest.json", "missing", str(exc))], {backup_id}
+        findings = [Finding("manifest.json", "ok", AUTHENTICATED if keys is not None else NOT_AUTHENTICATED)]
+        chain = {backup_id}
+        if manifest.parent:
+            parent, chain_above = self._chain(manifest.parent, (*children, backup_id), None)
+            findings += [Finding(f"{manifest.parent}/{f.artifact}", f.status, f.detail)
+                         for f in parent if f.status != "ok"]
+            chain |= chain_above | {manifest.parent}
+        directory = self.root / backup_id
+        known = {"manifest.json", "manifest.sig"} | {a.name for a in manifest.artifacts if a.stored_in == backup_id}
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            rel = path.relative_to(directory).as_posix()
+            if rel not in known:
+                findings.append(Finding(rel, "unexpected extra file"))
+        for art in manifest.artifacts:
+            label = art.name if art.stored_in == backup_id else f"{art.name} (in {art.stored_in})"
+            if art.stored_in not in chain:
+                findings.append(Finding(label, "manifest tampered",
+                                        f"artifact outside the chain: stored in {art.stored_in}, which is neither "
+                                        f"{backup_id} nor one of its parents"))
+                continue
+            finding, plain = self._artifact(label, art, keys)
+            findings.append(finding)
+            if keep is not None and plain is not None:
+                keep[art.name] = (art, plain)
+        return findings, chain
+
+    def _artifact(self, label: str, art: Artifact, keys: Keys | None) -> tuple[Finding, bytes | None]:
+        path = self.root / art.stored_in / art.name
+        if not path.is_file():
+            return Finding(label, "missing"), None
+        blob = path.read_bytes()  # read once: what is checked is what a restore gets
+        if len(blob) != art.size or _sha256(blob) != art.sha256:
+            return Finding(label, "checksum mismatch",
+                           f"stored bytes differ from the manifest: {len(blob)} bytes, sha256 {_sha256(blob)[:12]}…; "
+                           f"the manifest says {art.size} bytes, {art.sha256[:12]}… (replaced, moved from another "
+                           "backup, or corrupted)"), None
+        if keys is not None:
+            try:
+                blob = keys.decrypt(blob, artifact_aad(art.stored_in, art.name))
+            except BackupError as exc:
+                return Finding(label, "checksum mismatch", str(exc)), None
+        if self.format_check is not None:
+            bad = self.format_check(art.name, blob)
+            if bad:
+                return Finding(label, "bad format", bad), None
+        return Finding(label, "ok"), blob
 
 
 def basic_format_check(name: str, data: bytes) -> str | None:
@@ -311,6 +423,16 @@ def basic_format_check(name: str, data: bytes) -> str | None:
     if name.endswith(".archive.gz") and not data.startswith(b"\x1f\x8b"):
         return "not a gzip archive"
     return None
+
+
+def _refusal(backup_id: str, findings: list[Finding], what: str) -> BackupError | None:
+    bad = [f for f in findings if f.status != "ok"]
+    if not bad:
+        return None
+    if bad[0].status == "wrong passphrase":
+        return WrongPassphrase(bad[0].detail)
+    return BackupError(f"backup {backup_id} does not verify, {what}: "
+                       + "; ".join(f"{f.artifact}: {f.status}: {f.detail}".rstrip(": ") for f in bad))
 
 
 # ---------------------------------------------------------------------------------------------- create
@@ -334,30 +456,42 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
     """Encrypt (optionally), deduplicate against the parent chain (incremental) and write a backup."""
     t0 = time.monotonic()
     backup_id = new_backup_id()
-    parent_keys: Keys | None = None
+    keys: Keys | None = None
     previous: dict[str, Artifact] = {}
     encryption = None
     if parent_id is not None:
-        parent_keys = keys_for(root, parent_id, passphrase)  # one scrypt derivation, reused below
-        parent = load_manifest(root, parent_id, parent_keys)
-        if (parent.encryption is None) != (passphrase is None):
+        parent_file = root / parent_id / "manifest.json"
+        if not parent_file.is_file():
+            raise BackupError(f"no backup {parent_id} in {root}")
+        try:
+            parent_encrypted = bool(json.loads(parent_file.read_bytes()).get("encryption"))
+        except (ValueError, AttributeError):
+            parent_encrypted = False  # unreadable: the verification below names it
+        if parent_encrypted != (passphrase is not None):
             raise ConfigError("an incremental backup must use the same encryption (and passphrase) as its parent")
+        # The whole parent chain must verify: the new manifest re-signs the parents' checksums.
+        verifier = _Verifier(root, passphrase, None)
+        refused = _refusal(parent_id, verifier.run(parent_id), "so no incremental is built on it")
+        if refused is not None:
+            raise refused
+        parent, keys = verifier.opener.open(parent_id)  # one scrypt derivation, reused below
         encryption = parent.encryption
         previous = {a.name: a for a in parent.artifacts}
-    keys = parent_keys if parent_keys is not None else (Keys.derive(passphrase) if passphrase else None)
+    elif passphrase is not None:
+        keys = Keys.derive(passphrase)
     if keys is not None:
         encryption = keys.describe()
     artifacts: list[Artifact] = []
     files: dict[str, bytes] = {}
     for item in captured:
         content = item.stable if item.stable is not None else item.data
-        fingerprint = (hmac.new(keys.mac, content, hashlib.sha256).hexdigest() if keys else _sha256(content))
+        fingerprint = (hmac.new(keys.fingerprint, content, hashlib.sha256).hexdigest() if keys else _sha256(content))
         old = previous.get(item.name)
         if old is not None and old.fingerprint == fingerprint:
             artifacts.append(Artifact(item.service, item.name, old.stored_in, old.size, old.sha256, fingerprint,
                                       old.encrypted, item.duration_s, {**item.meta, "unchanged_since": old.stored_in}))
             continue
-        blob = keys.encrypt(item.data, item.name) if keys else item.data
+        blob = keys.encrypt(item.data, artifact_aad(backup_id, item.name)) if keys else item.data
         files[item.name] = blob
         artifacts.append(Artifact(item.service, item.name, backup_id, len(blob), _sha256(blob), fingerprint,
                                   keys is not None, item.duration_s, item.meta))
@@ -371,20 +505,13 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
 
 
 def read_artifacts(root: Path, backup_id: str, passphrase: bytes | None) -> dict[str, tuple[Artifact, bytes]]:
-    """Every artifact of a backup (resolving the incremental chain), decrypted; refuses on any problem."""
-    found = [f for f in verify(root, backup_id, passphrase) if f.status != "ok"]
-    if found and found[0].status == "wrong passphrase":
-        raise BackupError(found[0].detail)
-    keys = keys_for(root, backup_id, passphrase)
-    manifest = Manifest.from_json((root / backup_id / "manifest.json").read_bytes())  # signature checked by verify
-    if found:
-        raise BackupError("backup does not verify: " + "; ".join(f"{f.artifact}: {f.status} {f.detail}".strip()
-                                                                  for f in found))
-    out = {}
-    for art in manifest.artifacts:
-        blob = (root / art.stored_in / art.name).read_bytes()
-        out[art.name] = (art, keys.decrypt(blob, art.name) if art.encrypted and keys else blob)
-    return out
+    """Every artifact of a backup (resolving the incremental chain), decrypted, exactly the bytes that were
+    verified; refuses (``BackupError`` naming each problem) on anything ``verify`` finds."""
+    keep: dict[str, tuple[Artifact, bytes]] = {}
+    refused = _refusal(backup_id, _Verifier(root, passphrase, None).run(backup_id, keep), "nothing restored")
+    if refused is not None:
+        raise refused
+    return keep
 
 
 def b64(data: bytes) -> str:

@@ -6,6 +6,8 @@
 * MySQL/MariaDB: ``mysqldump``/``mariadb-dump --single-transaction --routines --triggers --events
   --skip-dump-date --databases <db>`` as root (credentials in a 0600 option file, never in argv).
 * MongoDB: ``mongodump --archive --gzip --db <db>`` (credentials in a 0600 ``--config`` file).
+* Files written into a container for one step (option files with passwords, dumps to restore) are removed
+  when the step ends, also when it fails.
 * Redis cluster: per master, every key as ``DUMP`` payload (the RDB serialisation of that key) with its
   absolute expiry (``PEXPIRETIME``), and the master's slot ranges; restore with ``RESTORE ... ABSTTL
   REPLACE`` through the cluster, so each key lands on whichever master owns its slot. (Whole-RDB restore
@@ -22,17 +24,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
-from harness.backup import BackupError, Captured, b64, unb64
+from harness.backup import Artifact, BackupError, Captured, b64, unb64
 from harness.redis_slots import key_slot
 from stack.base import put_private_files
 
 RESTORE_DIR = "/run/harness/restore"
+MYSQL_OPTIONS = f"{RESTORE_DIR}/client.cnf"
+MONGO_CONFIG = f"{RESTORE_DIR}/mongo-tools.yaml"
 ORDER = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
 
 
@@ -86,11 +91,21 @@ def _without_restrict_keys(sql: bytes) -> bytes:
     return b"\n".join(line for line in sql.split(b"\n") if not line.startswith((b"\\restrict", b"\\unrestrict")))
 
 
-def _mysql_option_file(t: Target) -> str:
+@contextmanager
+def _private_files(c: Any, files: dict[str, tuple[bytes, str]], what: str) -> Iterator[None]:
+    """Files (mode 0600) in a container for the duration of a step; removed afterwards, also on failure."""
+    put_private_files(c, files, what)
+    try:
+        yield
+    finally:
+        _exec(c, ["rm", "-f", *files], "root", f"removing {', '.join(files)} from the {what} container")
+
+
+def _mysql_option_file(t: Target) -> AbstractContextManager[None]:
+    """Root's client option file inside the MySQL container, for the duration of a ``with`` block."""
     ep, c = t.endpoint("mysql"), t.containers("mysql")[0]
-    path = f"{RESTORE_DIR}/client.cnf"
-    put_private_files(c, {path: (f"[client]\nuser=root\npassword={ep.root_password}\n".encode(), "mysql")}, "mysql")
-    return path
+    content = f"[client]\nuser=root\npassword={ep.root_password}\n".encode()
+    return _private_files(c, {MYSQL_OPTIONS: (content, "mysql")}, "mysql")
 
 
 def _mysql_tool(c: Any, *names: str) -> str:
@@ -100,26 +115,28 @@ def _mysql_tool(c: Any, *names: str) -> str:
 
 def capture_mysql(t: Target) -> list[Captured]:
     ep, c = t.endpoint("mysql"), t.containers("mysql")[0]
-    options = _mysql_option_file(t)
     tool = _mysql_tool(c, "mariadb-dump", "mysqldump")
-    cmd = [tool, f"--defaults-extra-file={options}", "--single-transaction", "--routines", "--triggers", "--events",
-           "--skip-dump-date", "--databases", ep.database]
-    dump, seconds = _timed(lambda: _exec(c, cmd, "mysql", tool))
+    cmd = [tool, f"--defaults-extra-file={MYSQL_OPTIONS}", "--single-transaction", "--routines", "--triggers",
+           "--events", "--skip-dump-date", "--databases", ep.database]
+    with _mysql_option_file(t):
+        dump, seconds = _timed(lambda: _exec(c, cmd, "mysql", tool))
     return [Captured("mysql", f"mysql/{ep.database}.sql", dump, seconds, {"tool": Path(tool).name})]
 
 
-def _mongo_config(t: Target) -> str:
+def _mongo_config(t: Target, extra: dict[str, tuple[bytes, str]] | None = None) -> AbstractContextManager[None]:
+    """The tools' config with the password inside the MongoDB container (plus ``extra`` files), for the
+    duration of a ``with`` block."""
     ep, c = t.endpoint("mongodb"), t.containers("mongodb")[0]
-    path = f"{RESTORE_DIR}/mongo-tools.yaml"
-    put_private_files(c, {path: (f"password: {ep.password}\n".encode(), "mongodb")}, "mongodb")
-    return path
+    return _private_files(c, {MONGO_CONFIG: (f"password: {ep.password}\n".encode(), "mongodb"), **(extra or {})},
+                          "mongodb")
 
 
 def capture_mongodb(t: Target) -> list[Captured]:
     ep, c = t.endpoint("mongodb"), t.containers("mongodb")[0]
-    cmd = ["mongodump", f"--config={_mongo_config(t)}", "--username", ep.user, "--authenticationDatabase", "admin",
+    cmd = ["mongodump", f"--config={MONGO_CONFIG}", "--username", ep.user, "--authenticationDatabase", "admin",
            "--db", ep.database, "--archive", "--gzip", "--quiet"]
-    dump, seconds = _timed(lambda: _exec(c, cmd, "mongodb", "mongodump"))
+    with _mongo_config(t):
+        dump, seconds = _timed(lambda: _exec(c, cmd, "mongodb", "mongodump"))
     return [Captured("mongodb", f"mongodb/{ep.database}.archive.gz", dump, seconds, {"tool": "mongodump"})]
 
 
@@ -184,32 +201,31 @@ CAPTURE: dict[str, Callable[[Target], list[Captured]]] = {
 def restore_postgres(t: Target, files: dict[str, bytes]) -> None:
     ep, c = t.endpoint("postgres"), t.containers("postgres")[0]
     dump = files[f"postgres/{ep.dbname}.dump"]
-    put_private_files(c, {f"{RESTORE_DIR}/pg.dump": (dump, "postgres"),
-                          f"{RESTORE_DIR}/globals.sql": (files.get("postgres/globals.sql", b""), "postgres")},
-                      "postgres")
-    # Roles that already exist make psql print an error and go on; passwords are not in the file.
-    _exec(c, ["psql", "-q", "-U", ep.user, "-d", ep.dbname, "-f", f"{RESTORE_DIR}/globals.sql"], "postgres", "psql")
-    _exec(c, ["pg_restore", "--clean", "--if-exists", "--no-owner", "--exit-on-error", "-U", ep.user, "-d",
-              ep.dbname, f"{RESTORE_DIR}/pg.dump"], "postgres", "pg_restore")
-    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/pg.dump", f"{RESTORE_DIR}/globals.sql"], "root")
+    with _private_files(c, {f"{RESTORE_DIR}/pg.dump": (dump, "postgres"),
+                            f"{RESTORE_DIR}/globals.sql": (files.get("postgres/globals.sql", b""), "postgres")},
+                        "postgres"):
+        # Roles that already exist make psql print an error and go on; passwords are not in the file.
+        _exec(c, ["psql", "-q", "-U", ep.user, "-d", ep.dbname, "-f", f"{RESTORE_DIR}/globals.sql"], "postgres",
+              "psql")
+        _exec(c, ["pg_restore", "--clean", "--if-exists", "--no-owner", "--exit-on-error", "-U", ep.user, "-d",
+                  ep.dbname, f"{RESTORE_DIR}/pg.dump"], "postgres", "pg_restore")
 
 
 def restore_mysql(t: Target, files: dict[str, bytes]) -> None:
     ep, c = t.endpoint("mysql"), t.containers("mysql")[0]
-    options = _mysql_option_file(t)
-    put_private_files(c, {f"{RESTORE_DIR}/dump.sql": (files[f"mysql/{ep.database}.sql"], "mysql")}, "mysql")
     tool = _mysql_tool(c, "mariadb", "mysql")
-    _exec(c, ["sh", "-c", f'"$0" --defaults-extra-file={options} < {RESTORE_DIR}/dump.sql', tool], "mysql", tool)
-    _exec(c, ["rm", "-f", f"{RESTORE_DIR}/dump.sql"], "root")
+    with _mysql_option_file(t), _private_files(
+            c, {f"{RESTORE_DIR}/dump.sql": (files[f"mysql/{ep.database}.sql"], "mysql")}, "mysql"):
+        _exec(c, ["sh", "-c", f'"$0" --defaults-extra-file={MYSQL_OPTIONS} < {RESTORE_DIR}/dump.sql', tool], "mysql",
+              tool)
 
 
 def restore_mongodb(t: Target, files: dict[str, bytes]) -> None:
     ep, c = t.endpoint("mongodb"), t.containers("mongodb")[0]
-    put_private_files(c, {f"{RESTORE_DIR}/dump.archive.gz": (files[f"mongodb/{ep.database}.archive.gz"], "mongodb")},
-                      "mongodb")
-    _exec(c, ["mongorestore", f"--config={_mongo_config(t)}", "--username", ep.user, "--authenticationDatabase",
-              "admin", f"--archive={RESTORE_DIR}/dump.archive.gz", "--gzip", "--drop", "--quiet"], "mongodb",
-          "mongorestore")
+    archive = f"{RESTORE_DIR}/dump.archive.gz"
+    with _mongo_config(t, {archive: (files[f"mongodb/{ep.database}.archive.gz"], "mongodb")}):
+        _exec(c, ["mongorestore", f"--config={MONGO_CONFIG}", "--username", ep.user, "--authenticationDatabase",
+                  "admin", f"--archive={archive}", "--gzip", "--drop", "--quiet"], "mongodb", "mongorestore")
 
 
 def restore_redis(t: Target, files: dict[str, bytes]) -> None:
@@ -356,12 +372,22 @@ def _version(t: Target, name: str) -> str:
 
 def restore(t: Target, root: Path, backup_id: str, passphrase: bytes | None, services: list[str] | None,
             adopt: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, float]:
-    """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service."""
+    """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service. A backup
+    that does not verify is refused before anything of ``t`` is touched."""
     from harness.backup import read_artifacts
 
-    artifacts = read_artifacts(root, backup_id, passphrase)
-    in_backup = {art.service for art, _ in artifacts.values()}
-    wanted = [s for s in ORDER if s in in_backup and (services is None or s in services)]
+    return restore_verified(t, read_artifacts(root, backup_id, passphrase), services, adopt)
+
+
+def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
+    """The services a backup holds, in restore order."""
+    return [s for s in ORDER if s in {art.service for art, _ in artifacts.values()}]
+
+
+def restore_verified(t: Target, artifacts: dict[str, tuple[Artifact, bytes]], services: list[str] | None,
+                     adopt: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, float]:
+    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``."""
+    wanted = [s for s in services_in(artifacts) if services is None or s in services]
     not_running = [s for s in wanted if s not in t.running()]
     if not_running:
         raise BackupError(f"the target stack does not run {', '.join(not_running)}; start it first")

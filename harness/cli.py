@@ -436,7 +436,7 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.backup import basic_format_check, list_backups, read_passphrase, verify
+    from harness.backup import NOT_AUTHENTICATED, basic_format_check, list_backups, read_passphrase, verify
 
     root = settings.state_dir / "backups"
     passphrase = read_passphrase(args.passphrase_file) if getattr(args, "passphrase_file", None) else None
@@ -456,8 +456,11 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
         for col in ("artifact", "status", "detail"):
             table.add_column(col, overflow="fold")
         for f in findings:
-            table.add_row(f.artifact, f.status if f.status == "ok" else f"[red]{f.status}[/red]", f.detail)
+            table.add_row(escape(f.artifact), f.status if f.status == "ok" else f"[red]{f.status}[/red]",
+                          escape(f.detail))
         out.print(table)
+        if any(f.detail == NOT_AUTHENTICATED for f in findings):
+            out.print(f"[yellow]note:[/yellow] {NOT_AUTHENTICATED}")
         return 0 if all(f.status == "ok" for f in findings) else 1
     if args.backup_command == "create":
         return _backup_create(args, settings, root, passphrase)
@@ -498,25 +501,29 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 
 
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
-    from harness.backup_services import StackTarget, restore
-    from harness.engine import Stack
+    from harness import engine
+    from harness.backup import read_artifacts
+    from harness.backup_services import StackTarget, restore_verified, services_in
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
         return 2
     t0 = time.monotonic()
-    if args.fresh:
-        from harness.backup import load_manifest
+    # Verified before any stack is started or touched: a backup that does not verify restores nothing.
+    artifacts = read_artifacts(root, args.id, passphrase)
+    if passphrase is None:
+        from harness.backup import NOT_AUTHENTICATED
 
-        services = args.services or load_manifest(root, args.id).services
-        stack = Stack(settings, keep=True, log=_log(t0))
-        stack.start(services)
+        console.print(f"[yellow]note:[/yellow] {NOT_AUTHENTICATED}")
+    if args.fresh:
+        stack = engine.Stack(settings, keep=True, log=_log(t0))
+        stack.start(args.services or services_in(artifacts))
         target: Any = StackTarget(stack)
-        timings = restore(target, root, args.id, passphrase, args.services, target.adopt_vault)
+        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
         stack.write_state()
     else:
         target = _up_target()
-        timings = restore(target, root, args.id, passphrase, args.services, target.adopt_vault)
+        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
     detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
     console.print(f"restored {args.id} in {time.monotonic() - t0:.2f} s ({detail})")
     return 0
