@@ -28,7 +28,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ FAILOVER_METRICS = ("detect_ms", "promote_ms", "cluster_ok_ms", "client_outage_m
 NODE_LOSS_METRICS = ("detect_ms", "recovery_ms", "keys_missing")
 POLL_S = 0.05
 SOCKET_TIMEOUT_S = 0.25
+KEYS_PER_MASTER = 100  # keys the node-loss round writes into each master's slots
 
 
 class DrillError(HarnessError):
@@ -144,6 +145,30 @@ def inject(container: RedisNodeContainer, fault: str) -> Callable[[], None]:
     raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
 
 
+class Fault:
+    """An injected fault whose undo runs once: by the round when it measures the recovery, else on the way out."""
+
+    def __init__(self, undo: Callable[[], None]) -> None:
+        self._undo = undo
+        self.undone = False
+
+    def undo(self) -> None:
+        if not self.undone:
+            self.undone = True
+            self._undo()
+
+
+@contextlib.contextmanager
+def injected(container: RedisNodeContainer, fault: str) -> Iterator[Fault]:
+    """Inject ``fault``; whatever happens inside the block, the node is not left killed, stopped, paused or
+    disconnected when it ends (an exception mid-round included)."""
+    applied = Fault(inject(container, fault))
+    try:
+        yield applied
+    finally:
+        applied.undo()
+
+
 # ---------------------------------------------------------------------------------------------- writer
 
 
@@ -171,6 +196,12 @@ class Writer(threading.Thread):
 
     def key(self, seq: int) -> str:
         return f"{self.tag}:{seq}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the writer to stop and wait for it (each write is bounded by the socket timeouts)."""
+        self.stopping.set()
+        if self.is_alive():
+            self.join(timeout)
 
     def _owner_client(self) -> redis.Redis:
         """Ask every reachable node who owns the slot; connect to that master's published port."""
@@ -208,6 +239,16 @@ class Writer(threading.Thread):
             self._client.close()
 
 
+@contextlib.contextmanager
+def writing(writer: Writer) -> Iterator[Writer]:
+    """Run ``writer`` for the block; it is stopped on the way out, also when the block raises."""
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+
+
 # ------------------------------------------------------------------------------------------- failover
 
 
@@ -236,7 +277,8 @@ def _ms(start: float, end: float | None) -> float | None:
 def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: float) -> FailoverRound:
     """One failover round; the cluster is whole again when it returns (or :class:`DrillError` says why not)."""
     view = ClusterView(cluster)
-    view.wait_healthy(timeout, "the cluster to be whole before the round (3 masters, 1 replica each)")
+    view.wait_healthy(timeout, f"the cluster to be whole before the round ({cluster.masters} masters, "
+                      f"{cluster.replicas} replica(s) each)")
     for container in cluster.nodes:
         view.container_of(view.myself(container).id)  # learn every node id while all are reachable
     masters = sorted((c for c in cluster.nodes if view.myself(c).is_master), key=lambda c: c.alias)
@@ -249,11 +291,34 @@ def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: floa
     result = FailoverRound(round=number, fault=fault, victim=victim.alias)
 
     writer = Writer(view, tag, slot, deadline=time.monotonic() + timeout)
-    writer.start()
-    poll(lambda: len(writer.acks), what="the writer to get 50 acknowledged writes before the fault", timeout=10,
-         accept=lambda n: n >= 50, hint="the cluster answers too slowly; check the nodes' logs")
-    t0 = time.monotonic()
-    undo = inject(victim, fault)
+    # The fault's undo and the writer's stop are in `finally` (the context managers): an exception anywhere
+    # in the round never leaves a node killed, paused or disconnected, nor a writer running.
+    with writing(writer):
+        try:
+            poll(lambda: len(writer.acks), what="the writer to get 50 acknowledged writes before the fault",
+                 timeout=10, accept=lambda n: n >= 50, hint="the cluster answers too slowly; check the nodes' logs")
+            t0 = time.monotonic()  # before the fault call: `stop` takes as long as the server's shutdown
+            with injected(victim, fault) as applied:
+                _observe_failover(view, survivor, me, replica_id, slot, writer, t0, timeout, result)
+                t1 = time.monotonic()
+                applied.undo()
+            view.wait_healthy(timeout, f"{victim.alias} to rejoin after the {fault} and the cluster to be whole "
+                              "again")
+            rejoined = view.myself(victim)
+            if rejoined.is_master:
+                result.problems.append(f"{victim.alias} came back as a master, expected a replica")
+            result.rejoin_ms = _ms(t1, time.monotonic())
+        finally:
+            writer.stop()
+            with contextlib.suppress(redis.RedisError, OSError, DrillError):  # the drill's keys, its own cluster
+                _delete(view, writer)
+    return result
+
+
+def _observe_failover(view: ClusterView, survivor: RedisNodeContainer, me: ClusterNode, replica_id: str, slot: int,
+                      writer: Writer, t0: float, timeout: float, result: FailoverRound) -> None:
+    """From the fault on: when the survivor sees detection, promotion and ``ok``; then stop the writer and
+    count the outage and the lost writes into ``result``."""
     seen: dict[str, float] = {}
     end = t0 + timeout
 
@@ -286,8 +351,7 @@ def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: floa
         poll(lambda: [a for a in writer.acks if a.at > promoted], what="the writer's first acknowledged write "
              "after the promotion", timeout=max(1.0, end - time.monotonic()), accept=bool,
              hint="the writer could not find the new owner of the slot")
-    writer.stopping.set()
-    writer.join(5)
+    writer.stop()
 
     # The outage is the longest silence between consecutive acknowledged writes from the last one before the
     # fault on (a write or two may still be acknowledged by the victim in the milliseconds after t0).
@@ -303,18 +367,6 @@ def failover_round(cluster: RedisCluster, number: int, fault: str, timeout: floa
         missing = _missing(view, writer)
         result.lost_writes = len(missing)
         result.lost_replicated = sum(1 for a in writer.acks if a.replicated and a.seq in missing)
-
-    t1 = time.monotonic()
-    undo()
-    try:
-        view.wait_healthy(timeout, f"{victim.alias} to rejoin after the {fault} and the cluster to be whole again")
-        rejoined = view.myself(victim)
-        if rejoined.is_master:
-            result.problems.append(f"{victim.alias} came back as a master, expected a replica")
-        result.rejoin_ms = _ms(t1, time.monotonic())
-    finally:
-        _delete(view, writer)
-    return result
 
 
 def _missing(view: ClusterView, writer: Writer) -> set[int]:
@@ -383,21 +435,23 @@ def node_loss_round(cluster: RedisCluster, number: int, full_coverage: bool, tim
     kept_key = next(k for node_id, ks in keys.items() if node_id != me.id for k in ks)
 
     t0 = time.monotonic()
-    undo = inject(victim, "stop")  # graceful: the AOF is flushed, so every acknowledged key must come back
-    poll(lambda: "fail" in next(n for n in view.nodes(survivor) if n.id == me.id).flags,
-         what=f"the survivors to flag {victim.alias} as failed", timeout=timeout, accept=bool,
-         hint="failure detection needs about 2 x cluster-node-timeout")
-    result.detect_ms = _ms(t0, time.monotonic())
-    if not full_coverage:
-        poll(lambda: view.info(survivor).get("cluster_state"), what="the survivors to stay in cluster_state ok",
-             timeout=timeout, accept=lambda s: s == "ok", hint="full coverage is off, so the state stays ok")
-    else:
-        poll(lambda: view.info(survivor).get("cluster_state"), what="the survivors to report cluster_state fail",
-             timeout=timeout, accept=lambda s: s == "fail", hint="full coverage is on, so the cluster goes down")
-    result.surviving_slots_served, result.lost_slots_error = _probe_loss(view, survivor, kept_key, lost_key)
-
-    t1 = time.monotonic()
-    undo()
+    # graceful: the AOF is flushed, so every acknowledged key must come back. The undo (start) is also run
+    # on the way out when anything below raises, so the next round finds every node running.
+    with injected(victim, "stop") as applied:
+        poll(lambda: "fail" in next(n for n in view.nodes(survivor) if n.id == me.id).flags,
+             what=f"the survivors to flag {victim.alias} as failed", timeout=timeout, accept=bool,
+             hint="failure detection needs about 2 x cluster-node-timeout")
+        result.detect_ms = _ms(t0, time.monotonic())
+        if not full_coverage:
+            poll(lambda: view.info(survivor).get("cluster_state"), what="the survivors to stay in cluster_state ok",
+                 timeout=timeout, accept=lambda s: s == "ok", hint="full coverage is off, so the state stays ok")
+        else:
+            poll(lambda: view.info(survivor).get("cluster_state"), what="the survivors to report cluster_state "
+                 "fail", timeout=timeout, accept=lambda s: s == "fail",
+                 hint="full coverage is on, so the cluster goes down")
+        result.surviving_slots_served, result.lost_slots_error = _probe_loss(view, survivor, kept_key, lost_key)
+        t1 = time.monotonic()
+        applied.undo()
     view.wait_healthy(timeout, f"{victim.alias} to be back from its AOF and the cluster whole again")
     result.recovery_ms = _ms(t1, time.monotonic())
     result.keys_missing = _count_missing(view, keys)
@@ -405,7 +459,7 @@ def node_loss_round(cluster: RedisCluster, number: int, full_coverage: bool, tim
     return result
 
 
-def _keys_on_every_master(view: ClusterView, prefix: str, per_master: int = 100) -> dict[str, list[str]]:
+def _keys_on_every_master(view: ClusterView, prefix: str, per_master: int = KEYS_PER_MASTER) -> dict[str, list[str]]:
     """Write ``per_master`` keys into the slots of every master (directly on that master)."""
     written: dict[str, list[str]] = {}
     for container in view.cluster.nodes:

@@ -1,4 +1,5 @@
-"""Failover drill (3 masters + 1 replica each): one round per fault kind, figures always reported.
+"""Failover drill (masters with 1 replica each, 3+3 by default): one round per fault kind, figures always
+reported.
 
 Thresholds come from the settings (``drill_promote_max_ms``, default 5000 with ``drill_node_timeout_ms``
 1000); writes that ``WAIT 1`` confirmed on a replica must all survive; the old master must come back as a
@@ -20,7 +21,8 @@ def test_failover_round(failover_stack, drill_results, fault):
     number = FAULTS.index(fault)
     result = failover_round(cluster, number, fault, timeout=settings.drill_round_timeout_s)
     drill_results.append(report("redis-failover", [result], {
-        "fault": fault, "node_timeout_ms": settings.redis_node_timeout_ms, "topology": "3+3"}))
+        "fault": fault, "node_timeout_ms": settings.redis_node_timeout_ms,
+        "topology": f"{cluster.masters}+{cluster.masters * cluster.replicas}"}))
     assert not result.problems, result.problems
     assert result.detect_ms is not None and result.promote_ms is not None and result.cluster_ok_ms is not None
     assert result.promote_ms <= settings.drill_promote_max_ms, (
@@ -33,8 +35,11 @@ def test_failover_round(failover_stack, drill_results, fault):
 
 
 def test_failover_stack_topology(failover_stack):
+    settings = failover_stack.settings  # the drill's settings: drill_settings(..., replicas=1)
     cluster = failover_stack.require("redis")
-    assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (3, 1, 6)
+    assert settings.redis_replicas >= 1, "a failover drill needs a replica per master"
+    assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (
+        settings.redis_masters, settings.redis_replicas, settings.redis_masters * (1 + settings.redis_replicas))
     assert cluster.node_timeout_ms == failover_stack.settings.drill_node_timeout_ms
     view = ClusterView(cluster)
     for node in cluster.nodes:  # every master has a connected replica, as every node sees it

@@ -1,11 +1,11 @@
-"""Node-loss drill (3 masters, no replicas): losing a master with and without full coverage, and recovery
-from its AOF with every key written before the loss back."""
+"""Node-loss drill (masters without replicas, 3 by default): losing a master with and without full coverage,
+and recovery from its AOF with every key written before the loss back."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.drills import node_loss_round, report
+from harness.drills import KEYS_PER_MASTER, node_loss_round, report
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 
@@ -16,7 +16,8 @@ def test_node_loss_round(node_loss_stack, drill_results, full_coverage):
     cluster = node_loss_stack.require("redis")
     result = node_loss_round(cluster, int(full_coverage), full_coverage, timeout=settings.drill_round_timeout_s)
     drill_results.append(report("redis-node-loss", [result], {
-        "full_coverage": full_coverage, "node_timeout_ms": settings.redis_node_timeout_ms, "topology": "3+0"}))
+        "full_coverage": full_coverage, "node_timeout_ms": settings.redis_node_timeout_ms,
+        "topology": f"{cluster.masters}+0"}))
     assert not result.problems, result.problems
     if full_coverage:
         # The whole cluster refuses: even keys whose master is alive.
@@ -29,9 +30,12 @@ def test_node_loss_round(node_loss_stack, drill_results, full_coverage):
         assert result.lost_slots_error.startswith("MOVED") and victim_ip in result.lost_slots_error, \
             result.lost_slots_error
     assert result.recovery_ms is not None
-    assert result.keys_written == 300 and result.keys_missing == 0, f"{result.keys_missing} keys lost"
+    assert result.keys_written == cluster.masters * KEYS_PER_MASTER
+    assert result.keys_missing == 0, f"{result.keys_missing} of {result.keys_written} keys lost"
 
 
 def test_node_loss_stack_topology(node_loss_stack):
+    settings = node_loss_stack.settings  # the drill's settings: drill_settings(..., replicas=0)
     cluster = node_loss_stack.require("redis")
-    assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (3, 0, 3)
+    assert (cluster.masters, cluster.replicas, len(cluster.nodes)) == (settings.redis_masters, 0,
+                                                                       settings.redis_masters)
