@@ -20,7 +20,7 @@ from typing import Any
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
 from harness.pki import write_service_pem
-from harness.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int
+from harness.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int, tls12_only
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, fetch_material
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, TlsMaterial, client_tls_context, put_private_files
 from stack.mongodb import MongoEndpoint
@@ -53,7 +53,8 @@ class TlsTarget:
 
 @dataclass(frozen=True)
 class CertStatus:
-    """What a listener served: serial, expiry, negotiated version/cipher, and whether it is the Vault leaf."""
+    """What a listener served: serial, expiry, negotiated version/cipher, the suite a TLS 1.2 client gets,
+    and whether it is the Vault leaf."""
 
     target: TlsTarget
     served_serial: str
@@ -61,6 +62,7 @@ class CertStatus:
     days_left: float
     version: str
     cipher: str
+    tls12_cipher: str
 
     @property
     def matches(self) -> bool:
@@ -87,13 +89,16 @@ def targets(endpoints: Mapping[str, Any]) -> list[TlsTarget]:
 
 
 def served(target: TlsTarget, now: dt.datetime | None = None) -> CertStatus:
-    """Handshake with full verification (chain to the root CA and hostname) and describe the leaf."""
+    """Handshake with full verification (chain to the root CA and hostname) and describe the leaf; a second
+    verified handshake capped at TLS 1.2 gives the TLS 1.2 suite the listener picks for a default client."""
     result = handshake(target.host, target.port, target.protocol, client_tls_context(target.ca_file),
                        target.server_name)
+    tls12 = handshake(target.host, target.port, target.protocol, tls12_only(client_tls_context(target.ca_file)),
+                      target.server_name)
     now = now or dt.datetime.now(dt.UTC)
     return CertStatus(target=target, served_serial=int_to_serial(result.serial), not_after=result.not_after,
                       days_left=(result.not_after - now).total_seconds() / 86400, version=result.version,
-                      cipher=result.cipher)
+                      cipher=result.cipher, tls12_cipher=tls12.cipher)
 
 
 def status(endpoints: Mapping[str, Any]) -> list[CertStatus | tuple[TlsTarget, str]]:

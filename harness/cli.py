@@ -368,13 +368,14 @@ def _certs_compose(args: argparse.Namespace, settings: Settings) -> int:
 def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
     table = Table(title=f"served certificates ({run_id}; minimum {settings.tls_min_days_left} days)",
                   title_justify="left")
-    for col in ("service", "listener", "serial", "not after (UTC)", "days left", "TLS", "Vault's"):
+    for col in ("service", "listener", "serial", "not after (UTC)", "days left", "TLS", "TLS 1.2 suite", "Vault's"):
         table.add_column(col, overflow="fold")
     bad = 0
     for row in rows:
         if isinstance(row, tuple):
             target, error = row
-            table.add_row(target.service, f"{target.alias} :{target.port}", "-", "-", "-", "-", f"[red]{error}[/red]")
+            table.add_row(target.service, f"{target.alias} :{target.port}", "-", "-", "-", "-", "-",
+                          f"[red]{error}[/red]")
             bad += 1
             continue
         low = row.days_left < settings.tls_min_days_left
@@ -382,7 +383,7 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
         table.add_row(row.target.service, f"{row.target.alias} :{row.target.port}", row.served_serial,
                       row.not_after.strftime("%Y-%m-%d %H:%M"),
                       f"[red]{row.days_left:.1f}[/red]" if low else f"{row.days_left:.1f}",
-                      f"{row.version} {row.cipher}", "yes" if row.matches else "[red]NO[/red]")
+                      f"{row.version} {row.cipher}", row.tls12_cipher, "yes" if row.matches else "[red]NO[/red]")
     out.print(table)
     if bad:
         console.print(f"[red]error:[/red] {bad} listener(s) unreachable, not serving the Vault-issued "

@@ -4,11 +4,17 @@
 HTTPS, MongoDB), ``postgres`` (the SSLRequest message, then TLS on the same port) or ``mysql`` (the server
 greeting, an SSL request packet, then TLS on the same port). Nothing here trusts a client library's word:
 the certificate is read off the wire and the version/cipher come from the handshake itself.
+
+A refusal is only believed with evidence: an offer (a legacy version, or one TLS 1.2 suite) counts as refused
+when, in the same check, a modern handshake with the same listener succeeds *and* the offer ends in a TLS
+refusal alert from the server (:data:`REFUSAL_ALERTS`). A plaintext listener, a reset, an EOF or a local error
+is never a refusal (:func:`check_offer`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import socket
 import ssl
 import struct
@@ -28,6 +34,7 @@ _MYSQL_CLIENT_SSL = 0x0800
 # CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH
 _MYSQL_SSL_REQUEST_FLAGS = 0x0001 | 0x0200 | _MYSQL_CLIENT_SSL | 0x8000 | 0x80000
 LEGACY_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1}
+OFFER_VERSIONS = {**LEGACY_VERSIONS, "TLSv1.2": ssl.TLSVersion.TLSv1_2}
 
 
 class TlsProbeError(HarnessError):
@@ -140,34 +147,186 @@ def handshake(host: str, port: int, protocol: str, context: ssl.SSLContext, serv
 
 
 def unverified_context() -> ssl.SSLContext:
-    """A context that accepts any certificate: only for reading what a server presents."""
+    """A context that accepts any certificate: only for reading what a server presents (TLS 1.2 or newer)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
+
+
+def tls12_only(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """``ctx`` limited to TLS 1.2 (what a TLS 1.2 client negotiates: the suite in ``certs status``)."""
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a probe offers: exactly one protocol version and, optionally, exactly one TLS 1.2 suite."""
+
+    version: str  # "TLSv1", "TLSv1.1" or "TLSv1.2"
+    cipher: str | None = None  # OpenSSL name of the only suite offered; None: everything OpenSSL knows
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.cipher}" if self.cipher else self.version
+
+    def context(self, server: bool = False) -> ssl.SSLContext:
+        """Pinned to the version (and suite) at OpenSSL security level 0, so this machine's OpenSSL is willing
+        to speak it; certificates are not checked, so a failure can only come from the protocol."""
+        pinned = OFFER_VERSIONS[self.version]
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = pinned
+            ctx.maximum_version = pinned
+        ctx.set_ciphers(f"{self.cipher or 'ALL'}:@SECLEVEL=0")
+        if not server:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
 
 def legacy_context(version: str, server: bool = False) -> ssl.SSLContext:
-    """A context pinned to exactly one old version at OpenSSL security level 0 (so the local OpenSSL is
-    willing to speak it); certificates are not checked, so a failure can only come from the protocol."""
-    pinned = LEGACY_VERSIONS[version]
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    """A context pinned to exactly one old version (see :meth:`Offer.context`)."""
+    if version not in LEGACY_VERSIONS:
+        raise ValueError(f"{version!r} is not a legacy version; one of {', '.join(LEGACY_VERSIONS)}")
+    return Offer(version).context(server)
+
+
+#: Received TLS alerts that mean "the server will not do what was offered", by the reason OpenSSL gives them
+#: (RFC 5246 7.2.2 / RFC 8446 6.2): protocol_version (version refused), handshake_failure (no acceptable
+#: parameters, e.g. no shared suite) and insufficient_security (RFC 5246: sent "instead of handshake_failure"
+#: when the server requires stronger suites than offered; Erlang's ssl answers a refused suite with it).
+REFUSAL_ALERTS = {"TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
+                  "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake_failure",
+                  "TLSV1_ALERT_INSUFFICIENT_SECURITY": "insufficient_security"}
+
+REFUSED = "refused"
+ACCEPTS_LEGACY_VERSION = "accepts legacy version"
+ACCEPTS_WEAK_SUITE = "accepts weak suite"
+NO_REFUSAL_ALERT = "no refusal alert"
+MODERN_HANDSHAKE_FAILED = "modern handshake failed"
+
+
+def refusal_alert(exc: BaseException) -> str | None:
+    """The refusal alert the server sent (``protocol_version``, ...), or None when ``exc`` is anything else: a
+    local error, a plaintext answer (WRONG_VERSION_NUMBER), a reset or EOF without an alert, another alert."""
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):
+        return REFUSAL_ALERTS.get(str(getattr(exc, "reason", "") or ""))
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one offer to one listener, judged together with a modern handshake to the same
+    listener in the same check.
+
+    ``verdict`` is :data:`REFUSED` only when the modern handshake succeeded *and* the offer ended in a
+    refusal alert; :data:`ACCEPTS_LEGACY_VERSION` / :data:`ACCEPTS_WEAK_SUITE` when the offer was accepted;
+    otherwise the check proves nothing (:data:`MODERN_HANDSHAKE_FAILED`, :data:`NO_REFUSAL_ALERT`).
+    """
+
+    offer: Offer
+    verdict: str
+    detail: str
+    modern: Handshake | None
+
+    @property
+    def refused(self) -> bool:
+        return self.verdict == REFUSED
+
+    def __str__(self) -> str:
+        return f"{self.offer}: {self.verdict} ({self.detail})"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _attempt(host: str, port: int, protocol: str, context: ssl.SSLContext,
+             timeout: float) -> tuple[Handshake | None, BaseException | None]:
+    try:
+        return handshake(host, port, protocol, context, None, timeout), None
+    except (ssl.SSLError, OSError, TlsProbeError) as exc:
+        return None, exc
+
+
+def judge(offer: Offer, accepted: Handshake | None, offer_error: BaseException | None, modern: Handshake | None,
+          modern_error: BaseException | None) -> Verdict:
+    """The verdict from what the offer and the modern handshake did (see :class:`Verdict`)."""
+    if accepted is not None:
+        kind = ACCEPTS_WEAK_SUITE if offer.cipher else ACCEPTS_LEGACY_VERSION
+        return Verdict(offer, kind, f"negotiated {accepted.version} {accepted.cipher}", modern)
+    if offer_error is None or modern_error is not None or modern is None:
+        why = _describe(modern_error) if modern_error is not None else "no modern handshake"
+        offered = _describe(offer_error) if offer_error is not None else "no outcome"
+        return Verdict(offer, MODERN_HANDSHAKE_FAILED, f"{why}; so the offer's outcome ({offered}) proves nothing",
+                       None)
+    alert = refusal_alert(offer_error)
+    if alert is None:
+        return Verdict(offer, NO_REFUSAL_ALERT, f"the offer failed without a refusal alert: {_describe(offer_error)}",
+                       modern)
+    return Verdict(offer, REFUSED, f"alert {alert}; modern handshake: {modern.version} {modern.cipher}", modern)
+
+
+def check_offer(host: str, port: int, protocol: str, offer: Offer, timeout: float = 5.0) -> Verdict:
+    """Offer only ``offer`` to the listener, and in the same check complete a modern handshake there: TLS 1.2
+    or newer for a version offer, TLS 1.2 with this machine's default suites for a suite offer (so a refused
+    suite is refused by a listener that does speak TLS 1.2). The pre-TLS part (TCP, SSLRequest, MySQL greeting)
+    runs for both, so a refusal can only be the TLS handshake itself."""
+    modern_context = tls12_only(unverified_context()) if offer.cipher else unverified_context()
+    modern, modern_error = _attempt(host, port, protocol, modern_context, timeout)
+    accepted, offer_error = _attempt(host, port, protocol, offer.context(), timeout)
+    return judge(offer, accepted, offer_error, modern, modern_error)
+
+
+def check_legacy(host: str, port: int, protocol: str, version: str, timeout: float = 5.0) -> Verdict:
+    """Offer only the legacy ``version`` (``TLSv1``/``TLSv1.1``); see :func:`check_offer`."""
+    if version not in LEGACY_VERSIONS:
+        raise ValueError(f"{version!r} is not a legacy version; one of {', '.join(LEGACY_VERSIONS)}")
+    return check_offer(host, port, protocol, Offer(version), timeout)
+
+
+def check_tls12_suite(host: str, port: int, protocol: str, cipher: str, timeout: float = 5.0) -> Verdict:
+    """Offer TLS 1.2 with only ``cipher`` (OpenSSL name); see :func:`check_offer`."""
+    return check_offer(host, port, protocol, Offer("TLSv1.2", cipher), timeout)
+
+
+def server_picks(host: str, port: int, protocol: str, ciphers: tuple[str, str],
+                 timeout: float = 5.0) -> tuple[str, str]:
+    """The TLS 1.2 suite the listener chooses when offered ``ciphers`` in that order and in reverse. The same
+    suite both times means the server's order wins; each side's first suite means the client's does."""
+    picked = []
+    for order in (ciphers, ciphers[::-1]):
+        ctx = tls12_only(unverified_context())
+        ctx.set_ciphers(":".join(order))
+        picked.append(handshake(host, port, protocol, ctx, None, timeout).cipher)
+    return picked[0], picked[1]
+
+
+# ------------------------------------------------------------------ proof that this client offers what it claims
+
+
+@functools.cache
+def _dh_params_pem() -> bytes:
+    """Finite-field DH parameters for a local control server (Python's ssl has no built-in DHE groups). 1024
+    bits: the least OpenSSL accepts even at security level 0, generated once per process (about a second)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dh
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = pinned
-        ctx.maximum_version = pinned
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    if not server:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+        warnings.simplefilter("ignore")  # cryptography deprecates FFDH: exactly why servers must refuse it
+        params = dh.generate_parameters(generator=2, key_size=1024)
+    return params.parameter_bytes(serialization.Encoding.PEM, serialization.ParameterFormat.PKCS3)
 
 
-def client_speaks(version: str, timeout: float = 5.0) -> str:
-    """Prove the pinned legacy client really offers ``version``: handshake with a local control server
-    pinned to the same version and return what was negotiated. Raises if this machine's OpenSSL cannot."""
-    cert_pem, key_pem = self_signed("legacy-control.invalid", days=1)
-    server_ctx = legacy_context(version, server=True)
+def client_offers(offer: Offer, timeout: float = 5.0) -> Handshake:
+    """Prove the pinned client really offers ``offer``: handshake with a local control server that accepts
+    exactly that version (and suite) and return what was negotiated. Raises if this machine's OpenSSL cannot."""
+    cert_pem, key_pem = self_signed("offer-control.invalid", days=1)
+    server_ctx = offer.context(server=True)
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = f"{tmp}/cert.pem", f"{tmp}/key.pem"
         with open(cert_file, "w") as fh:
@@ -175,6 +334,10 @@ def client_speaks(version: str, timeout: float = 5.0) -> str:
         with open(key_file, "w") as fh:
             fh.write(key_pem)
         server_ctx.load_cert_chain(cert_file, key_file)
+        if offer.cipher and offer.cipher.startswith("DHE-"):
+            with open(f"{tmp}/dh.pem", "wb") as dh_file:
+                dh_file.write(_dh_params_pem())
+            server_ctx.load_dh_params(f"{tmp}/dh.pem")
     listener = socket.create_server(("127.0.0.1", 0))
     errors: list[BaseException] = []
 
@@ -190,34 +353,15 @@ def client_speaks(version: str, timeout: float = 5.0) -> str:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        result = handshake("127.0.0.1", listener.getsockname()[1], "tls", legacy_context(version), None, timeout)
+        result = handshake("127.0.0.1", listener.getsockname()[1], "tls", offer.context(), None, timeout)
     finally:
         thread.join(timeout)
         listener.close()
     if errors:
-        raise TlsProbeError(f"the local control server failed the {version} handshake: {errors[0]}")
-    return result.version
+        raise TlsProbeError(f"the local control server failed the {offer} handshake: {errors[0]}")
+    return result
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """The outcome of offering one legacy version to a server."""
-
-    version: str
-    refused: bool
-    detail: str  # the handshake error (refused) or the negotiated version/cipher (accepted)
-
-
-def offer_legacy(host: str, port: int, protocol: str, version: str, timeout: float = 5.0) -> Refusal:
-    """Offer only ``version`` to the server. The pre-TLS part (TCP, SSLRequest, MySQL greeting) must work,
-    so a refusal can only be the TLS handshake itself."""
-    sock = socket.create_connection((host, port), timeout=timeout)
-    try:
-        _upgrade(sock, protocol)
-        try:
-            with legacy_context(version).wrap_socket(sock, server_hostname=None) as tls:
-                return Refusal(version, refused=False, detail=f"{tls.version()} {tls.cipher()}")
-        except (ssl.SSLError, ConnectionResetError) as exc:
-            return Refusal(version, refused=True, detail=f"{type(exc).__name__}: {exc}")
-    finally:
-        sock.close()
+def client_speaks(version: str, timeout: float = 5.0) -> str:
+    """The version the pinned legacy client negotiates with a control server pinned to ``version``."""
+    return client_offers(Offer(version), timeout).version
