@@ -284,7 +284,8 @@ def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
     assert leaks == []
     assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
 
-    # What was redacted is still there around the mask: the reports stay useful.
+    # What was redacted is still there around the mask: the reports stay useful. (Past the leak check above,
+    # these assertions cannot print a secret when they fail.)
     data = json.loads(report.read_text())
     reasons = {r["nodeid"].split("::")[-1]: r["reason"] for r in data["results"]}
     assert "password '***' is not the token *** (['***', '***'])" in reasons["test_leaks_in_message_and_output"]
