@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
+from harness.redact import register
 
 SCHEMA = 2  # 2: HMAC bound to the backup id, AEAD data binds backup id + path, sub-keys per purpose
 SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
@@ -105,6 +106,7 @@ class Keys:
     @classmethod
     def derive(cls, passphrase: bytes, salt: bytes | None = None) -> Keys:
         salt = salt or secrets.token_bytes(16)
+        register(passphrase)  # redacted from every output the harness writes (harness.redact)
         raw = Scrypt(salt=salt, length=SCRYPT["length"], n=SCRYPT["n"], r=SCRYPT["r"], p=SCRYPT["p"]).derive(passphrase)
 
         def sub(label: bytes) -> bytes:

@@ -6,9 +6,12 @@ import base64
 import dataclasses
 import json
 import secrets
+from types import SimpleNamespace
 
 import pytest
 
+from harness.backup import Keys
+from harness.credentials import rotate_password
 from harness.redact import (
     MIN_LENGTH,
     contains_secret,
@@ -127,3 +130,36 @@ def test_redact_data_and_in_place():
     assert redact_in_place(chain) is chain
     assert entry.lines == ["E  assert '***'"] and entry.location == ("path.py", 3, "Skipped: ***")
     assert redact_in_place(f"t {secret}") == "t ***"
+
+
+# ----------------------------------------------------------------------- where the run registers secrets
+
+
+def test_a_backup_passphrase_is_registered_when_keys_are_derived():
+    passphrase = secrets.token_hex(16).encode()
+    Keys.derive(passphrase)
+    assert redact(f"passphrase {passphrase.decode()}") == "passphrase ***"
+
+
+def test_a_rotated_password_is_registered_before_it_is_applied():
+    seen: list[str] = []
+
+    class Kv:
+        def read_secret_version(self, **_):
+            return {"data": {"data": {"user": "u", "password": "O" * 24}}}
+
+        def create_or_update_secret(self, **_):
+            return {"data": {"version": 2}}
+
+    class Admin:
+        secrets = SimpleNamespace(kv=SimpleNamespace(v2=Kv()))
+
+    class Service:
+        def apply_password(self, new):
+            seen.append(redact(f"ALTER ROLE u PASSWORD '{new}'"))  # what a failing server might echo
+
+    stack = SimpleNamespace(require=lambda name: Service(),
+                            endpoint=lambda name: SimpleNamespace(client=lambda: Admin()))
+    rotation = rotate_password(stack, "postgres")
+    assert seen == ["ALTER ROLE u PASSWORD '***'"]
+    assert redact(rotation.new_password) == "***"
