@@ -1,5 +1,7 @@
 """MongoDB backup round trip (mongodump/mongorestore inside the mongo container); runs wherever a mongo image
-exists, and skips with the image named where none does."""
+exists, and skips with the image named where none does. ``mongorestore --drop`` replaces every collection of
+the database in the shared stack, so the test is ``destructive`` (run last; skipped in attach mode unless
+allowed)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from harness.backup import basic_format_check, verify
 from harness.backup_services import StackTarget, create, restore
 
-pytestmark = [pytest.mark.backup, pytest.mark.mongodb]
+pytestmark = [pytest.mark.backup, pytest.mark.mongodb, pytest.mark.destructive]
 
 
 def test_mongodb_dump_and_restore(mongodb_service, harness_stack, tmp_path):
