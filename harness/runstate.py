@@ -117,11 +117,19 @@ def live_run_ids(client: Any) -> set[str]:
     return ids
 
 
+_ENDED_HERE: set[str] = set()  # runs this process has ended: its own liveness protects them no longer
+
+
 def prune_run_state(client: Any, state_dir: Path, keep: int, finished: Iterable[str] = ()) -> Pruned | None:
     """:func:`prune_runs` on ``<state_dir>/runs`` with the engine's live runs; None (nothing removed) when the
-    engine cannot be asked: without knowing which runs still have containers, no state is safe to remove."""
+    engine cannot be asked: without knowing which runs still have containers, no state is safe to remove.
+
+    ``finished`` is remembered for the life of the process, so a session that ends several stacks one after
+    the other counts each of them as finished when the last one prunes (the process, their owner, still runs).
+    """
+    _ENDED_HERE.update(finished)
     try:
         live = live_run_ids(client)
     except (docker.errors.DockerException, OSError):
         return None
-    return prune_runs(state_dir / "runs", keep, live, finished)
+    return prune_runs(state_dir / "runs", keep, live, set(_ENDED_HERE))

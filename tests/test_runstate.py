@@ -174,6 +174,20 @@ def test_prune_run_state_asks_the_engine_which_runs_are_live(tmp_path):
     assert result is not None and result.protected == ids[:2] and result.removed == ids[2:]
 
 
+def test_stacks_ended_earlier_by_this_process_count_as_finished(tmp_path):
+    """A session ends its stacks one by one; its pid (their owner) is alive all along. The last prune must
+    still see the ones ended before as finished, so only ``keep`` of them stay."""
+    ids = _ids(3, day="20250202")
+    _make(tmp_path / "runs", ids)
+    for run_id in ids:
+        write_owner(tmp_path / "runs" / run_id, keep=False)
+    for ended, run_id in enumerate(ids, start=1):
+        client = FakeClient(containers=ids[ended:])  # this one's containers are gone now
+        result = prune_run_state(client, tmp_path, 1, finished={run_id})
+        assert result is not None and result.protected == ids[ended:]
+    assert result.kept == [ids[-1]] and _left(tmp_path / "runs") == [ids[-1]]
+
+
 def test_no_answer_from_the_engine_removes_nothing(tmp_path):
     _make(tmp_path / "runs", _ids(2))
     assert prune_run_state(FakeClient(error=ConnectionError("engine gone")), tmp_path, 0) is None
