@@ -6,8 +6,9 @@ Ports: 27017. Credentials: explicit root ``user``/``password`` (MONGO_INITDB_ROO
 an application ``database``. Readiness: pymongo authenticates through the published 127.0.0.1 port and
 runs ``ping`` (the image's init phase binds to localhost inside the container only).
 TLS: with a Vault-issued certificate mongod runs ``--tlsMode preferTLS`` (dual mode: plain and TLS on 27017) or
-``requireTLS`` (strict), from a 0600 chain+key file owned by mongodb, TLS 1.0/1.1 disabled, client
-certificates optional. A rotated certificate is picked up live by the ``rotateCertificates`` command (5.0+).
+``requireTLS`` (strict), from a 0600 chain+key file owned by mongodb, TLS 1.0/1.1 disabled, TLS 1.2 suites
+from :mod:`stack.tls_policy` (``opensslCipherConfig``; untested here: no mongo image), client certificates
+optional. A rotated certificate is picked up live by the ``rotateCertificates`` command (5.0+).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pymongo
 
 from stack.base import TLS_CA, TLS_PEM, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import OPENSSL_TLS12
 
 MONGO_PORT = 27017
 PASSWORD_FILE = "/run/harness/mongodb-password"
@@ -29,7 +31,7 @@ def server_options(tls: bool, strict: bool) -> list[str]:
         return []
     return ["--tlsMode", "requireTLS" if strict else "preferTLS", "--tlsCertificateKeyFile", TLS_PEM,
             "--tlsCAFile", TLS_CA, "--tlsAllowConnectionsWithoutCertificates",
-            "--tlsDisabledProtocols", "TLS1_0,TLS1_1"]
+            "--tlsDisabledProtocols", "TLS1_0,TLS1_1", "--setParameter", f"opensslCipherConfig={OPENSSL_TLS12}"]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import pymysql
 
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import OPENSSL_TLS12
 
 MYSQL_PORT = 3306
 ROOT_PASSWORD_FILE = "/run/harness/mysql-root-password"
@@ -32,7 +33,7 @@ def server_options(tls: bool, strict: bool) -> list[str]:
     if not tls:
         return []
     return [f"--ssl-ca={TLS_CA}", f"--ssl-cert={TLS_CERT}", f"--ssl-key={TLS_KEY}", "--tls-version=TLSv1.2,TLSv1.3",
-            f"--require-secure-transport={'ON' if strict else 'OFF'}"]
+            f"--ssl-cipher={OPENSSL_TLS12}", f"--require-secure-transport={'ON' if strict else 'OFF'}"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Ports: 5432. Credentials: explicit ``user``/``password``/``dbname`` (POSTGRES_USER/PASSWORD_FILE/DB; the password is a
 0600 file owned by postgres, never in the container environment).
-TLS: with a Vault-issued certificate the server runs ``ssl=on`` (TLS 1.2+) from 0600 files owned by postgres
+TLS: with a Vault-issued certificate the server runs ``ssl=on`` (TLS 1.2+; in TLS 1.2 only the suites of
+:mod:`stack.tls_policy`, server order preferred) from 0600 files owned by postgres
 and its own ``pg_hba.conf``: dual mode accepts ``host`` (plain or TLS); strict mode accepts ``hostssl`` only
 and rejects ``hostnossl``. A rotated certificate is picked up live by ``pg_reload_conf()``.
 Readiness: a psycopg login with those credentials through the published 127.0.0.1 port running
@@ -19,6 +20,7 @@ import psycopg
 import psycopg.sql
 
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import OPENSSL_TLS12
 
 POSTGRES_PORT = 5432
 PASSWORD_FILE = "/run/harness/postgres-password"
@@ -41,7 +43,8 @@ def server_options(tls: bool) -> list[str]:
     options = ["postgres", "-c", f"hba_file={HBA_FILE}"]
     if tls:
         options += ["-c", "ssl=on", "-c", f"ssl_cert_file={TLS_CERT}", "-c", f"ssl_key_file={TLS_KEY}",
-                    "-c", f"ssl_ca_file={TLS_CA}", "-c", "ssl_min_protocol_version=TLSv1.2"]
+                    "-c", f"ssl_ca_file={TLS_CA}", "-c", "ssl_min_protocol_version=TLSv1.2",
+                    "-c", f"ssl_ciphers={OPENSSL_TLS12}", "-c", "ssl_prefer_server_ciphers=on"]
     return options
 
 

@@ -4,7 +4,8 @@ Ports: 5672 (AMQP), 15672 (management HTTP API). Credentials: explicit ``user``/
 (``default_user``/``default_pass``/``default_vhost`` in a conf.d file;
 a non-guest user, so no loopback restriction applies).
 TLS: with a Vault-issued certificate a second conf.d file adds AMQPS on 5671 and the management API over HTTPS
-on 15671 (TLS 1.2/1.3, client certificates optional); dual mode keeps 5672 and HTTP 15672, strict mode
+on 15671 (TLS 1.2/1.3, the suites of :mod:`stack.tls_policy` in the server's order, client certificates
+optional); dual mode keeps 5672 and HTTP 15672, strict mode
 turns both plain listeners off. A rotated certificate is picked up live for new connections by clearing
 Erlang's PEM cache (``rabbitmqctl eval 'ssl:clear_pem_cache().'``).
 Readiness: an AMQP login with pika through the published port *and* ``GET /api/overview`` answering 200
@@ -22,6 +23,7 @@ import requests
 from docker.models.containers import Container
 
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
 
 AMQP_PORT = 5672
 AMQPS_PORT = 5671
@@ -34,9 +36,13 @@ TLS_CONF = "/etc/rabbitmq/conf.d/91-harness-tls.conf"
 def tls_config(strict: bool) -> str:
     """conf.d settings for AMQPS and HTTPS management; strict mode removes both plain listeners."""
     lines = [f"listeners.ssl.default = {AMQPS_PORT}"]
+    # Erlang's cipher list covers every version: TLS 1.3 suites are listed too, or TLS 1.3 would stop working.
+    ciphers = (*ERLANG_TLS13, *TLS12_CIPHERS)
     for prefix in ("ssl_options", "management.ssl"):
         lines += [f"{prefix}.cacertfile = {TLS_CA}", f"{prefix}.certfile = {TLS_CERT}", f"{prefix}.keyfile = {TLS_KEY}",
-                  f"{prefix}.versions.1 = tlsv1.3", f"{prefix}.versions.2 = tlsv1.2"]
+                  f"{prefix}.versions.1 = tlsv1.3", f"{prefix}.versions.2 = tlsv1.2",
+                  *(f"{prefix}.ciphers.{i} = {name}" for i, name in enumerate(ciphers, 1)),
+                  f"{prefix}.honor_cipher_order = true"]
     lines += ["ssl_options.verify = verify_peer", "ssl_options.fail_if_no_peer_cert = false",
               f"management.ssl.port = {MANAGEMENT_TLS_PORT}"]
     lines += ["listeners.tcp = none"] if strict else [f"management.tcp.port = {MANAGEMENT_PORT}"]

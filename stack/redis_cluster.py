@@ -6,7 +6,8 @@ password never appears in argv or the container's environment.
 Ports: 6379 per node, published on 127.0.0.1; nodes gossip on the stack network, and host clients reach
 them through ``address_remap`` (container IP:6379 -> 127.0.0.1:<published port>).
 TLS: with a Vault-issued certificate every node also listens on ``tls-port`` 6380 with ``tls-cluster yes`` and
-``tls-replication yes`` (bus and replication encrypted), client certificates optional, TLS 1.2/1.3. The
+``tls-replication yes`` (bus and replication encrypted), client certificates optional, TLS 1.2/1.3 with the
+TLS 1.2 suites of :mod:`stack.tls_policy` in the server's order (the bus uses the same settings). The
 cluster is created over the TLS ports, and answers plain clients with plain ports and TLS clients with TLS
 ports (MOVED, CLUSTER SLOTS). Strict mode sets ``port 0``. A rotated certificate is picked up live by
 ``CONFIG SET tls-cert-file/tls-key-file`` (Redis rebuilds its TLS context on any tls-* change).
@@ -31,6 +32,7 @@ from redis.retry import Retry
 from harness.errors import ServiceStartError
 from harness.waiting import poll
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import OPENSSL_TLS12
 
 REDIS_PORT = 6379
 REDIS_TLS_PORT = 6380
@@ -50,7 +52,8 @@ def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: 
     """
     tls_lines = [f"tls-port {REDIS_TLS_PORT}", f"tls-cert-file {TLS_CERT}", f"tls-key-file {TLS_KEY}",
                  f"tls-ca-cert-file {TLS_CA}", "tls-auth-clients optional", "tls-cluster yes",
-                 "tls-replication yes", 'tls-protocols "TLSv1.2 TLSv1.3"'] if tls else []
+                 "tls-replication yes", 'tls-protocols "TLSv1.2 TLSv1.3"', f"tls-ciphers {OPENSSL_TLS12}",
+                 "tls-prefer-server-ciphers yes"] if tls else []
     return "\n".join([
         f"port {0 if strict else REDIS_PORT}",
         *tls_lines,

@@ -27,6 +27,7 @@ from harness.pki import self_signed
 from harness.tlsprobe import handshake, serial_to_int, unverified_context
 from harness.waiting import poll
 from stack.base import TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.tls_policy import GO_TLS12
 
 VAULT_PORT = 8200
 VAULT_TLS_PORT = 8300
@@ -86,7 +87,8 @@ class VaultInit:
 
 
 def server_config(node_id: str = "vault-1") -> dict[str, Any]:
-    """The server configuration: raft storage in /vault/file, plain listener on 8200, HTTPS on 8300, no mlock.
+    """The server configuration: raft storage in /vault/file, plain listener on 8200, HTTPS on 8300 (TLS 1.2+,
+    TLS 1.2 suites from :mod:`stack.tls_policy`; Go applies its own order), no mlock.
 
     ``performance_multiplier: 1`` uses raft's tightest timings (the production default of 5 is meant for
     slow networks); on this single node it cuts ``operator init`` from ~8.8 s to ~1.4 s.
@@ -95,7 +97,8 @@ def server_config(node_id: str = "vault-1") -> dict[str, Any]:
         "storage": {"raft": {"path": "/vault/file", "node_id": node_id, "performance_multiplier": 1}},
         "listener": [{"tcp": {"address": f"0.0.0.0:{VAULT_PORT}", "tls_disable": True}},
                      {"tcp": {"address": f"0.0.0.0:{VAULT_TLS_PORT}", "tls_cert_file": TLS_CERT,
-                              "tls_key_file": TLS_KEY, "tls_min_version": "tls12"}}],
+                              "tls_key_file": TLS_KEY, "tls_min_version": "tls12",
+                              "tls_cipher_suites": GO_TLS12}}],
         "api_addr": f"http://127.0.0.1:{VAULT_PORT}",
         "cluster_addr": "http://127.0.0.1:8201",
         "disable_mlock": True,

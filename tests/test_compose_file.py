@@ -32,6 +32,7 @@ from harness.settings import SERVICES, Settings
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, TLS_PEM, TlsMaterial
 from stack.images import CATALOGUE
+from stack.tls_policy import ERLANG_TLS13, GO_TLS12, OPENSSL_TLS12, TLS12_CIPHERS
 from stack.vault import VAULT_PORT, VAULT_TLS_PORT, server_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,36 @@ def test_server_options_equal_the_stack_modules(spec):
         assert services[node]["command"] == ["redis-server", redis_cluster.CONF_PATH]
     assert json.loads(services["vault"]["environment"]["VAULT_LOCAL_CONFIG"]) == server_config()
     assert services["vault"]["command"] == ["server"]
+
+
+def test_every_compose_tls_listener_uses_the_shared_cipher_policy(spec):
+    """The policy's own spellings, found in the compose file and in the config files `compose up` writes (a
+    module and the compose file agreeing on an old list would pass the equality test above)."""
+    services = spec["services"]
+    assert f"ssl_ciphers={OPENSSL_TLS12}" in services["postgres"]["command"]
+    assert "ssl_prefer_server_ciphers=on" in services["postgres"]["command"]
+    assert f"--ssl-cipher={OPENSSL_TLS12}" in services["mysql"]["command"]
+    assert f"opensslCipherConfig={OPENSSL_TLS12}" in services["mongodb"]["command"]
+    listeners = json.loads(services["vault"]["environment"]["VAULT_LOCAL_CONFIG"])["listener"]
+    tls_listeners = [entry["tcp"] for entry in listeners if not entry["tcp"].get("tls_disable")]
+    assert tls_listeners and all(entry["tls_cipher_suites"] == GO_TLS12 for entry in tls_listeners)
+    files = {name: service_files(name, {"password": "p", "user": "u", "vhost": "v"}, TLS, Settings())
+             for name in ("redis", "rabbitmq")}
+    redis_conf = files["redis"][redis_cluster.CONF_PATH].decode().splitlines()
+    assert f"tls-ciphers {OPENSSL_TLS12}" in redis_conf and "tls-prefer-server-ciphers yes" in redis_conf
+    assert "tls-cluster yes" in redis_conf  # the cluster bus runs on the same TLS settings
+    rabbit_conf = files["rabbitmq"][rabbitmq.TLS_CONF].decode().splitlines()
+    for prefix in ("ssl_options", "management.ssl"):
+        listed = [line.split(" = ", 1)[1] for line in rabbit_conf if line.startswith(f"{prefix}.ciphers.")]
+        assert listed == [*ERLANG_TLS13, *TLS12_CIPHERS], prefix
+        assert f"{prefix}.honor_cipher_order = true" in rabbit_conf
+
+
+def test_the_policy_is_ecdhe_with_aead_only():
+    assert TLS12_CIPHERS and all(name.startswith(("ECDHE-RSA-", "ECDHE-ECDSA-")) for name in TLS12_CIPHERS)
+    assert all(name.endswith(("-GCM-SHA256", "-GCM-SHA384", "-CHACHA20-POLY1305")) for name in TLS12_CIPHERS)
+    assert OPENSSL_TLS12.split(":") == list(TLS12_CIPHERS)
+    assert len(GO_TLS12.split(",")) == len(TLS12_CIPHERS)
 
 
 def test_password_files_are_the_ones_the_modules_use(spec):
