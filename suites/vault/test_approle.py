@@ -38,57 +38,102 @@ def test_login_policies_ttl_renewal_and_own_secret(name, approles, vault_service
     assert role["secret_id_ttl"] == ttl_seconds(settings.approle_secret_id_ttl)
 
 
+DENIED = "permission denied"  # Vault's (and OpenBao's) text for a 403 on a path the token's policies do not allow
+
+
+def _refusal(call) -> str:
+    """Run ``call``; it must be refused with 403 "permission denied" (a sealed Vault answers 503, a dead one a
+    connection error: neither passes). Returns the error text."""
+    with pytest.raises(hvac.exceptions.Forbidden, match=DENIED) as refused:
+        call()
+    return str(refused.value)
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_denial_matrix(name, approles, vault_service):
-    """Each token: 403 on every other service's secret and PKI role, and on admin paths."""
+    """Each token: 403 on every other service's secret and PKI role, and on admin paths; the same token reads
+    its own secret and issues its own name before and after, so every refusal is about the path."""
     client = approle_login(vault_service.url, approles[name]["role_id"], approles[name]["secret_id"])
-    denied = 0
+
+    def allowed() -> None:
+        client.secrets.kv.v2.read_secret_version(path=name, mount_point="secret", raise_on_deleted_version=True)
+        issued = client.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0],
+                                                                  "ttl": "5m"})
+        assert issued["data"]["serial_number"]
+
+    allowed()
+    refused: dict[str, str] = {}
     for other in SERVICES:
         if other == name:
             continue
-        with pytest.raises(hvac.exceptions.Forbidden):
-            client.secrets.kv.v2.read_secret_version(path=other, mount_point="secret",
-                                                     raise_on_deleted_version=True)
-        with pytest.raises(hvac.exceptions.Forbidden):
-            client.write_data(f"pki_int/issue/{other}", data={"common_name": service_names(other)[0]})
-        denied += 2
-    with pytest.raises(hvac.exceptions.Forbidden):
-        client.read("sys/policies/acl/harness-admin")
+        refused[f"read secret/{other}"] = _refusal(lambda o=other: client.secrets.kv.v2.read_secret_version(
+            path=o, mount_point="secret", raise_on_deleted_version=True))
+        refused[f"issue pki_int/{other}"] = _refusal(lambda o=other: client.write_data(
+            f"pki_int/issue/{o}", data={"common_name": service_names(o)[0]}))
+    refused["read the admin policy"] = _refusal(lambda: client.read("sys/policies/acl/harness-admin"))
     for path in ("auth/approle/role/postgres/secret-id", "pki/root/sign-intermediate"):
-        with pytest.raises(hvac.exceptions.Forbidden):
-            client.write_data(path, data={})
-    denied += 3
-    with pytest.raises(hvac.exceptions.Forbidden):
-        client.secrets.kv.v2.create_or_update_secret(path=name, secret={"password": "x"}, mount_point="secret")
-    denied += 1
-    assert denied == 2 * (len(SERVICES) - 1) + 4
+        refused[f"write {path}"] = _refusal(lambda p=path: client.write_data(p, data={}))
+    refused[f"write its own secret/{name}"] = _refusal(lambda: client.secrets.kv.v2.create_or_update_secret(
+        path=name, secret={"password": "x"}, mount_point="secret"))
+    allowed()
+    assert client.auth.token.lookup_self()["data"]["policies"], "the token stopped working during the matrix"
+    assert sorted(refused) == sorted({*(f"read secret/{o}" for o in SERVICES if o != name),
+                                      *(f"issue pki_int/{o}" for o in SERVICES if o != name),
+                                      "read the admin policy", "write auth/approle/role/postgres/secret-id",
+                                      "write pki/root/sign-intermediate", f"write its own secret/{name}"})
 
 
-@pytest.mark.parametrize(
-    ("role_id", "secret_id"),
-    [("bad-role", "real"), ("real", "bad-secret"), ("", "real"), ("real", "")],
-    ids=["invalid-role-id", "invalid-secret-id", "missing-role-id", "missing-secret-id"],
-)
-def test_bad_credentials_are_rejected(role_id, secret_id, approles, vault_service):
+# What Vault/OpenBao answer to an AppRole login with a wrong or missing value: the exception and its message.
+# A missing role_id is a 400 on Vault but a 500 on OpenBao 2.7 (same message); the message is what proves it.
+BAD_LOGINS = {
+    "invalid-role-id": (("bad-role", "real"), hvac.exceptions.InvalidRequest, "invalid role or secret ID"),
+    "invalid-secret-id": (("real", "bad-secret"), hvac.exceptions.InvalidRequest, "invalid role or secret ID"),
+    "missing-role-id": (("", "real"), (hvac.exceptions.InvalidRequest, hvac.exceptions.InternalServerError),
+                        "missing role_id"),
+    "missing-secret-id": (("real", ""), hvac.exceptions.InvalidRequest, "missing secret_id"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LOGINS))
+def test_bad_credentials_are_rejected(case, approles, vault_service):
+    (role_id, secret_id), error, message = BAD_LOGINS[case]
     real = approles["postgres"]
     rid = real["role_id"] if role_id == "real" else role_id
     sid = real["secret_id"] if secret_id == "real" else secret_id
     client = hvac.Client(url=vault_service.url, timeout=10)
-    # OpenBao answers 400/403 for wrong values and 500 for a missing role_id; all are refusals.
-    with pytest.raises(hvac.exceptions.VaultError):
+    with pytest.raises(error, match=message):
         client.auth.approle.login(role_id=rid, secret_id=sid)
-    assert not client.is_authenticated()
+    # the same call with both real values logs in, so the refusal above is about the bad value
+    assert approle_login(vault_service.url, real["role_id"], real["secret_id"]).is_authenticated()
 
 
-def test_destroyed_secret_id_can_no_longer_log_in(approles, vault_service):
+def test_another_roles_secret_id_is_refused(approles, vault_service):
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
+        approle_login(vault_service.url, approles["postgres"]["role_id"], approles["mysql"]["secret_id"])
+
+
+def test_destroyed_secret_id_and_revoked_token_are_refused(approles, vault_service):
+    """A secret-id that logged in is refused once destroyed; the token it gave, which worked, is refused once
+    revoked; the service's own secret-id is untouched."""
     admin = vault_service.client()
     fresh = admin.auth.approle.generate_secret_id(role_name="postgres")["data"]["secret_id"]
     role_id = approles["postgres"]["role_id"]
-    assert approle_login(vault_service.url, role_id, fresh).is_authenticated()
+    client = approle_login(vault_service.url, role_id, fresh)
+    assert client.auth.token.lookup_self()["data"]["policies"] == ["default", "postgres"]
+    assert client.is_authenticated()
+
     admin.auth.approle.destroy_secret_id(role_name="postgres", secret_id=fresh)
-    with pytest.raises((hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)):
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
         approle_login(vault_service.url, role_id, fresh)
-    # the service's own secret-id is untouched
+    # destroying the secret-id leaves tokens it issued alone; revoking the token ends it
+    client.secrets.kv.v2.read_secret_version(path="postgres", mount_point="secret", raise_on_deleted_version=True)
+    client.auth.token.revoke_self()
+    with pytest.raises(hvac.exceptions.Forbidden, match=DENIED):
+        client.auth.token.lookup_self()
+    with pytest.raises(hvac.exceptions.Forbidden, match=DENIED):
+        client.secrets.kv.v2.read_secret_version(path="postgres", mount_point="secret",
+                                                 raise_on_deleted_version=True)
+    assert not client.is_authenticated()
     assert approle_login(vault_service.url, role_id, approles["postgres"]["secret_id"]).is_authenticated()
 
 
@@ -96,7 +141,7 @@ def test_root_token_was_revoked(harness_stack, vault_service):
     from stack.vault import VaultInit
 
     root = VaultInit.load(harness_stack.state_dir / "vault-init.json").root_token
-    with pytest.raises(hvac.exceptions.Forbidden):
+    with pytest.raises(hvac.exceptions.Forbidden, match=DENIED):
         vault_service.client(token=root).auth.token.lookup_self()
     admin = vault_service.client().auth.token.lookup_self()["data"]
     assert sorted(admin["policies"]) == ["default", "harness-admin"]

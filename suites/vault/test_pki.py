@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
+import ssl
 
 import hvac.exceptions
 import pytest
@@ -13,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.certs import targets
+from harness.tlsprobe import handshake, int_to_serial
 from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
 
 pytestmark = pytest.mark.vault
@@ -69,11 +73,44 @@ def test_root_and_intermediate(ca, harness_stack):
     assert intermediate.not_valid_after_utc <= root.not_valid_after_utc
 
 
-def test_vault_serves_the_same_chain(vault_service, ca):
+def _vault_ca(vault_service) -> tuple[str, str]:
+    """Root and intermediate as Vault's API serves them (unauthenticated endpoints), not the harness's export."""
+    root = requests.get(f"{vault_service.url}/v1/pki/ca/pem", timeout=5)
+    intermediate = requests.get(f"{vault_service.url}/v1/pki_int/ca/pem", timeout=5)
+    assert root.status_code == intermediate.status_code == 200, (root.status_code, intermediate.status_code)
+    return root.text, intermediate.text
+
+
+def test_exported_ca_is_the_one_vault_serves(vault_service, ca):
     root, intermediate = ca
-    served = requests.get(f"{vault_service.url}/v1/pki_int/ca/pem", timeout=5).text
-    assert _load(served) == intermediate
-    assert _load(requests.get(f"{vault_service.url}/v1/pki/ca/pem", timeout=5).text) == root
+    served_root, served_intermediate = _vault_ca(vault_service)
+    assert _load(served_intermediate) == intermediate
+    assert _load(served_root) == root
+    _verify_signed_by(_load(served_intermediate), _load(served_root))
+
+
+@pytest.mark.tls
+@pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in ["vault", *SERVICES]])
+def test_served_certificates_chain_to_the_ca_vault_serves(name, harness_stack, vault_service, request):
+    """What every TLS listener of the service presents: a handshake that trusts only the root fetched from
+    Vault's API verifies (chain and name), the leaf is signed by the intermediate from Vault's API, and it is
+    the very certificate Vault has on record for its serial."""
+    endpoint = request.getfixturevalue(f"{name}_service")
+    root_pem, intermediate_pem = _vault_ca(vault_service)
+    intermediate = _load(intermediate_pem)
+    context = ssl.create_default_context(cadata=root_pem)  # nothing from the harness's files
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    listeners = targets({name: endpoint})
+    assert listeners, f"{name} has no TLS listener"
+    for target in listeners:
+        served = handshake(target.host, target.port, target.protocol, context, target.server_name)
+        leaf = x509.load_der_x509_certificate(served.certificate_der)
+        _verify_signed_by(leaf, intermediate)
+        record = requests.get(f"{vault_service.url}/v1/pki_int/cert/{int_to_serial(leaf.serial_number)}",
+                              timeout=5)
+        assert record.status_code == 200, f"Vault has no record of {target.alias}'s serial: {record.status_code}"
+        assert _load(record.json()["data"]["certificate"]) == leaf, f"{target.alias} serves a certificate Vault " \
+            "did not issue under that serial"
 
 
 @pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SERVICES])
@@ -110,7 +147,7 @@ def test_role_refuses_names_outside_it(name, harness_stack, vault_service, reque
     creds = harness_stack.vault_bootstrap.approles[name]
     client = approle_login(vault_service.url, creds["role_id"], creds["secret_id"])
     for bad in ("evil.example.com", f"sub.{service_names(name)[0]}", "*.localhost"):
-        with pytest.raises(hvac.exceptions.InvalidRequest):
+        with pytest.raises(hvac.exceptions.InvalidRequest, match=f"common name {re.escape(bad)} not allowed"):
             client.write_data(f"pki_int/issue/{name}", data={"common_name": bad})
     # and the role does issue its own name, so the refusals above are about the name
     ok = client.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0], "ttl": "1h"})
