@@ -1,7 +1,15 @@
-"""Credentials are live: the password stored in Vault (read with the service's own AppRole) logs in, a wrong
-one is refused, and after rotation the old password is refused and the new one works."""
+"""Credentials are live: the user and password stored in Vault (read with the service's own AppRole) log in,
+as that user, and a wrong password is refused with the server's own authentication error; after rotation the
+old password is refused the same way and the new one works.
+
+The proof is always a login. In attach mode the endpoints are themselves built from Vault, so comparing an
+endpoint's password with Vault's would prove nothing; with a test stack the comparison is kept as an extra
+check (the stack's record of what it started the server with). Passwords are compared through booleans
+computed first, so a failing assertion never prints one."""
 
 from __future__ import annotations
+
+import re
 
 import pika
 import pika.exceptions
@@ -19,71 +27,94 @@ pytestmark = pytest.mark.credentials
 SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 
 
-def _refused(is_auth_failure, exc):
-    """False (refused) for an authentication failure; any other error is a real problem."""
-    if not is_auth_failure:
-        raise AssertionError(f"expected an authentication failure, got {exc!r}")
-    return False
-
-
-def _login(name, endpoint, password):
-    """Log in with ``password``; return True on success, False when the server refuses the credentials."""
+def login(name, endpoint, user, password) -> str:
+    """Log in as ``user`` with ``password`` and return the user the server says the session belongs to.
+    Any failure propagates: a refusal is judged by :func:`refusal`, nothing here turns an error into a value."""
     if name == "postgres":
-        try:
-            endpoint.connect(password=password).close()
-        except psycopg.OperationalError as exc:
-            return _refused("password authentication failed" in str(exc), exc)
-        return True
+        with endpoint.connect(user=user, password=password) as conn:
+            return conn.execute("SELECT current_user").fetchone()[0]
     if name == "mysql":
+        conn = endpoint.connect(user=user, password=password)
         try:
-            endpoint.connect(password=password).close()
-        except pymysql.err.OperationalError as exc:
-            return _refused(exc.args[0] == 1045, exc)
-        return True
+            with conn.cursor() as cur:
+                cur.execute("SELECT CURRENT_USER()")
+                return cur.fetchone()[0].split("@", 1)[0]
+        finally:
+            conn.close()
     if name == "mongodb":
-        with endpoint.client(password=password) as client:
-            try:
-                client.admin.command("ping")
-            except pymongo.errors.OperationFailure as exc:
-                return _refused(exc.code == 18, exc)
-        return True
+        with endpoint.client(username=user, password=password) as client:
+            status = client.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"]
+            return status[0]["user"] if status else ""
     if name == "redis":
         node = endpoint.nodes[0]
-        client = redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5)
-        try:
-            client.ping()
-        except redis.exceptions.AuthenticationError:
-            return False
-        finally:
-            client.close()
-        return True
+        with redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5,
+                         decode_responses=True) as client:
+            return client.execute_command("ACL", "WHOAMI")
     if name == "rabbitmq":
+        conn = endpoint.connect(credentials=pika.PlainCredentials(user, password))
         try:
-            endpoint.connect(credentials=pika.PlainCredentials(endpoint.user, password)).close()
-        except pika.exceptions.ProbableAuthenticationError:
-            return False
-        return True
+            conn.channel().close()  # an open channel needs an authenticated connection
+            return user  # pika has no "who am I"; the broker closes the connection on a wrong login
+        finally:
+            conn.close()
     raise AssertionError(name)
 
 
-def _vault_password(stack, vault_endpoint, name):
+def refusal(name, endpoint, user, password) -> str:
+    """Log in with a password that must be refused; the refusal must be the server's authentication error
+    (a connection error, a timeout or a server that is down does not pass). Returns the error text."""
+    if name == "postgres":
+        # libpq reports the server's FATAL 28P01 as text; psycopg raises OperationalError for connect failures
+        expected = f'password authentication failed for user "{re.escape(user)}"'
+        with pytest.raises(psycopg.OperationalError, match=expected) as refused:
+            login(name, endpoint, user, password)
+    elif name == "mysql":
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied for user") as refused:
+            login(name, endpoint, user, password)
+        assert refused.value.args[0] == 1045, f"expected ER_ACCESS_DENIED_ERROR (1045), got {refused.value.args[0]}"
+    elif name == "mongodb":
+        with pytest.raises(pymongo.errors.OperationFailure, match="Authentication failed") as refused:
+            login(name, endpoint, user, password)
+        assert refused.value.code == 18, f"expected AuthenticationFailed (18), got {refused.value.code}"
+    elif name == "redis":
+        with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair") as refused:
+            login(name, endpoint, user, password)
+    elif name == "rabbitmq":
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError, match="ACCESS_REFUSED") as refused:
+            login(name, endpoint, user, password)
+    else:
+        raise AssertionError(name)
+    return str(refused.value)
+
+
+def _vault_secret(stack, vault_endpoint, name) -> dict:
     creds = stack.vault_bootstrap.approles[name]
     client = approle_login(vault_endpoint.url, creds["role_id"], creds["secret_id"])
     return client.secrets.kv.v2.read_secret_version(path=name, mount_point="secret",
-                                                    raise_on_deleted_version=True)["data"]["data"]["password"]
+                                                    raise_on_deleted_version=True)["data"]["data"]
+
+
+def _user(name, secret) -> str:
+    return "default" if name == "redis" else str(secret["user"])  # Redis: requirepass is the default user's
 
 
 @pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SERVICES])
 def test_vault_password_is_live_and_rotation_takes_effect(name, harness_stack, vault_service, request):
     endpoint = request.getfixturevalue(f"{name}_service")
-    in_vault = _vault_password(harness_stack, vault_service, name)
-    assert in_vault == endpoint.password, "the service runs with a password that did not come from Vault"
-    assert _login(name, endpoint, in_vault) is True
-    assert _login(name, endpoint, in_vault + "x") is False
+    secret = _vault_secret(harness_stack, vault_service, name)
+    user, in_vault = _user(name, secret), str(secret["password"])
+    assert login(name, endpoint, user, in_vault) == user, "Vault's credentials log in as another user"
+    refusal(name, endpoint, user, in_vault + "x")
+    if harness_stack.settings.stack != "compose":
+        same = endpoint.password == in_vault
+        assert same, "the test stack started the service with a password that is not the one in Vault"
 
     rotation = rotate_password(harness_stack, name)
-    assert rotation.old_password == in_vault and rotation.new_password != in_vault
+    same_old, changed = rotation.old_password == in_vault, rotation.new_password != in_vault
+    assert same_old and changed, "the rotation did not replace Vault's password with a new one"
     fresh = harness_stack.endpoint(name)
-    assert _vault_password(harness_stack, vault_service, name) == rotation.new_password == fresh.password
-    assert _login(name, fresh, rotation.new_password) is True
-    assert _login(name, fresh, rotation.old_password) is False, "the old password still works after rotation"
+    now_in_vault = str(_vault_secret(harness_stack, vault_service, name)["password"])
+    stored = now_in_vault == rotation.new_password
+    assert stored, "Vault does not hold the rotated password"
+    assert login(name, fresh, user, now_in_vault) == user
+    refusal(name, fresh, user, rotation.old_password)  # the old password no longer works
