@@ -60,3 +60,17 @@ CATALOGUE: dict[str, ImageSpec] = {
                   "RabbitMQ 3.10", "3.10.25", "3.10."),
     )
 }
+
+#: The ``VOLUME`` paths each pinned official image declares (hashicorp/vault's Dockerfile; the docker-library
+#: Dockerfiles of postgres 15 (bookworm), mysql 8.0 (oracle), mongo 7.0, redis 7.0 and rabbitmq 3.10, whose
+#: -management variant adds none). Docker gives each declared path that nothing mounts an anonymous volume,
+#: which ``compose down --volumes`` does not remove: the compose file names every one, and the Debian images
+#: declare the same (tests/test_compose_file.py checks the file, the Dockerfiles and, with Docker, the images).
+OFFICIAL_VOLUMES: dict[str, tuple[str, ...]] = {
+    "vault": ("/vault/logs", "/vault/file"),
+    "postgres": ("/var/lib/postgresql/data",),
+    "mysql": ("/var/lib/mysql",),
+    "mongodb": ("/data/db", "/data/configdb"),
+    "redis": ("/data",),
+    "rabbitmq": ("/var/lib/rabbitmq",),
+}

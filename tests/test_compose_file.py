@@ -256,3 +256,85 @@ def test_find_compose_says_what_it_tried(monkeypatch):
     monkeypatch.setattr(compose.shutil, "which", lambda name: None)
     with pytest.raises(ComposeError, match=r"docker-compose: not on PATH.*setup\.sh"):
         compose.find_compose()
+
+
+# ------------------------------------------------------------------ declared volumes (no anonymous volumes)
+
+
+def dockerfile_volumes(text: str) -> set[str]:
+    """The paths of every ``VOLUME`` instruction (shell form ``VOLUME /a /b`` and JSON form ``VOLUME ["/a"]``).
+    Hand-written: these Dockerfiles use neither line continuations nor variables in VOLUME, and a Dockerfile
+    parser package for six lines is not worth a dependency; unsupported forms fail loudly."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) != 2 or words[0].upper() != "VOLUME":
+            continue
+        value = words[1].strip()
+        paths = json.loads(value) if value.startswith("[") else value.split()
+        assert all(p.startswith("/") and "$" not in p for p in paths), f"unsupported VOLUME form: {line!r}"
+        found.update(paths)
+    return found
+
+
+def test_dockerfile_volumes_parser():
+    text = 'FROM x\nVOLUME /a\nvolume ["/b", "/c"]\nRUN echo VOLUME /not\nVOLUME /d /e\n'
+    assert dockerfile_volumes(text) == {"/a", "/b", "/c", "/d", "/e"}
+    with pytest.raises(AssertionError, match="unsupported VOLUME form"):
+        dockerfile_volumes("VOLUME $DATA\n")
+
+
+def test_debian_images_declare_the_official_images_volumes():
+    from stack.images import OFFICIAL_VOLUMES
+
+    assert set(OFFICIAL_VOLUMES) == set(CATALOGUE)
+    for name, spec in CATALOGUE.items():
+        if spec.context_dir is None:
+            continue  # no Debian build (MongoDB)
+        declared = dockerfile_volumes((spec.context_dir / "Dockerfile").read_text())
+        assert declared == set(OFFICIAL_VOLUMES[name]), f"{spec.debian} declares {sorted(declared)}, " \
+            f"{spec.official} declares {sorted(OFFICIAL_VOLUMES[name])}"
+
+
+def test_compose_names_a_volume_for_every_declared_path(spec):
+    from stack.images import OFFICIAL_VOLUMES
+
+    named = set(spec["volumes"])
+    for name, cnames in COMPOSE_SERVICES.items():
+        for cname in cnames:
+            mounts = {}
+            for entry in spec["services"][cname]["volumes"]:
+                source, target = entry.split(":")[:2]
+                mounts[target] = source
+            for path in OFFICIAL_VOLUMES[name]:
+                assert path in mounts, f"{cname} leaves the image's VOLUME {path} to an anonymous volume"
+                assert mounts[path] in named, f"{cname} mounts {mounts[path]} at {path}: not a named volume"
+    used = {e.split(":")[0] for s in spec["services"].values() for e in s["volumes"] if not e.startswith(".")}
+    assert used == named, f"volumes declared but unused or used but undeclared: {sorted(used ^ named)}"
+
+
+def test_built_images_declare_the_volumes_compose_names():
+    """With Docker: what the images really declare (Config.Volumes), for every image present locally."""
+    import docker
+
+    from stack.images import OFFICIAL_VOLUMES
+
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine answers ({exc}); the Dockerfiles were compared above")
+    checked = []
+    for name, spec in CATALOGUE.items():
+        for ref in (spec.official, spec.debian):
+            if ref is None:
+                continue
+            try:
+                config = client.images.get(ref).attrs["Config"]
+            except docker.errors.ImageNotFound:
+                continue
+            declared = set(config.get("Volumes") or {})
+            assert declared == set(OFFICIAL_VOLUMES[name]), f"{ref} declares {sorted(declared)}"
+            checked.append(ref)
+    if not checked:
+        pytest.skip("Docker answers but none of the catalogue's images is present locally")
