@@ -11,7 +11,12 @@ import base64
 import dataclasses
 import time
 
+import pika.exceptions
+import psycopg
+import pymongo.errors
+import pymysql
 import pytest
+import redis
 
 from harness.attach import ensure_cluster, probe
 from harness.certs import OWNERS, served, targets
@@ -22,6 +27,13 @@ from stack import mysql, postgres, redis_cluster
 
 pytestmark = pytest.mark.compose_stack
 SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+AUTH_REFUSED = {  # service -> (exception, message) of a login with a wrong password
+    "postgres": (psycopg.OperationalError, "password authentication failed for user"),
+    "mysql": (pymysql.err.OperationalError, r"^\(1045, .Access denied for user"),
+    "mongodb": (pymongo.errors.OperationFailure, "Authentication failed"),
+    "redis": (redis.exceptions.AuthenticationError, "invalid username-password pair"),
+    "rabbitmq": (pika.exceptions.ProbableAuthenticationError, "ACCESS_REFUSED"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +75,8 @@ def test_started_with_the_password_vault_holds(name, harness_stack, request):
         assert on_host == endpoint.password, f"{name}: certs/compose holds another password than Vault"
     assert probe(name, endpoint) is True
     wrong = dataclasses.replace(endpoint, password=endpoint.password + "x")
-    with pytest.raises(Exception):  # noqa: B017, PT011 - each client raises its own authentication error
+    error, message = AUTH_REFUSED[name]  # the server's own authentication error: a dead server does not pass
+    with pytest.raises(error, match=message):
         probe(name, wrong)
 
 
