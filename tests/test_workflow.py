@@ -71,14 +71,14 @@ CONTROL = {";", "&&", "||", "|", "&", "\n"}
 
 def simple_commands(script: str, env: dict[str, str]) -> list[list[str]]:
     """The simple commands of a bash script (argv lists), with ``$VAR`` taken from ``env`` and ``"${a[@]}"``
-    from the script's last non-empty ``a=(...)`` assignment; redirections are dropped. Enough for the
-    workflow's own scripts, not a shell."""
+    from the script's non-empty ``a=(...)`` and ``a+=(...)`` assignments (the last ``=`` plus every ``+=``);
+    redirections are dropped. Enough for the workflow's own scripts, not a shell."""
     text = script.replace("\\\n", " ")
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     arrays: dict[str, list[str]] = {}
-    for name, body in re.findall(r"^\s*(\w+)=\((.*)\)\s*$", text, re.MULTILINE):
+    for name, plus, body in re.findall(r"^\s*(\w+)(\+?)=\((.*)\)\s*$", text, re.MULTILINE):
         if body.strip():
-            arrays[name] = shlex.split(body)
+            arrays[name] = ([*arrays.get(name, []), *shlex.split(body)] if plus else shlex.split(body))
     lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>()\n")
     lexer.whitespace = " \t"
     lexer.whitespace_split = True

@@ -280,13 +280,15 @@ def test_vault_restored_and_usable(round_trip):
     assert "BEGIN CERTIFICATE" in issued["certificate"]
     assert issued["issuing_ca"].strip() == round_trip["expected"]["vault.ca"].strip()
     material = fresh.material("postgres")  # the backup's AppRole credentials log in to the restored Vault
-    assert material.password == fresh.endpoint("postgres").password  # live credentials written back to KV
+    same = material.password == fresh.endpoint("postgres").password  # a bool: a failure prints no password
+    assert same, "the restored Vault holds other PostgreSQL credentials than the live server (KV not written back)"
 
 
 def test_services_keep_working_with_live_credentials(round_trip):
     fresh = round_trip["fresh"]
     for name, password in round_trip["fresh_passwords"].items():
-        assert fresh.endpoint(name).password == password
+        same = fresh.endpoint(name).password == password  # a bool: a failure prints no password
+        assert same, f"{name}: the fresh stack's endpoint carries another password than the restored one"
     with fresh.endpoint("postgres").connect() as conn:
         assert conn.execute("SELECT count(*) FROM customers").fetchone() == (200,)
     fresh.endpoint("rabbitmq").connect().close()

@@ -66,13 +66,12 @@ def test_started_with_the_password_vault_holds(name, harness_stack, request):
     on_host = (harness_stack.layout.service_dir(name) / file_name(path)).read_text()
     for container in harness_stack.containers(name):
         installed, meta = _in_container(container, path)
-        assert installed == on_host, f"{container.name}: {path} differs from certs/compose/{name}"
+        same = installed == on_host  # compared as a bool: a failure must not print the password
+        assert same, f"{container.name}: {path} differs from certs/compose/{name}"
         assert meta == f"600 {OWNERS[name]}", f"{container.name}: {path} is {meta}"
     expected = {"redis": f"requirepass {endpoint.password}\n", "rabbitmq": f"default_pass = {endpoint.password}\n"}
-    if name in expected:
-        assert expected[name] in on_host, f"{name}: certs/compose holds another password than Vault"
-    else:
-        assert on_host == endpoint.password, f"{name}: certs/compose holds another password than Vault"
+    holds_vaults = expected[name] in on_host if name in expected else on_host == endpoint.password
+    assert holds_vaults, f"{name}: certs/compose holds another password than Vault"
     assert probe(name, endpoint) is True
     wrong = dataclasses.replace(endpoint, password=endpoint.password + "x")
     error, message = AUTH_REFUSED[name]  # the server's own authentication error: a dead server does not pass
@@ -124,7 +123,8 @@ def test_restart_of_every_container_keeps_credentials_and_certificates(harness_s
             nodes = {c.labels["com.docker.compose.service"]: c for c in harness_stack.containers("redis")}
             assert ensure_cluster(harness_stack.layout, nodes, harness_stack.endpoint("redis"), 180, print) is False
         after = harness_stack.endpoint(name)
-        assert after.password == before[name].password
+        kept = after.password == before[name].password  # a bool, so a failure does not print passwords
+        assert kept, f"{name}: the password changed across the restart"
         for target in targets({name: after}):
             assert served(target).matches, f"{target.alias} serves another certificate after the restart"
     print(f"restart of {len(containers)} containers back with Vault's credentials in {time.monotonic() - started:.1f}s")

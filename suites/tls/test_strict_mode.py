@@ -57,6 +57,10 @@ def test_mysql_strict_refuses_plaintext(strict_stack):
 def test_redis_strict_refuses_plaintext(strict_stack):
     ep = _strict(strict_stack, "redis")
     for node in ep.nodes:
+        # Evidence first: the node is alive over TLS and runs with no plaintext listener (port 0), so the refused
+        # plaintext connection below is the policy and not a dead node.
+        with ep.node_client(node, tls=True, socket_timeout=3) as secure:
+            assert secure.config_get("port") == {"port": "0"}, f"{node.alias} still has a plaintext port"
         with ep.node_client(node, tls=False, socket_timeout=3) as plain, pytest.raises(redis.ConnectionError):
             plain.ping()
     cluster = ep.client(tls=True)
@@ -71,13 +75,21 @@ def test_redis_strict_refuses_plaintext(strict_stack):
 @pytest.mark.rabbitmq
 def test_rabbitmq_strict_refuses_plaintext(strict_stack):
     ep = _strict(strict_stack, "rabbitmq")
-    with pytest.raises(pika.exceptions.AMQPConnectionError):
+    # Evidence first: the broker answers over TLS and lists only TLS listeners, so the failures below are the
+    # policy and not a dead broker.
+    overview = ep.api("overview", tls=True)
+    assert overview.status_code == 200
+    protocols = {listener["protocol"] for listener in overview.json()["listeners"]}
+    assert {"amqp/ssl", "https"} <= protocols and not protocols & {"amqp", "http"}, protocols
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as refused:
         ep.connect(tls=False).close()
+    # A login refusal would mean a plaintext listener exists and the credentials were read.
+    assert not isinstance(refused.value, (pika.exceptions.ProbableAuthenticationError,
+                                          pika.exceptions.ProbableAccessDeniedError)), type(refused.value)
     with pytest.raises(requests.exceptions.ConnectionError):
         ep.api("overview", tls=False)
     conn = ep.connect(tls=True)
     conn.close()
-    assert ep.api("overview", tls=True).status_code == 200
 
 
 @pytest.mark.mongodb
@@ -85,7 +97,11 @@ def test_mongodb_strict_refuses_plaintext(strict_stack):
     import pymongo.errors
 
     ep = _strict(strict_stack, "mongodb")
-    with pytest.raises(pymongo.errors.PyMongoError), ep.client(tls=False, serverSelectionTimeoutMS=3000) as plain:
-        plain.admin.command("ping")
     with ep.client(tls=True) as client:
         assert client.admin.command("ping")["ok"] == 1.0
+        parsed = client.admin.command("getCmdLineOpts")["parsed"]
+        assert parsed["net"]["tls"]["mode"] == "requireTLS", parsed["net"]["tls"]
+    # requireTLS closes a plaintext connection before any reply, so server selection times out.
+    with pytest.raises(pymongo.errors.ServerSelectionTimeoutError), \
+            ep.client(tls=False, serverSelectionTimeoutMS=3000) as plain:
+        plain.admin.command("ping")
