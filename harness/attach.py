@@ -44,7 +44,7 @@ from harness.pki import CaChain
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from harness.waiting import poll
-from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
+from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, registry, vault
 from stack.base import TlsInfo, TlsMaterial
 from stack.mongodb import MongoEndpoint
 from stack.mysql import MySqlEndpoint
@@ -102,20 +102,7 @@ def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Co
 
 def probe(name: str, endpoint: Any) -> bool:
     """A real login from the host with the credentials Vault holds (what the test stacks' readiness does)."""
-    if name == "vault":
-        health = vault.health(endpoint.url)
-        return bool(health.get("initialized")) and not health.get("sealed", True)
-    logins: dict[str, Callable[[Any], bool]] = {"postgres": postgres.login, "mysql": mysql.login,
-                                                "mongodb": mongodb.login, "rabbitmq": rabbitmq.login}
-    if name in logins:
-        return logins[name](endpoint)
-    if name == "redis":
-        for node in endpoint.nodes:
-            with endpoint.node_client(node, retry=Retry(NoBackoff(), 0), socket_timeout=2) as client:
-                if not client.ping():
-                    return False
-        return True
-    raise ComposeError(f"unknown service {name!r}")
+    return bool(registry.get(name).op("login")(endpoint))
 
 
 def cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:

@@ -30,10 +30,8 @@ import requests
 from harness.errors import VaultError
 from harness.files import write_file
 from harness.waiting import poll
-from stack.base import random_secret
+from stack import registry
 
-APP_USER = "devstack"
-APP_DATABASE = "devstack"
 ADMIN_POLICY = "harness-admin"
 
 
@@ -79,19 +77,9 @@ def service_names(service: str, redis_nodes: int = 3) -> list[str]:
 
 
 def initial_secret(service: str, strict: bool = False) -> dict[str, Any]:
-    """The KV document for a service: random credentials and TLS flags as JSON booleans."""
-    doc: dict[str, Any] = {"password": random_secret(), "tls_enabled": True, "tls_strict": strict}
-    if service in ("postgres", "mysql", "mongodb", "rabbitmq"):
-        doc["user"] = APP_USER
-    if service in ("postgres", "mysql", "mongodb"):
-        doc["database"] = APP_DATABASE
-    if service == "rabbitmq":
-        doc["vhost"] = APP_DATABASE
-    if service == "mysql":
-        doc["root_password"] = random_secret()
-    if service == "vault":
-        del doc["password"]
-    return doc
+    """The KV document for a service, as its module declares it: random credentials and TLS flags."""
+    document: dict[str, Any] = registry.get(service).op("initial_secret")(strict)
+    return document
 
 
 def service_policy(service: str) -> str:

@@ -40,6 +40,10 @@ _PRIVATE_FILES_MARKER = "/.devstack-harness-private-files"
 _OWN_DIR = "/run/harness"
 
 
+APP_USER = "devstack"  # the application user every service gets (its password from Vault's KV)
+APP_DATABASE = "devstack"  # the application database / vhost
+
+
 def random_secret(length: int = 24) -> str:
     """A URL- and shell-safe random password (letters and digits only, so no quoting surprises)."""
     alphabet = string.ascii_letters + string.digits

@@ -7,8 +7,12 @@ exact build is identified by the context-hash label (see :mod:`harness.images`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+_V = TypeVar("_V")
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 
@@ -45,32 +49,36 @@ class ImageSpec:
         return IMAGES_DIR / self.context if self.context else None
 
 
-CATALOGUE: dict[str, ImageSpec] = {
-    spec.service: spec
-    for spec in (
-        ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
-                  f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION),
-        ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15",
-                  "15.10", "15."),
-        ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11",
-                  "8.0.40", "10.11."),
-        ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0", "7.0.16", None),
-        ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0."),
-        ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
-                  "RabbitMQ 3.10", "3.10.25", "3.10."),
-    )
-}
+class _FromRegistry(Mapping[str, _V]):
+    """A read-only view over every registered service's spec (:mod:`stack.registry`), read at each access so a
+    service registered later is seen. The facts live in each service module's ``SPEC``."""
 
-#: The ``VOLUME`` paths each pinned official image declares (hashicorp/vault's Dockerfile; the docker-library
-#: Dockerfiles of postgres 15 (bookworm), mysql 8.0 (oracle), mongo 7.0, redis 7.0 and rabbitmq 3.10, whose
-#: -management variant adds none). Docker gives each declared path that nothing mounts an anonymous volume,
-#: which ``compose down --volumes`` does not remove: the compose file names every one, and the Debian images
-#: declare the same (tests/test_compose_file.py checks the file, the Dockerfiles and, with Docker, the images).
-OFFICIAL_VOLUMES: dict[str, tuple[str, ...]] = {
-    "vault": ("/vault/logs", "/vault/file"),
-    "postgres": ("/var/lib/postgresql/data",),
-    "mysql": ("/var/lib/mysql",),
-    "mongodb": ("/data/db", "/data/configdb"),
-    "redis": ("/data",),
-    "rabbitmq": ("/var/lib/rabbitmq",),
-}
+    def __init__(self, read: Callable[[Any], _V]) -> None:
+        self._read = read
+
+    def __getitem__(self, name: str) -> _V:
+        from stack import registry  # lazy: the service modules import this module
+
+        if name not in registry.names():
+            raise KeyError(name)
+        return self._read(registry.get(name))
+
+    def __iter__(self) -> Iterator[str]:
+        from stack import registry
+
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        from stack import registry
+
+        return len(registry.names())
+
+
+#: service -> where its image comes from (each service module's ``SPEC.image``).
+CATALOGUE: Mapping[str, ImageSpec] = _FromRegistry(lambda spec: spec.image)
+
+#: service -> the ``VOLUME`` paths its pinned official image declares (each module's ``SPEC.official_volumes``).
+#: Docker gives each declared path that nothing mounts an anonymous volume, which ``compose down --volumes``
+#: does not remove: the compose file names every one, and the Debian images declare the same
+#: (tests/test_compose_file.py checks the file, the Dockerfiles and, with Docker, the images).
+OFFICIAL_VOLUMES: Mapping[str, tuple[str, ...]] = _FromRegistry(lambda spec: spec.official_volumes)

@@ -18,7 +18,20 @@ from typing import Any
 
 import pymongo
 
-from stack.base import TLS_CA, TLS_PEM, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    APP_DATABASE,
+    APP_USER,
+    TLS_CA,
+    TLS_PEM,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsMaterial,
+    random_secret,
+)
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 MONGO_PORT = 27017
@@ -129,3 +142,26 @@ def reload_tls(endpoint: MongoEndpoint) -> str:
     with endpoint.client() as client:
         client.admin.command("rotateCertificates", 1)
     return "live: rotateCertificates"
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """The KV document: random credentials and TLS flags as JSON booleans."""
+    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+            "database": APP_DATABASE}
+
+
+SPEC = ServiceSpec(
+    name="mongodb",
+    description="needs MongoDB (and Vault); skipped with the image named where no mongo image exists",
+    owner="mongodb",
+    image=ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0", "7.0.16", None),
+    official_volumes=("/data/db", "/data/configdb"),
+    compose_services=("mongodb",),
+    combined_pem=True,
+    rotatable_password=True,
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+    change_password=change_password,
+)

@@ -20,7 +20,21 @@ from typing import Any
 
 import pymysql
 
-from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    APP_DATABASE,
+    APP_USER,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsMaterial,
+    random_secret,
+)
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 MYSQL_PORT = 3306
@@ -154,3 +168,26 @@ def reload_tls(endpoint: MySqlEndpoint) -> str:
     finally:
         conn.close()
     return f"live: {statement}"
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """The KV document: random application and root credentials, TLS flags as JSON booleans."""
+    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+            "database": APP_DATABASE, "root_password": random_secret()}
+
+
+SPEC = ServiceSpec(
+    name="mysql",
+    description="needs MySQL/MariaDB (and Vault)",
+    owner="mysql",
+    image=ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11",
+                    "8.0.40", "10.11."),
+    official_volumes=("/var/lib/mysql",),
+    compose_services=("mysql",),
+    rotatable_password=True,
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+    change_password=change_password,
+)

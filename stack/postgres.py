@@ -19,7 +19,21 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    APP_DATABASE,
+    APP_USER,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsMaterial,
+    random_secret,
+)
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 POSTGRES_PORT = 5432
@@ -147,3 +161,26 @@ def reload_tls(endpoint: PostgresEndpoint) -> str:
     with endpoint.connect() as conn:
         conn.execute("SELECT pg_reload_conf()")
     return "live: pg_reload_conf()"
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """The KV document: random credentials and TLS flags as JSON booleans."""
+    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+            "database": APP_DATABASE}
+
+
+SPEC = ServiceSpec(
+    name="postgres",
+    description="needs PostgreSQL (and Vault)",
+    owner="postgres",
+    image=ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15",
+                    "15.10", "15."),
+    official_volumes=("/var/lib/postgresql/data",),
+    compose_services=("postgres",),
+    rotatable_password=True,
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+    change_password=change_password,
+)

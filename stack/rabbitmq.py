@@ -22,7 +22,21 @@ import pika
 import requests
 from docker.models.containers import Container
 
-from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    APP_DATABASE,
+    APP_USER,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsMaterial,
+    random_secret,
+)
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
 
 AMQP_PORT = 5672
@@ -177,3 +191,26 @@ def reload_tls(container: Container) -> str:
     if result.exit_code != 0 or output != "ok":
         raise RuntimeError(f"rabbitmqctl eval 'ssl:clear_pem_cache().' exited {result.exit_code}: {output[-300:]}")
     return "live: ssl:clear_pem_cache()"
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """The KV document: random credentials, the application's vhost, TLS flags as JSON booleans."""
+    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+            "vhost": APP_DATABASE}
+
+
+SPEC = ServiceSpec(
+    name="rabbitmq",
+    description="needs RabbitMQ (and Vault)",
+    owner="rabbitmq",
+    image=ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
+                    "RabbitMQ 3.10", "3.10.25", "3.10."),
+    official_volumes=("/var/lib/rabbitmq",),
+    compose_services=("rabbitmq",),
+    rotatable_password=True,
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+    change_password=change_password,
+)

@@ -31,7 +31,19 @@ from redis.retry import Retry
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
-from stack.base import TLS_CA, TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsMaterial,
+    random_secret,
+)
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 REDIS_PORT = 6379
@@ -292,3 +304,33 @@ def parse_cluster_info(text: str | dict[str, Any]) -> dict[str, str]:
 def _cluster_ok(info: Any) -> bool:
     parsed = parse_cluster_info(info)
     return parsed.get("cluster_state") == "ok" and parsed.get("cluster_slots_assigned") == str(CLUSTER_SLOTS)
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """The KV document: a random password (Redis AUTH has no user here) and TLS flags as JSON booleans."""
+    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict}
+
+
+def login(endpoint: RedisClusterEndpoint) -> bool:
+    """Every node answers an authenticated PING (one try each, no client retries)."""
+    for node in endpoint.nodes:
+        with endpoint.node_client(node, retry=Retry(NoBackoff(), 0), socket_timeout=2) as client:
+            if not client.ping():
+                return False
+    return True
+
+
+SPEC = ServiceSpec(
+    name="redis",
+    description="needs the Redis cluster (and Vault)",
+    owner="redis",
+    image=ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0."),
+    official_volumes=("/data",),
+    compose_services=("redis-1", "redis-2", "redis-3"),
+    rotatable_password=True,
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+    change_password=change_password,
+)

@@ -27,6 +27,8 @@ from harness.pki import self_signed
 from harness.tlsprobe import handshake, serial_to_int, unverified_context
 from harness.waiting import poll
 from stack.base import TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.images import OPENBAO_VERSION, ImageSpec
+from stack.service import ServiceSpec
 from stack.tls_policy import GO_TLS12
 
 VAULT_PORT = 8200
@@ -231,3 +233,30 @@ def unseal(url: str, init: VaultInit, timeout: float) -> None:
 
 def _is_active(health: dict[str, Any]) -> bool:
     return bool(health.get("initialized")) and not health.get("sealed", True) and not health.get("standby", True)
+
+# ------------------------------------------------------------------------------------------- the service's spec
+
+def initial_secret(strict: bool = False) -> dict[str, Any]:
+    """Vault's KV document: only its TLS switches (its credentials are the unseal keys and tokens)."""
+    return {"tls_enabled": True, "tls_strict": strict}
+
+
+def login(endpoint: VaultEndpoint) -> bool:
+    """Vault is usable when it answers initialized and unsealed."""
+    answer = health(endpoint.url)
+    return bool(answer.get("initialized")) and not answer.get("sealed", True)
+
+
+SPEC = ServiceSpec(
+    name="vault",
+    description="needs the Vault (OpenBao) service",
+    owner="vault",
+    image=ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
+                    f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION),
+    official_volumes=("/vault/logs", "/vault/file"),
+    compose_services=("vault",),
+    depends_on=(),
+    backup=True,
+    initial_secret=initial_secret,
+    login=login,
+)

@@ -1,0 +1,74 @@
+"""The ordered list of service modules, imported lazily.
+
+``MODULES`` maps each service name to the module in ``stack/`` that declares its :class:`~stack.service.ServiceSpec`
+as ``SPEC``; the order is the order the harness lists, starts (within the dependency graph) and backs up
+services. A user adds a service by writing its module and adding one line here (or, without editing this file,
+by calling :func:`register` from a pytest plugin or conftest before the session starts).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from stack.service import ServiceSpec
+
+#: service name -> module path. Vault first: it is the root of trust every other service depends on.
+MODULES: dict[str, str] = {
+    "vault": "stack.vault",
+    "postgres": "stack.postgres",
+    "mysql": "stack.mysql",
+    "mongodb": "stack.mongodb",
+    "redis": "stack.redis_cluster",
+    "rabbitmq": "stack.rabbitmq",
+}
+
+_loaded: dict[str, ServiceSpec] = {}
+
+
+class UnknownService(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown service {name!r}; valid services: {', '.join(names())}")
+        self.name = name
+
+
+def names() -> tuple[str, ...]:
+    """Every registered service, in order."""
+    return tuple(MODULES)
+
+
+def get(name: str) -> ServiceSpec:
+    """The spec of one service (its module is imported on first use)."""
+    if name not in MODULES:
+        raise UnknownService(name)
+    if name not in _loaded:
+        spec = importlib.import_module(MODULES[name]).SPEC
+        if not isinstance(spec, ServiceSpec) or spec.name != name:
+            raise TypeError(f"{MODULES[name]}.SPEC must be a ServiceSpec named {name!r}")
+        _loaded[name] = spec
+    return _loaded[name]
+
+
+def specs() -> list[ServiceSpec]:
+    """Every spec, in order."""
+    return [get(name) for name in MODULES]
+
+
+def with_capability(flag: str) -> list[str]:
+    """Names of the services whose spec sets the boolean capability ``flag`` (``tls``, ``backup`` …)."""
+    return [spec.name for spec in specs() if getattr(spec, flag) is True]
+
+
+def register(module: str, name: str | None = None) -> ServiceSpec:
+    """Add a service from a module path (its ``SPEC``), after the built-in ones; returns its spec."""
+    spec = importlib.import_module(module).SPEC
+    if not isinstance(spec, ServiceSpec) or (name is not None and spec.name != name):
+        raise TypeError(f"{module}.SPEC must be a ServiceSpec" + (f" named {name!r}" if name else ""))
+    MODULES[spec.name] = module
+    _loaded[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a service added with :func:`register` (self-tests)."""
+    MODULES.pop(name, None)
+    _loaded.pop(name, None)
