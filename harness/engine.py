@@ -35,7 +35,7 @@ from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
 from harness.redact import register_fields
 from harness.runstate import prune_run_state, write_owner
-from harness.settings import SERVICES, Settings
+from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
 from stack.base import (
     LABEL_KEEP,
@@ -46,6 +46,7 @@ from stack.base import (
     Service,
     TlsMaterial,
 )
+from stack import registry
 from stack.mongodb import MongoContainer
 from stack.mysql import MySqlContainer
 from stack.postgres import PostgresContainer
@@ -55,14 +56,9 @@ from stack.vault import VaultContainer
 
 Log = Callable[[str], None]
 
-DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    "vault": (),
-    "postgres": ("vault",),
-    "mysql": ("vault",),
-    "mongodb": ("vault",),
-    "redis": ("vault",),
-    "rabbitmq": ("vault",),
-}
+#: service -> the services it needs running first: each module's ``SPEC.depends_on``, read at each access so a
+#: service added with ``stack.registry.register`` is in the graph.
+DEPENDENCIES: Mapping[str, tuple[str, ...]] = registry.view(lambda spec: spec.depends_on)
 
 
 def validate_services(names: Iterable[str]) -> list[str]:
@@ -73,7 +69,7 @@ def validate_services(names: Iterable[str]) -> list[str]:
         if not name:
             continue
         if name not in DEPENDENCIES:
-            raise ConfigError(f"unknown service {raw!r}; valid services: {', '.join(SERVICES)}")
+            raise ConfigError(f"unknown service {raw!r}; valid services: {', '.join(registry.names())}")
         if name not in result:
             result.append(name)
     return result
@@ -216,7 +212,7 @@ class Stack:
         """Start the services (and their dependencies) that are not running yet, concurrently.
 
         Image problems fail fast (before any container starts) except for a service whose image simply does
-        not exist here and that nothing else needs (MongoDB without a mongo image): that one is recorded as
+        not exist here and that nothing else needs (a spec with ``image_optional``, such as MongoDB): that one is recorded as
         unavailable so its tests can skip with the reason. A service that fails to start is recorded; the
         first failure is re-raised by :meth:`require`.
         """
@@ -225,7 +221,7 @@ class Stack:
         self.resolve(wanted)
         for name in wanted:
             reason = self.unavailable_reason(name)
-            if reason and (name != "mongodb" or any(name in DEPENDENCIES[o] for o in wanted)):
+            if reason and (not registry.get(name).image_optional or any(name in DEPENDENCIES[o] for o in wanted)):
                 raise ImageMissing(reason)
         todo = [s for s in wanted if s not in self.services and s not in self.errors
                 and self.unavailable_reason(s) is None]
@@ -312,7 +308,7 @@ class Stack:
         register_fields(vault.init_result)  # unseal keys and root token: redacted from every output
         s = self.settings
         client = hvac.Client(url=vault.url, token=vault.init_result.root_token, timeout=30)
-        result = bootstrap(client, services=list(SERVICES), internal_url=f"http://{vault.alias}:8200",
+        result = bootstrap(client, services=list(registry.names()), internal_url=f"http://{vault.alias}:8200",
                            pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas),
                            tls_strict=s.tls_strict)
         register_fields(result)  # admin token and AppRole secret-ids

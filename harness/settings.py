@@ -21,12 +21,15 @@ from typing import Any, Literal, cast, get_args
 
 from harness.errors import ConfigError
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
+from stack import registry
 
 ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]
 _PKI = PkiSettings()
 _APPROLE = AppRoleSettings()
-SERVICES: tuple[str, ...] = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
+#: The built-in services at import time, in order (``stack.registry``). Code that must also see services added
+#: later with ``registry.register`` calls ``registry.names()``, as validation below does.
+SERVICES: tuple[str, ...] = registry.names()
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,10 @@ class Settings:
                               f"not {self.compose_subnet_prefix!r}")
         if self.images not in get_args(ImageSet):
             raise ConfigError(f"images must be one of {', '.join(get_args(ImageSet))}, not {self.images!r}")
-        unknown = sorted(set(self.image_overrides) - set(SERVICES))
+        services = registry.names()
+        unknown = sorted(set(self.image_overrides) - set(services))
         if unknown:
-            raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(SERVICES)}")
+            raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(services)}")
         if self.redis_masters < 3:
             raise ConfigError(f"redis_masters must be at least 3 (a Redis cluster needs 3), not {self.redis_masters}")
         if self.redis_replicas < 0:
@@ -147,9 +151,9 @@ class Settings:
                 f"vault_key_threshold must be between 1 and vault_key_shares ({self.vault_key_shares}), "
                 f"not {self.vault_key_threshold}"
             )
-        bad = sorted(set(self.tls_strict) - set(SERVICES))
+        bad = sorted(set(self.tls_strict) - set(services))
         if bad:
-            raise ConfigError(f"tls_strict names unknown service(s) {bad}; valid: {', '.join(SERVICES[1:])}")
+            raise ConfigError(f"tls_strict names unknown service(s) {bad}; valid: {', '.join(services[1:])}")
         if "vault" in self.tls_strict:
             raise ConfigError("tls_strict cannot include vault: the harness bootstraps Vault over its plain "
                               "listener before Vault's own certificate exists")
@@ -261,7 +265,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
 
 def _env_names() -> list[str]:
-    return [n for n in _FIELDS if n != "image_overrides"] + [f"image_{s}" for s in SERVICES]
+    return [n for n in _FIELDS if n != "image_overrides"] + [f"image_{s}" for s in registry.names()]
 
 
 def settings_table() -> list[tuple[str, str, str]]:

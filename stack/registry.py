@@ -9,6 +9,8 @@ by calling :func:`register` from a pytest plugin or conftest before the session 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from stack.service import ServiceSpec
 
@@ -23,6 +25,7 @@ MODULES: dict[str, str] = {
 }
 
 _loaded: dict[str, ServiceSpec] = {}
+_V = TypeVar("_V")
 
 
 class UnknownService(LookupError):
@@ -72,3 +75,11 @@ def unregister(name: str) -> None:
     """Remove a service added with :func:`register` (self-tests)."""
     MODULES.pop(name, None)
     _loaded.pop(name, None)
+
+
+def view(read: Callable[[ServiceSpec], _V]) -> Mapping[str, _V]:
+    """A read-only mapping ``service -> read(spec)`` over every registered service, read at each access (so a
+    service registered later is seen)."""
+    from stack.images import _FromRegistry  # the one implementation of such views
+
+    return _FromRegistry(read)

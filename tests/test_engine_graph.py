@@ -31,6 +31,12 @@ def test_every_service_has_a_dependency_entry():
     assert set(DEPENDENCIES) == set(SERVICES)
 
 
+def test_dependencies_are_the_specs_depends_on():
+    from stack import registry
+
+    assert dict(DEPENDENCIES) == {spec.name: spec.depends_on for spec in registry.specs()}
+
+
 def test_unknown_service_lists_valid_ones():
     with pytest.raises(ConfigError, match=r"unknown service 'oracle'; valid services: vault, postgres"):
         validate_services(["postgres", "oracle"])
