@@ -37,6 +37,7 @@ from harness.redact import register_fields
 from harness.runstate import prune_run_state, write_owner
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
+from stack import registry
 from stack.base import (
     LABEL_KEEP,
     LABEL_OWNER_HOST,
@@ -46,7 +47,6 @@ from stack.base import (
     Service,
     TlsMaterial,
 )
-from stack import registry
 from stack.mongodb import MongoContainer
 from stack.mysql import MySqlContainer
 from stack.postgres import PostgresContainer
@@ -212,8 +212,8 @@ class Stack:
         """Start the services (and their dependencies) that are not running yet, concurrently.
 
         Image problems fail fast (before any container starts) except for a service whose image simply does
-        not exist here and that nothing else needs (a spec with ``image_optional``, such as MongoDB): that one is recorded as
-        unavailable so its tests can skip with the reason. A service that fails to start is recorded; the
+        not exist here and that nothing else needs (a spec with ``image_optional``, such as MongoDB): that one is
+        recorded as unavailable so its tests can skip with the reason. A service that fails to start is recorded; the
         first failure is re-raised by :meth:`require`.
         """
         wanted = with_dependencies(services)
