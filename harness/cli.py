@@ -21,6 +21,7 @@ from rich.table import Table
 
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
+from harness.redact import redact
 from harness.settings import SERVICES, Settings, load_settings
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
@@ -191,10 +192,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     failed = dict(stack.errors)
     if failed:
         for name, err in failed.items():
-            console.print(f"[red]error:[/red] {name} failed to start: {err}")
+            # Error and log lines can carry the run's passwords (a failed login echoed by a server): masked.
+            console.print(f"[red]error:[/red] {escape(f'{name} failed to start: {redact(str(err))}')}")
             tail = stack.logs(name, 30)
             if tail:
-                console.print(f"[dim]{tail}[/dim]")
+                console.print(redact(tail), style="dim", markup=False)
         remove_run(stack.client, stack.run_id)
         console.print("removed the partially started stack")
         return 1
