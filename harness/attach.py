@@ -44,60 +44,25 @@ from harness.pki import CaChain
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from harness.waiting import poll
-from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, registry, vault
-from stack.base import TlsInfo, TlsMaterial
-from stack.mongodb import MongoEndpoint
-from stack.mysql import MySqlEndpoint
-from stack.postgres import PostgresEndpoint
-from stack.rabbitmq import RabbitMqEndpoint
+from stack import redis_cluster, registry, vault
+from stack.base import TlsMaterial
 from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
-from stack.vault import VAULT_PORT, VAULT_TLS_PORT, VaultEndpoint, VaultInit
+from stack.service import PublishedService
+from stack.vault import VAULT_PORT, VaultInit
 
 Log = Callable[[str], None]
 
 
 def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Container],
                    secret: Mapping[str, Any], admin_token: str) -> Any:
-    """The endpoint of one service of the compose stack, as the stack modules describe their own."""
-    ca_file = str(layout.state_dir / "pki" / "root-ca.pem")
+    """The endpoint of one service of the compose stack, built by its module (``ops["endpoint"]``)."""
+    spec = registry.get(name)
+    build = spec.op("endpoint")
     serial = (layout.service_dir(name) / "serial").read_text().strip()
-    first = containers[COMPOSE_SERVICES[name][0]]
-    if name == "vault":
-        return VaultEndpoint(host="127.0.0.1", port=host_port(first, VAULT_PORT),
-                             internal_url=f"http://vault:{VAULT_PORT}", token=admin_token, container_name=first.name,
-                             tls=TlsInfo(host_port(first, VAULT_TLS_PORT), "tls", serial, ca_file, strict=False))
-    user, password = str(secret.get("user", "")), str(secret["password"])
-    if name == "postgres":
-        port = host_port(first, postgres.POSTGRES_PORT)
-        return PostgresEndpoint(host="127.0.0.1", port=port, user=user, password=password,
-                                dbname=str(secret["database"]), container_name=first.name, alias="postgres",
-                                tls=TlsInfo(port, "postgres", serial, ca_file, strict=False))
-    if name == "mysql":
-        port = host_port(first, mysql.MYSQL_PORT)
-        return MySqlEndpoint(host="127.0.0.1", port=port, user=user, password=password,
-                             database=str(secret["database"]), root_password=str(secret["root_password"]),
-                             container_name=first.name, alias="mysql",
-                             tls=TlsInfo(port, "mysql", serial, ca_file, strict=False))
-    if name == "mongodb":
-        port = host_port(first, mongodb.MONGO_PORT)
-        return MongoEndpoint(host="127.0.0.1", port=port, user=user, password=password,
-                             database=str(secret["database"]), container_name=first.name, alias="mongodb",
-                             tls=TlsInfo(port, "tls", serial, ca_file, strict=False))
-    if name == "redis":
-        nodes = tuple(RedisNodeEndpoint(alias=alias, internal_ip=network_ip(containers[alias]), host="127.0.0.1",
-                                        port=host_port(containers[alias], redis_cluster.REDIS_PORT),
-                                        tls_port=host_port(containers[alias], redis_cluster.REDIS_TLS_PORT))
-                      for alias in COMPOSE_SERVICES["redis"])
-        return RedisClusterEndpoint(nodes=nodes, password=password, masters=len(nodes), replicas_per_master=0,
-                                    tls=TlsInfo(nodes[0].tls_port or 0, "tls", serial, ca_file, strict=False))
-    if name == "rabbitmq":
-        tls_port = host_port(first, rabbitmq.AMQPS_PORT)
-        return RabbitMqEndpoint(host="127.0.0.1", port=host_port(first, rabbitmq.AMQP_PORT),
-                                management_port=host_port(first, rabbitmq.MANAGEMENT_PORT), user=user,
-                                password=password, vhost=str(secret["vhost"]), container_name=first.name,
-                                alias="rabbitmq", tls=TlsInfo(tls_port, "tls", serial, ca_file, strict=False),
-                                management_tls_port=host_port(first, rabbitmq.MANAGEMENT_TLS_PORT))
-    raise ComposeError(f"unknown service {name!r}")
+    return build(PublishedService(
+        names=spec.compose_services, port=lambda cname, port: host_port(containers[cname], port),
+        ip=lambda cname: network_ip(containers[cname]), container_name=lambda cname: str(containers[cname].name),
+        secret=secret, serial=serial, ca_file=str(layout.state_dir / "pki" / "root-ca.pem"), admin_token=admin_token))
 
 
 def probe(name: str, endpoint: Any) -> bool:
@@ -157,10 +122,7 @@ class ComposeService:
 
     def apply_password(self, new: str) -> None:
         """Change the password on the running server, then in certs/compose so a restart keeps it."""
-        changers: dict[str, Callable[[Any, str], None]] = {
-            "postgres": postgres.change_password, "mysql": mysql.change_password, "mongodb": mongodb.change_password,
-            "redis": redis_cluster.change_password, "rabbitmq": rabbitmq.change_password}
-        changer = changers[self.name]
+        changer = registry.get(self.name).op("change_password")
         changer(self._endpoint, new)
         self._endpoint = replace(self._endpoint, password=new)
         files = self.stack.rewrite_material(self.name, password=new)
@@ -301,7 +263,7 @@ class AttachedStack:
         compose_vault = ComposeVault(self._vault_url(containers), self.vault_bootstrap, self.ca, False, {})
         tls = issue_tls(compose_vault, name)
         self.rewrite_material(name, tls=tls)
-        files = {p: c for p, (c, _) in tls.files("", combined=name == "mongodb").items()}
+        files = {p: c for p, (c, _) in registry.get(name).tls_files(tls).items()}
         running = self.containers(name)
         for container in running:
             install_live(container, name, files)

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,13 @@ from harness.files import write_file
 from harness.pki import write_service_pem
 from harness.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int, tls12_only
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, fetch_material
-from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, TlsMaterial, client_tls_context, put_private_files
-from stack.mongodb import MongoEndpoint
-from stack.mysql import MySqlEndpoint
-from stack.postgres import PostgresEndpoint
-from stack.rabbitmq import RabbitMqEndpoint
-from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
-from stack.vault import VaultEndpoint
+from stack import registry
+from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, client_tls_context, put_private_files
+from stack.service import MissingCapability
 
-#: The user owning a service's key inside its container (same name in the official and Debian images).
-OWNERS = {"vault": "vault", "postgres": "postgres", "mysql": "mysql", "mongodb": "mongodb", "redis": "redis",
-          "rabbitmq": "rabbitmq"}
-ENDPOINTS: dict[str, type] = {"vault": VaultEndpoint, "postgres": PostgresEndpoint, "mysql": MySqlEndpoint,
-                              "mongodb": MongoEndpoint, "redis": RedisClusterEndpoint, "rabbitmq": RabbitMqEndpoint}
+#: The user owning a service's key inside its container (each module's ``SPEC.owner``; the same name in the
+#: official and Debian images).
+OWNERS: Mapping[str, str] = registry.view(lambda spec: spec.owner)
 
 
 @dataclass(frozen=True)
@@ -70,21 +64,16 @@ class CertStatus:
 
 
 def targets(endpoints: Mapping[str, Any]) -> list[TlsTarget]:
-    """Every TLS listener of the given endpoints (each Redis node is its own listener)."""
+    """Every TLS listener of the given endpoints, as each service's ``tls_targets`` lists them (each Redis node
+    is its own listener). A service with TLS on but no ``tls_targets`` raises :class:`MissingCapability`."""
     found: list[TlsTarget] = []
     for name, ep in endpoints.items():
         tls: TlsInfo | None = getattr(ep, "tls", None)
         if tls is None:
             continue
-        if isinstance(ep, RedisClusterEndpoint):
-            found += [TlsTarget(name, node.alias, node.tls_port, "tls", tls.serial, tls.ca_file)
-                      for node in ep.nodes if node.tls_port]
-            continue
-        found.append(TlsTarget(name, getattr(ep, "alias", name), tls.port, tls.protocol, tls.serial, tls.ca_file,
-                               tls.server_name))
-        if isinstance(ep, RabbitMqEndpoint) and ep.management_tls_port:
-            found.append(TlsTarget(name, f"{ep.alias} (management https)", ep.management_tls_port, "tls",
-                                   tls.serial, tls.ca_file, tls.server_name))
+        listeners = registry.get(name).op("tls_targets")(ep)
+        found += [TlsTarget(name, alias, port, protocol, tls.serial, tls.ca_file, tls.server_name)
+                  for alias, port, protocol in listeners]
     return found
 
 
@@ -116,15 +105,8 @@ def status(endpoints: Mapping[str, Any]) -> list[CertStatus | tuple[TlsTarget, s
 
 
 def endpoint_from_json(service: str, data: Mapping[str, Any]) -> Any:
-    """Rebuild a service endpoint from the JSON in a stack state file."""
-    cls = ENDPOINTS[service]
-    values = dict(data)
-    if values.get("tls") is not None:
-        values["tls"] = TlsInfo(**values["tls"])
-    if service == "redis":
-        values["nodes"] = tuple(RedisNodeEndpoint(**n) for n in values["nodes"])
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in known})
+    """Rebuild a service endpoint from the JSON in a stack state file (its module's ``endpoint_from_json``)."""
+    return registry.get(service).op("endpoint_from_json")(data)
 
 
 @dataclass
@@ -173,14 +155,13 @@ def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str
     material: ServiceMaterial = fetch_material(endpoints["vault"].url, service, bootstrap.approles[service],
                                                bootstrap.names[service])
     root = Path(ep.tls.ca_file).read_text()
-    tls = TlsMaterial(certificate=material.fullchain, private_key=material.private_key, ca_chain=root,
-                      root_ca=root, serial=material.serial)
+    tls = material.tls(root, root)
     containers = client.containers.list(filters={"label": [f"{LABEL_RUN_ID}={stack.run_id}",
                                                            f"{LABEL_SERVICE}={service}"]})
     if not containers:
         raise HarnessError(f"no running {service} container in run {stack.run_id}")
     for container in containers:
-        put_private_files(container, tls.files(OWNERS[service], combined=service == "mongodb"), what=service)
+        put_private_files(container, registry.get(service).tls_files(tls), what=service)
     write_service_pem(stack.state_dir / "pki" / service, material)
     new_ep = _with_serial(ep, material.serial)
     how = reload_server(service, new_ep, containers[0], 60)
@@ -190,22 +171,15 @@ def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str
 
 
 def reload_server(service: str, endpoint: Any, container: Any, timeout: float) -> str:
-    """Make a running server use the certificate files just installed, without a restart. ``endpoint``
-    carries the new serial (Vault's reload is asynchronous: it is awaited); ``container`` is one of the
-    service's containers (RabbitMQ and Vault are reloaded from inside)."""
-    from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, vault
-
-    if service == "postgres":
-        return postgres.reload_tls(endpoint)
-    if service == "mysql":
-        return mysql.reload_tls(endpoint)
-    if service == "mongodb":
-        return mongodb.reload_tls(endpoint)
-    if service == "redis":
-        return redis_cluster.reload_tls(endpoint)
-    if service == "rabbitmq":
-        return rabbitmq.reload_tls(container)
-    return vault.reload_tls(container, endpoint.tls.port, endpoint.tls.serial, timeout)
+    """Make a running server use the certificate files just installed, without a restart, through its module's
+    ``reload_tls``. ``endpoint`` carries the new serial (Vault's reload is asynchronous: it is awaited);
+    ``container`` is one of the service's containers (RabbitMQ and Vault are reloaded from inside). An unknown
+    service raises :class:`~stack.registry.UnknownService`; one without TLS :class:`MissingCapability`."""
+    spec = registry.get(service)
+    if not spec.tls:
+        raise MissingCapability(service, "tls")
+    reload: Any = spec.op("reload_tls")
+    return str(reload(endpoint, container, timeout))
 
 
 def _with_serial(ep: Any, serial: str) -> Any:

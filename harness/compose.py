@@ -40,24 +40,21 @@ from cryptography.exceptions import InvalidSignature
 from docker import DockerClient
 from docker.models.containers import Container
 
-from harness.certs import OWNERS
 from harness.errors import ComposeError, ImageMissing
 from harness.files import write_file
 from harness.images import ImageResolver
 from harness.pki import CaChain, export_ca, self_signed
-from harness.settings import SERVICES, Settings
+from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, approle_login, bootstrap, fetch_material
-from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
+from stack import registry
 from stack import vault as vault_api
 from stack.base import TLS_CERT, TLS_KEY, TlsMaterial, put_private_files
 from stack.vault import VAULT_PORT, VaultInit
 
 Log = Callable[[str], None]
 
-#: compose services of each harness service
-COMPOSE_SERVICES: dict[str, tuple[str, ...]] = {
-    "vault": ("vault",), "postgres": ("postgres",), "mysql": ("mysql",), "mongodb": ("mongodb",),
-    "redis": ("redis-1", "redis-2", "redis-3"), "rabbitmq": ("rabbitmq",)}
+#: compose services of each harness service (each module's ``SPEC.compose_services``)
+COMPOSE_SERVICES: Mapping[str, tuple[str, ...]] = registry.view(lambda spec: spec.compose_services)
 REDIS_HOST_OCTETS = (11, 12, 13)  # redis-N's fixed address in the compose network (docker-compose.yml)
 ADMIN_TOKEN_PERIOD = "768h"  # renewed at every `compose up`; a month of idleness ends it
 LABEL_PROJECT = "com.docker.compose.project"
@@ -102,6 +99,12 @@ class ComposeLayout:
 # ------------------------------------------------------------------------------------ pure pieces
 
 
+def _redis_nodes() -> int:
+    """Nodes of the compose stack's Redis cluster (one certificate names them all); the Redis drills and this
+    count are Redis-specific by nature."""
+    return len(COMPOSE_SERVICES["redis"]) if "redis" in registry.names() else 0
+
+
 def file_name(dest: str) -> str:
     """The flat name under certs/compose/<service>/ of a file installed at ``dest`` in the container."""
     return dest.removeprefix("/run/harness/").lstrip("/").replace("/", "-")
@@ -109,25 +112,11 @@ def file_name(dest: str) -> str:
 
 def service_files(service: str, secret: Mapping[str, Any], tls: TlsMaterial, settings: Settings) -> dict[str, bytes]:
     """Everything a service's container needs, as ``destination -> content``: TLS files plus the same
-    password and config files the ``stack`` module gives a test stack (dual mode)."""
-    files = {path: content for path, (content, _) in tls.files(OWNERS[service], combined=service == "mongodb").items()}
-    password = str(secret.get("password", "")).encode()
-    if service == "postgres":
-        files[postgres.PASSWORD_FILE] = password
-        files[postgres.HBA_FILE] = postgres.hba_config(strict=False).encode()
-    elif service == "mysql":
-        files[mysql.ROOT_PASSWORD_FILE] = str(secret["root_password"]).encode()
-        files[mysql.PASSWORD_FILE] = password
-    elif service == "mongodb":
-        files[mongodb.PASSWORD_FILE] = password
-    elif service == "redis":
-        files[redis_cluster.CONF_PATH] = redis_cluster.node_config(
-            str(secret["password"]), settings.redis_node_timeout_ms, tls=True, strict=False,
-            full_coverage=settings.redis_full_coverage).encode()
-    elif service == "rabbitmq":
-        files[rabbitmq.CREDENTIALS_CONF] = rabbitmq.credentials_config(
-            str(secret["user"]), str(secret["password"]), str(secret["vhost"])).encode()
-        files[rabbitmq.TLS_CONF] = rabbitmq.tls_config(strict=False).encode()
+    password and config files the ``stack`` module gives a test stack (dual mode; its ``compose_files``)."""
+    spec = registry.get(service)
+    files = {path: content for path, (content, _) in spec.tls_files(tls).items()}
+    options = {key: getattr(settings, key) for key in spec.settings}
+    files.update(spec.op("compose_files")(secret, options))
     return files
 
 
@@ -141,12 +130,10 @@ def compose_env(layout: ComposeLayout, images: Mapping[str, str],
     """The variables docker-compose.yml interpolates: project, subnet, images, user and database names."""
     env = {"COMPOSE_PROJECT_NAME": layout.project, "DSH_SUBNET_PREFIX": layout.subnet_prefix}
     env.update({f"DSH_IMAGE_{name.upper()}": ref for name, ref in sorted(images.items())})
-    names = {"postgres": ("USER", "DB"), "mysql": ("USER", "DATABASE"), "mongodb": ("USER", "DATABASE")}
-    for service, (user_var, db_var) in names.items():
-        secret = secrets.get(service)
-        if secret:
-            env[f"DSH_{service.upper()}_{user_var}"] = str(secret["user"])
-            env[f"DSH_{service.upper()}_{db_var}"] = str(secret["database"])
+    for spec in registry.specs():
+        secret = secrets.get(spec.name)
+        if secret and "compose_env" in spec.ops:  # the services whose compose entry reads names from Vault's KV
+            env.update(spec.op("compose_env")(secret))
     return env
 
 
@@ -287,8 +274,8 @@ def prepare_vault(layout: ComposeLayout, settings: Settings, url: str, other_vol
         vault_api.unseal(url, init, settings.ready_timeout)
         timings["init and unseal"] = round(time.monotonic() - t0, 3)
         root = hvac.Client(url=url, token=init.root_token, timeout=30)
-        boot = bootstrap(root, services=list(SERVICES), internal_url=f"http://vault:{VAULT_PORT}", pki=settings.pki(),
-                         approle=settings.approle(), redis_nodes=len(COMPOSE_SERVICES["redis"]),
+        boot = bootstrap(root, services=list(registry.names()), internal_url=f"http://vault:{VAULT_PORT}",
+                         pki=settings.pki(), approle=settings.approle(), redis_nodes=_redis_nodes(),
                          admin_period=ADMIN_TOKEN_PERIOD)
         boot.save(record)
         timings.update({f"bootstrap {k}": v for k, v in boot.timings.items()})
@@ -349,8 +336,7 @@ def issue_tls(vault: ComposeVault, service: str) -> TlsMaterial:
     """A new leaf issued with the service's own AppRole."""
     material: ServiceMaterial = fetch_material(vault.url, service, vault.bootstrap.approles[service],
                                                vault.bootstrap.names[service])
-    return TlsMaterial(certificate=material.fullchain, private_key=material.private_key, ca_chain=vault.ca.chain,
-                       root_ca=vault.ca.root, serial=material.serial)
+    return material.tls(vault.ca.chain, vault.ca.root)
 
 
 def write_material(layout: ComposeLayout, service: str, files: Mapping[str, bytes], serial: str) -> None:
@@ -384,7 +370,8 @@ def _write_files(layout: ComposeLayout, service: str, files: Mapping[str, bytes]
 
 def install_live(container: Container, service: str, files: Mapping[str, bytes]) -> None:
     """Put the files into a running container as install-files.sh would (0600, owned by the service user)."""
-    put_private_files(container, {dest: (content, OWNERS[service]) for dest, content in files.items()},
+    owner = registry.get(service).owner
+    put_private_files(container, {dest: (content, owner) for dest, content in files.items()},
                       what=f"{service} ({container.name})")
 
 
@@ -420,10 +407,10 @@ def resolve_images(client: DockerClient, settings: Settings) -> tuple[dict[str, 
     resolver = ImageResolver(client, settings)
     images: dict[str, dict[str, Any]] = {}
     unavailable: dict[str, str] = {}
-    for name in SERVICES:
+    for name in registry.names():
         image = resolver.resolve(name)
         if not image.available:
-            if name != "mongodb":
+            if not registry.get(name).image_optional:
                 raise ImageMissing(image.reason)
             unavailable[name] = image.reason
             continue

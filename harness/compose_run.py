@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +36,9 @@ from harness.compose import (
 from harness.docker_env import docker_client
 from harness.errors import ComposeError
 from harness.files import write_file
-from harness.settings import SERVICES, Settings
+from harness.settings import Settings
 from harness.waiting import poll
+from stack import registry
 from stack import vault as vault_api
 from stack.base import TlsMaterial
 from stack.vault import VAULT_PORT
@@ -60,8 +61,8 @@ def up(settings: Settings, log: Log) -> ComposeState:
     for directory in (layout.state_dir, layout.material_dir):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
-    running = [s for s in SERVICES if s not in unavailable]
-    profiles = [] if "mongodb" in unavailable else ["mongodb"]
+    running = [s for s in registry.names() if s not in unavailable]
+    profiles = _profiles(running)
     refs = {name: str(image["ref"]) for name, image in images.items()}
     compose = Compose(layout, command, compose_env(layout, refs, {}))
     before = {name: c.attrs.get("State", {}).get("StartedAt") for name, c in
@@ -143,7 +144,7 @@ def up(settings: Settings, log: Log) -> ComposeState:
         stale = [containers[c] for c in COMPOSE_SERVICES[name]
                  if before.get(c) and before.get(c) == _started_at(containers[c])]
         if stale:
-            files = {p: c for p, (c, _) in tls.files(name, combined=name == "mongodb").items()}
+            files = {p: c for p, (c, _) in registry.get(name).tls_files(tls).items()}
             for container in stale:
                 install_live(container, name, files)
             log(f"{name}: {reload_server(name, endpoint_of(name), stale[0], settings.ready_timeout)}")
@@ -154,6 +155,12 @@ def up(settings: Settings, log: Log) -> ComposeState:
                          updated=datetime.now(UTC).isoformat(timespec="seconds"))
     state.save(layout.state_file)
     return state
+
+
+def _profiles(services: Iterable[str]) -> list[str]:
+    """Compose profiles to enable: a service whose image may be missing is behind a profile named after it
+    (compose/docker-compose.yml), enabled when it is part of the stack."""
+    return [name for name in services if registry.get(name).image_optional]
 
 
 def _started_at(container: Any) -> str | None:
@@ -167,7 +174,7 @@ def down(settings: Settings, *, volumes: bool, log: Log) -> None:
     layout = ComposeLayout.from_settings(settings)
     compose = Compose(layout, find_compose(), {"DSH_SUBNET_PREFIX": layout.subnet_prefix,
                                                "COMPOSE_PROJECT_NAME": layout.project})
-    compose.run("down", *(["--volumes"] if volumes else []), profiles=["mongodb"])
+    compose.run("down", *(["--volumes"] if volumes else []), profiles=_profiles(registry.names()))
     if volumes:
         # Vault's keys and the issued material belong to the data just removed; kept, they would only mislead.
         for directory in (layout.state_dir, layout.material_dir):

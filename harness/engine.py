@@ -47,11 +47,7 @@ from stack.base import (
     Service,
     TlsMaterial,
 )
-from stack.mongodb import MongoContainer
-from stack.mysql import MySqlContainer
-from stack.postgres import PostgresContainer
-from stack.rabbitmq import RabbitMqContainer
-from stack.redis_cluster import RedisCluster
+from stack.service import MakeRequest
 from stack.vault import VaultContainer
 
 Log = Callable[[str], None]
@@ -336,38 +332,25 @@ class Stack:
         return material
 
     def _make(self, name: str, image: str, ctx: RunContext) -> Service:
-        s = self.settings
-        if name == "vault":
-            return VaultContainer(image, ctx=ctx, keys_file=self.state_dir / "vault-init.json",
-                                  key_shares=s.vault_key_shares, key_threshold=s.vault_key_threshold)
-        material = self.material(name)
-        secret = material.secret
-        # Vault's KV holds the TLS switches (JSON booleans); the harness settings only seeded them.
-        tls = self._tls_material(material) if secret.get("tls_enabled") is True else None
-        strict = secret.get("tls_strict") is True
-        if name == "postgres":
-            return PostgresContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                     dbname=secret["database"], tls=tls, tls_strict=strict)
-        if name == "mysql":
-            return MySqlContainer(image, ctx=ctx, root_password=secret["root_password"], user=secret["user"],
-                                  password=secret["password"], database=secret["database"], tls=tls,
-                                  tls_strict=strict)
-        if name == "mongodb":
-            return MongoContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                  database=secret["database"], tls=tls, tls_strict=strict)
-        if name == "redis":
-            return RedisCluster(image, ctx=ctx, password=secret["password"], masters=s.redis_masters,
-                                replicas=s.redis_replicas, node_timeout_ms=s.redis_node_timeout_ms, tls=tls,
-                                tls_strict=strict, full_coverage=s.redis_full_coverage)
-        if name == "rabbitmq":
-            return RabbitMqContainer(image, ctx=ctx, user=secret["user"], password=secret["password"],
-                                     vhost=secret["vhost"], tls=tls, tls_strict=strict)
-        raise ConfigError(f"unknown service {name!r}")
+        """The service's container, from its spec's factory (``ops["make"]``)."""
+        spec = registry.get(name)
+        make = spec.op("make")
+        secret: Mapping[str, Any] = {}
+        tls: TlsMaterial | None = None
+        if name != "vault":  # the root of trust: its material does not exist before its own bootstrap
+            material = self.material(name)
+            secret = material.secret
+            # Vault's KV holds the TLS switches (JSON booleans); the harness settings only seeded them.
+            tls = self._tls_material(material) if secret.get("tls_enabled") is True else None
+        options = {key: getattr(self.settings, key) for key in spec.settings}
+        service: Service = make(MakeRequest(image=image, ctx=ctx, secret=secret, tls=tls,
+                                            strict=secret.get("tls_strict") is True, options=options,
+                                            state_dir=self.state_dir))
+        return service
 
     def _tls_material(self, material: ServiceMaterial) -> TlsMaterial:
         assert self.ca is not None
-        return TlsMaterial(certificate=material.fullchain, private_key=material.private_key, ca_chain=self.ca.chain,
-                           root_ca=self.ca.root, serial=material.serial)
+        return material.tls(self.ca.chain, self.ca.root)
 
     def rotate_certificate(self, name: str) -> tuple[str, str, str]:
         """Issue a new leaf for a running service (with its AppRole) and make the server use it.

@@ -31,6 +31,7 @@ from harness.errors import VaultError
 from harness.files import write_file
 from harness.waiting import poll
 from stack import registry
+from stack.base import TlsMaterial
 
 ADMIN_POLICY = "harness-admin"
 
@@ -282,6 +283,11 @@ class ServiceMaterial:
     def fullchain(self) -> str:
         """Leaf then intermediate: what a server presents so clients trusting only the root can verify it."""
         return self.certificate.rstrip("\n") + "\n" + self.issuing_ca
+
+    def tls(self, ca_chain: str, root_ca: str) -> TlsMaterial:
+        """The certificate as the files a server reads (the one way the harness builds TLS material)."""
+        return TlsMaterial(certificate=self.fullchain, private_key=self.private_key, ca_chain=ca_chain,
+                           root_ca=root_ca, serial=self.serial)
 
 
 def approle_login(url: str, role_id: str, secret_id: str) -> hvac.Client:

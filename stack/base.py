@@ -14,8 +14,8 @@ import secrets
 import ssl
 import string
 import tarfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from testcontainers.core.container import DockerContainer
@@ -289,6 +289,29 @@ def _passwd(container: Container) -> dict[str, tuple[int, int]]:
         if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
             ids[fields[0]] = (int(fields[2]), int(fields[3]))
     return ids
+
+
+#: One TLS listener of an endpoint: (alias shown in reports, published 127.0.0.1 port, protocol for the handshake:
+#: ``tls``, ``postgres`` or ``mysql``).
+TlsListener = tuple[str, int, str]
+
+
+def main_tls_listener(endpoint: Any) -> list[TlsListener]:
+    """The one TLS listener of an endpoint with ``alias`` and ``tls`` (none when TLS is off)."""
+    tls: TlsInfo | None = endpoint.tls
+    return [] if tls is None else [(str(endpoint.alias), tls.port, tls.protocol)]
+
+
+def endpoint_from_json(cls: type, data: Mapping[str, Any], **nested: Callable[[Any], Any]) -> Any:
+    """Rebuild an endpoint dataclass from its ``asdict`` JSON: ``tls`` becomes :class:`TlsInfo` again, each
+    ``nested`` field is converted by its function, keys the class does not know are ignored."""
+    values = dict(data)
+    if values.get("tls") is not None:
+        values["tls"] = TlsInfo(**values["tls"])
+    for key, convert in nested.items():
+        values[key] = convert(values[key])
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class Service(Protocol):

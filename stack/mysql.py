@@ -15,7 +15,9 @@ passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really mea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pymysql
@@ -31,10 +33,12 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsMaterial,
+    endpoint_from_json,
+    main_tls_listener,
     random_secret,
 )
 from stack.images import ImageSpec
-from stack.service import ServiceSpec
+from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 MYSQL_PORT = 3306
@@ -177,6 +181,37 @@ def initial_secret(strict: bool = False) -> dict[str, Any]:
             "database": APP_DATABASE, "root_password": random_secret()}
 
 
+def make(req: MakeRequest) -> MySqlContainer:
+    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
+    s = req.secret
+    return MySqlContainer(req.image, ctx=req.ctx, root_password=s["root_password"], user=s["user"],
+                          password=s["password"], database=s["database"], tls=req.tls, tls_strict=req.strict)
+
+
+def compose_endpoint(svc: PublishedService) -> MySqlEndpoint:
+    """The endpoint of the compose stack's server (published port, Vault's credentials; TLS dual mode)."""
+    name = svc.names[0]
+    port = svc.port(name, MYSQL_PORT)
+    return MySqlEndpoint(host="127.0.0.1", port=port, user=str(svc.secret.get("user", "")),
+                         password=str(svc.secret["password"]), database=str(svc.secret["database"]),
+                         root_password=str(svc.secret["root_password"]), container_name=svc.container_name(name),
+                         alias=name, tls=TlsInfo(port, "mysql", svc.serial, svc.ca_file, strict=False))
+
+
+def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+    """The compose container's files besides TLS."""
+    return {ROOT_PASSWORD_FILE: str(secret["root_password"]).encode(),
+            PASSWORD_FILE: str(secret.get("password", "")).encode()}
+
+
+def compose_env(secret: Mapping[str, Any]) -> dict[str, str]:
+    return {"DSH_MYSQL_USER": str(secret["user"]), "DSH_MYSQL_DATABASE": str(secret["database"])}
+
+
+def _reload(endpoint: MySqlEndpoint, container: Any, timeout: float) -> str:
+    return reload_tls(endpoint)
+
+
 SPEC = ServiceSpec(
     name="mysql",
     description="needs MySQL/MariaDB (and Vault)",
@@ -190,4 +225,13 @@ SPEC = ServiceSpec(
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
+    ops={
+        "make": make,
+        "endpoint": compose_endpoint,
+        "endpoint_from_json": partial(endpoint_from_json, MySqlEndpoint),
+        "reload_tls": _reload,
+        "tls_targets": main_tls_listener,
+        "compose_files": compose_files,
+        "compose_env": compose_env,
+    },
 )

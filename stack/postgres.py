@@ -13,7 +13,9 @@ login means the final server is up).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -30,10 +32,12 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsMaterial,
+    endpoint_from_json,
+    main_tls_listener,
     random_secret,
 )
 from stack.images import ImageSpec
-from stack.service import ServiceSpec
+from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 POSTGRES_PORT = 5432
@@ -170,6 +174,36 @@ def initial_secret(strict: bool = False) -> dict[str, Any]:
             "database": APP_DATABASE}
 
 
+def make(req: MakeRequest) -> PostgresContainer:
+    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
+    s = req.secret
+    return PostgresContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], dbname=s["database"],
+                             tls=req.tls, tls_strict=req.strict)
+
+
+def compose_endpoint(svc: PublishedService) -> PostgresEndpoint:
+    """The endpoint of the compose stack's server (published port, Vault's credentials; TLS dual mode)."""
+    name = svc.names[0]
+    port = svc.port(name, POSTGRES_PORT)
+    return PostgresEndpoint(host="127.0.0.1", port=port, user=str(svc.secret.get("user", "")),
+                            password=str(svc.secret["password"]), dbname=str(svc.secret["database"]),
+                            container_name=svc.container_name(name), alias=name,
+                            tls=TlsInfo(port, "postgres", svc.serial, svc.ca_file, strict=False))
+
+
+def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+    """The compose container's files besides TLS (dual mode, as a test stack's)."""
+    return {PASSWORD_FILE: str(secret.get("password", "")).encode(), HBA_FILE: hba_config(strict=False).encode()}
+
+
+def compose_env(secret: Mapping[str, Any]) -> dict[str, str]:
+    return {"DSH_POSTGRES_USER": str(secret["user"]), "DSH_POSTGRES_DB": str(secret["database"])}
+
+
+def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
+    return reload_tls(endpoint)
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
@@ -183,4 +217,13 @@ SPEC = ServiceSpec(
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
+    ops={
+        "make": make,
+        "endpoint": compose_endpoint,
+        "endpoint_from_json": partial(endpoint_from_json, PostgresEndpoint),
+        "reload_tls": _reload,
+        "tls_targets": main_tls_listener,
+        "compose_files": compose_files,
+        "compose_env": compose_env,
+    },
 )

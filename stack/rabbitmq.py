@@ -15,7 +15,9 @@ RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pika
@@ -32,11 +34,14 @@ from stack.base import (
     ProbeWaitStrategy,
     RunContext,
     TlsInfo,
+    TlsListener,
     TlsMaterial,
+    endpoint_from_json,
+    main_tls_listener,
     random_secret,
 )
 from stack.images import ImageSpec
-from stack.service import ServiceSpec
+from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
 
 AMQP_PORT = 5672
@@ -200,6 +205,43 @@ def initial_secret(strict: bool = False) -> dict[str, Any]:
             "vhost": APP_DATABASE}
 
 
+def make(req: MakeRequest) -> RabbitMqContainer:
+    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
+    s = req.secret
+    return RabbitMqContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], vhost=s["vhost"],
+                             tls=req.tls, tls_strict=req.strict)
+
+
+def compose_endpoint(svc: PublishedService) -> RabbitMqEndpoint:
+    """The endpoint of the compose stack's broker (published ports, Vault's credentials; TLS dual mode)."""
+    name = svc.names[0]
+    return RabbitMqEndpoint(host="127.0.0.1", port=svc.port(name, AMQP_PORT),
+                            management_port=svc.port(name, MANAGEMENT_PORT), user=str(svc.secret.get("user", "")),
+                            password=str(svc.secret["password"]), vhost=str(svc.secret["vhost"]),
+                            container_name=svc.container_name(name), alias=name,
+                            tls=TlsInfo(svc.port(name, AMQPS_PORT), "tls", svc.serial, svc.ca_file, strict=False),
+                            management_tls_port=svc.port(name, MANAGEMENT_TLS_PORT))
+
+
+def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+    """The compose broker's conf.d files (TLS dual mode)."""
+    return {CREDENTIALS_CONF: credentials_config(str(secret["user"]), str(secret["password"]),
+                                                 str(secret["vhost"])).encode(),
+            TLS_CONF: tls_config(strict=False).encode()}
+
+
+def tls_targets(endpoint: RabbitMqEndpoint) -> list[TlsListener]:
+    """AMQPS and, where published, the management API over HTTPS (same certificate)."""
+    found = main_tls_listener(endpoint)
+    if found and endpoint.management_tls_port:
+        found.append((f"{endpoint.alias} (management https)", endpoint.management_tls_port, "tls"))
+    return found
+
+
+def _reload(endpoint: RabbitMqEndpoint, container: Any, timeout: float) -> str:
+    return reload_tls(container)
+
+
 SPEC = ServiceSpec(
     name="rabbitmq",
     description="needs RabbitMQ (and Vault)",
@@ -213,4 +255,12 @@ SPEC = ServiceSpec(
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
+    ops={
+        "make": make,
+        "endpoint": compose_endpoint,
+        "endpoint_from_json": partial(endpoint_from_json, RabbitMqEndpoint),
+        "reload_tls": _reload,
+        "tls_targets": tls_targets,
+        "compose_files": compose_files,
+    },
 )

@@ -18,7 +18,7 @@ Readiness: every node answers an authenticated PING; then ``redis-cli --cluster 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -39,11 +39,13 @@ from stack.base import (
     ProbeWaitStrategy,
     RunContext,
     TlsInfo,
+    TlsListener,
     TlsMaterial,
+    endpoint_from_json,
     random_secret,
 )
 from stack.images import ImageSpec
-from stack.service import ServiceSpec
+from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
 REDIS_PORT = 6379
@@ -321,6 +323,43 @@ def login(endpoint: RedisClusterEndpoint) -> bool:
     return True
 
 
+def make(req: MakeRequest) -> RedisCluster:
+    """The container factory: the password from Vault's KV, the topology from the harness settings."""
+    o = req.options
+    return RedisCluster(req.image, ctx=req.ctx, password=req.secret["password"], masters=o["redis_masters"],
+                        replicas=o["redis_replicas"], node_timeout_ms=o["redis_node_timeout_ms"], tls=req.tls,
+                        tls_strict=req.strict, full_coverage=o["redis_full_coverage"])
+
+
+def compose_endpoint(svc: PublishedService) -> RedisClusterEndpoint:
+    """The compose stack's cluster: one node per compose service, masters only (TLS dual mode)."""
+    nodes = tuple(RedisNodeEndpoint(alias=alias, internal_ip=svc.ip(alias), host="127.0.0.1",
+                                    port=svc.port(alias, REDIS_PORT), tls_port=svc.port(alias, REDIS_TLS_PORT))
+                  for alias in svc.names)
+    return RedisClusterEndpoint(nodes=nodes, password=str(svc.secret["password"]), masters=len(nodes),
+                                replicas_per_master=0,
+                                tls=TlsInfo(nodes[0].tls_port or 0, "tls", svc.serial, svc.ca_file, strict=False))
+
+
+def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+    """The compose nodes' configuration (TLS dual mode)."""
+    return {CONF_PATH: node_config(str(secret["password"]), options["redis_node_timeout_ms"], tls=True, strict=False,
+                                   full_coverage=options["redis_full_coverage"]).encode()}
+
+
+def tls_targets(endpoint: RedisClusterEndpoint) -> list[TlsListener]:
+    """Every node is its own TLS listener."""
+    return [(node.alias, node.tls_port, "tls") for node in endpoint.nodes if node.tls_port]
+
+
+def _reload(endpoint: RedisClusterEndpoint, container: Any, timeout: float) -> str:
+    return reload_tls(endpoint)
+
+
+def _nodes(raw: Any) -> tuple[RedisNodeEndpoint, ...]:
+    return tuple(RedisNodeEndpoint(**n) for n in raw)
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
@@ -333,4 +372,13 @@ SPEC = ServiceSpec(
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
+    settings=("redis_masters", "redis_replicas", "redis_node_timeout_ms", "redis_full_coverage"),
+    ops={
+        "make": make,
+        "endpoint": compose_endpoint,
+        "endpoint_from_json": partial(endpoint_from_json, RedisClusterEndpoint, nodes=_nodes),
+        "reload_tls": _reload,
+        "tls_targets": tls_targets,
+        "compose_files": compose_files,
+    },
 )

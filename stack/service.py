@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from stack.base import RunContext, TlsMaterial
 from stack.images import ImageSpec
 
 
@@ -26,6 +28,44 @@ class MissingCapability(LookupError):
         super().__init__(f"service {service!r} declares no {capability!r} capability (see its SPEC in stack/)")
         self.service = service
         self.capability = capability
+
+
+@dataclass(frozen=True)
+class MakeRequest:
+    """What a service's container factory (``ops["make"]``) gets: plain values, no harness objects.
+
+    Attributes:
+        image: the image reference to run.
+        ctx: the run context (labels, network, ready timeout, CA file).
+        secret: the service's KV document from Vault (credentials and TLS switches).
+        tls: its Vault-issued certificate, or None when its KV says TLS is off.
+        strict: its KV's ``tls_strict`` flag (serve TLS only).
+        options: the harness settings the spec names in ``settings`` (``name -> value``).
+        state_dir: the run's private state directory (0700).
+    """
+
+    image: str
+    ctx: RunContext
+    secret: Mapping[str, Any]
+    tls: TlsMaterial | None
+    strict: bool
+    options: Mapping[str, Any]
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class PublishedService:
+    """A service's running containers as an endpoint builder (``ops["endpoint"]``) sees them: keyed by compose
+    service name, each answering its published 127.0.0.1 port, network address and container name."""
+
+    names: tuple[str, ...]  # the spec's compose services, in order
+    port: Callable[[str, int], int]
+    ip: Callable[[str], str]
+    container_name: Callable[[str], str]
+    secret: Mapping[str, Any]
+    serial: str
+    ca_file: str
+    admin_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,7 +89,13 @@ class ServiceSpec:
         login: the login probe on an endpoint (readiness, compose health, attach checks).
         change_password: change the application password live, or None.
         ops: further per-service operations by name (container factory, endpoint builder, TLS reload, version,
-            backup capture/restore …), each looked up with :meth:`op` so a missing one names itself.
+            backup capture/restore …), each looked up with :meth:`op` so a missing one names itself. Those the
+            harness calls: ``make(MakeRequest)`` -> container; ``endpoint(PublishedService)`` -> endpoint of a
+            compose stack; ``endpoint_from_json(dict)`` -> endpoint saved by ``up``; ``reload_tls(endpoint,
+            container, timeout)`` -> how the running server took the certificate just installed;
+            ``tls_targets(endpoint)`` -> ``(alias, port, protocol)`` of every TLS listener; ``compose_files(secret,
+            options)`` -> the container's files besides TLS; ``compose_env(secret)`` -> compose variables.
+        settings: names of the harness settings its container factory reads (passed as ``MakeRequest.options``).
     """
 
     name: str
@@ -67,6 +113,7 @@ class ServiceSpec:
     login: Callable[[Any], bool] | None = None
     change_password: Callable[[Any, str], None] | None = None
     ops: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    settings: tuple[str, ...] = ()
 
     @property
     def image_optional(self) -> bool:
@@ -79,6 +126,10 @@ class ServiceSpec:
     @property
     def fixture(self) -> str:
         return f"{self.name}_service"
+
+    def tls_files(self, tls: TlsMaterial) -> dict[str, tuple[bytes, str]]:
+        """The TLS files its server reads, ``path -> (content, owner)`` (one combined PEM too where declared)."""
+        return tls.files(self.owner, combined=self.combined_pem)
 
     def op(self, capability: str) -> Callable[..., Any]:
         """The named per-service operation, or :class:`MissingCapability` naming service and capability."""

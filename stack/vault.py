@@ -14,7 +14,9 @@ until health reports it active.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,19 @@ from harness.files import write_file
 from harness.pki import self_signed
 from harness.tlsprobe import handshake, serial_to_int, unverified_context
 from harness.waiting import poll
-from stack.base import TLS_CERT, TLS_KEY, LoopbackContainer, ProbeWaitStrategy, RunContext, TlsInfo, TlsMaterial
+from stack.base import (
+    TLS_CERT,
+    TLS_KEY,
+    LoopbackContainer,
+    ProbeWaitStrategy,
+    RunContext,
+    TlsInfo,
+    TlsListener,
+    TlsMaterial,
+    endpoint_from_json,
+)
 from stack.images import OPENBAO_VERSION, ImageSpec
-from stack.service import ServiceSpec
+from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import GO_TLS12
 
 VAULT_PORT = 8200
@@ -247,6 +259,33 @@ def login(endpoint: VaultEndpoint) -> bool:
     return bool(answer.get("initialized")) and not answer.get("sealed", True)
 
 
+def make(req: MakeRequest) -> VaultContainer:
+    """The container factory: keys kept in the run's state directory, the Shamir split from the settings."""
+    return VaultContainer(req.image, ctx=req.ctx, keys_file=req.state_dir / "vault-init.json",
+                          key_shares=req.options["vault_key_shares"], key_threshold=req.options["vault_key_threshold"])
+
+
+def compose_endpoint(svc: PublishedService) -> VaultEndpoint:
+    """The compose stack's Vault: plain API and HTTPS listener, the harness-admin token."""
+    name = svc.names[0]
+    return VaultEndpoint(host="127.0.0.1", port=svc.port(name, VAULT_PORT), internal_url=f"http://{name}:{VAULT_PORT}",
+                         token=svc.admin_token, container_name=svc.container_name(name),
+                         tls=TlsInfo(svc.port(name, VAULT_TLS_PORT), "tls", svc.serial, svc.ca_file, strict=False))
+
+
+def tls_targets(endpoint: VaultEndpoint) -> list[TlsListener]:
+    return [] if endpoint.tls is None else [("vault", endpoint.tls.port, endpoint.tls.protocol)]
+
+
+def _reload(endpoint: VaultEndpoint, container: Any, timeout: float) -> str:
+    assert endpoint.tls is not None, "Vault's endpoint names its HTTPS listener"
+    return reload_tls(container, endpoint.tls.port, endpoint.tls.serial, timeout)
+
+
+def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+    return {}  # Vault's configuration is in the compose file; its only files are TLS
+
+
 SPEC = ServiceSpec(
     name="vault",
     description="needs the Vault (OpenBao) service",
@@ -259,4 +298,13 @@ SPEC = ServiceSpec(
     backup=True,
     initial_secret=initial_secret,
     login=login,
+    settings=("vault_key_shares", "vault_key_threshold"),
+    ops={
+        "make": make,
+        "endpoint": compose_endpoint,
+        "endpoint_from_json": partial(endpoint_from_json, VaultEndpoint),
+        "reload_tls": _reload,
+        "tls_targets": tls_targets,
+        "compose_files": compose_files,
+    },
 )
