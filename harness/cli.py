@@ -22,7 +22,8 @@ from rich.table import Table
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
 from harness.redact import redact
-from harness.settings import SERVICES, Settings, load_settings
+from harness.settings import Settings, load_settings
+from stack import registry
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
 console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the stack (or some services) and keep it until `down`")
     up.add_argument("--services", type=_services_arg, default=None,
-                    help=f"comma-separated subset of: {','.join(SERVICES)} (dependencies are added)")
+                    help=f"comma-separated subset of: {','.join(registry.names())} (dependencies are added)")
     up.add_argument("--timings", action="store_true",
                     help="also print the parallel-start benchmark (ratio of whole-stack time to the bound)")
     up.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(exit 1 if one is below HARNESS_TLS_MIN_DAYS_LEFT or not Vault's)")
     rotate = certs_sub.add_parser("rotate", help="issue new certificates from Vault and make the running "
                                                  "services use them (live reload where the server has one)")
-    rotate.add_argument("--service", action="append", choices=list(SERVICES),
+    rotate.add_argument("--service", action="append", choices=list(registry.names()),
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
     drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--set", choices=["debian", "auto"], default="auto",
                        help="debian: always build; auto (default): build only when the official images "
                             "are neither present nor pullable")
-    build.add_argument("--service", action="append", choices=[s for s in SERVICES if s != "mongodb"],
+    build.add_argument("--service", action="append", choices=[s.name for s in registry.specs() if not s.image_optional],
                        help="build only this service's image (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
     images_sub.add_parser("list", help="show which image each service would run")
@@ -178,7 +179,7 @@ def _log(start: float) -> Any:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from harness.engine import Stack, remove_run
 
-    services = args.services or list(SERVICES)
+    services = args.services or list(registry.names())
     t0 = time.monotonic()
     stack = Stack(settings, keep=True, log=_log(t0))
     console.print(f"run {stack.run_id}: image set [bold]{settings.images}[/bold]")
@@ -267,18 +268,7 @@ def _print_endpoints(stack: Any) -> None:
         ep = service.endpoint()
         tls = getattr(ep, "tls", None)
         strict = " [strict]" if tls is not None and tls.strict else ""
-        if name == "redis":
-            plain = ", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in ep.nodes)
-            secure = ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in ep.nodes if n.tls_port)
-        elif name == "rabbitmq":
-            plain = f"amqp 127.0.0.1:{ep.port}, management http://127.0.0.1:{ep.management_port}"
-            secure = (f"amqps localhost:{tls.port}, management https://localhost:{ep.management_tls_port}"
-                      if tls else "")
-        elif name == "vault":
-            plain, secure = ep.url, ep.tls_url if tls else ""
-        else:
-            plain = f"127.0.0.1:{ep.port}"
-            secure = f"localhost:{tls.port}" if tls else ""
+        plain, secure = registry.get(name).op("describe")(ep)
         table.add_row(name, "-" if strict else plain, (secure or "-") + strict)
     console.print(table)
 

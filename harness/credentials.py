@@ -13,12 +13,18 @@ import hvac
 
 from harness.errors import HarnessError
 from harness.redact import register
+from stack import registry
 from stack.base import random_secret
 
 if TYPE_CHECKING:
     from harness.engine import Stack
 
-ROTATABLE = ("postgres", "mysql", "mongodb", "redis", "rabbitmq")
+
+
+def rotatable() -> list[str]:
+    """The services whose spec declares ``rotatable_password`` (they change their password live)."""
+    return registry.with_capability("rotatable_password")
+
 
 
 class _Rotatable(Protocol):
@@ -41,9 +47,9 @@ def rotate_password(stack: Stack, service: str) -> Rotation:
     Supported methods: GET/POST /v1/secret/data/{service} (Vault), then the service's own password change
     (ALTER ROLE, ALTER USER, updateUser, CONFIG SET requirepass, PUT /api/users/{user}).
     """
-    if service not in ROTATABLE:
-        raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(ROTATABLE)}")
-    rotatable = cast("_Rotatable", stack.require(service))  # every ROTATABLE service has apply_password
+    if service not in rotatable():
+        raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(rotatable())}")
+    target = cast("_Rotatable", stack.require(service))  # a rotatable service's running object has apply_password
     admin: hvac.Client = stack.endpoint("vault").client()
     current = admin.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",
                                                       raise_on_deleted_version=True)["data"]["data"]
@@ -53,7 +59,7 @@ def rotate_password(stack: Stack, service: str) -> Rotation:
     written = admin.secrets.kv.v2.create_or_update_secret(path=service, secret={**current, "password": new},
                                                           mount_point="secret")
     try:
-        rotatable.apply_password(new)
+        target.apply_password(new)
     except Exception as exc:
         admin.secrets.kv.v2.create_or_update_secret(path=service, secret=current, mount_point="secret")
         raise HarnessError(f"{service} refused the new password ({exc}); Vault was set back to the old one") from exc

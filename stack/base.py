@@ -302,6 +302,12 @@ def main_tls_listener(endpoint: Any) -> list[TlsListener]:
     return [] if tls is None else [(str(endpoint.alias), tls.port, tls.protocol)]
 
 
+def describe_endpoint(endpoint: Any) -> tuple[str, str]:
+    """(plain address, TLS address) of a one-port endpoint, for the CLI's endpoint table."""
+    tls: TlsInfo | None = endpoint.tls
+    return f"127.0.0.1:{endpoint.port}", f"localhost:{tls.port}" if tls else ""
+
+
 def endpoint_from_json(cls: type, data: Mapping[str, Any], **nested: Callable[[Any], Any]) -> Any:
     """Rebuild an endpoint dataclass from its ``asdict`` JSON: ``tls`` becomes :class:`TlsInfo` again, each
     ``nested`` field is converted by its function, keys the class does not know are ignored."""

@@ -242,6 +242,15 @@ def _reload(endpoint: RabbitMqEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(container)
 
 
+def describe(endpoint: RabbitMqEndpoint) -> tuple[str, str]:
+    """(plain, TLS) addresses for the CLI's endpoint table: AMQP and the management API."""
+    plain = f"amqp 127.0.0.1:{endpoint.port}, management http://127.0.0.1:{endpoint.management_port}"
+    tls = endpoint.tls
+    secure = (f"amqps localhost:{tls.port}, management https://localhost:{endpoint.management_tls_port}"
+              if tls else "")
+    return plain, secure
+
+
 SPEC = ServiceSpec(
     name="rabbitmq",
     description="needs RabbitMQ (and Vault)",
@@ -260,6 +269,7 @@ SPEC = ServiceSpec(
         "endpoint": compose_endpoint,
         "endpoint_from_json": partial(endpoint_from_json, RabbitMqEndpoint),
         "reload_tls": _reload,
+        "describe": describe,
         "tls_targets": tls_targets,
         "compose_files": compose_files,
     },

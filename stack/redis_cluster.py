@@ -360,6 +360,12 @@ def _nodes(raw: Any) -> tuple[RedisNodeEndpoint, ...]:
     return tuple(RedisNodeEndpoint(**n) for n in raw)
 
 
+def describe(endpoint: RedisClusterEndpoint) -> tuple[str, str]:
+    """(plain, TLS) addresses for the CLI's endpoint table: every node."""
+    return (", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in endpoint.nodes),
+            ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in endpoint.nodes if n.tls_port))
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
@@ -378,6 +384,7 @@ SPEC = ServiceSpec(
         "endpoint": compose_endpoint,
         "endpoint_from_json": partial(endpoint_from_json, RedisClusterEndpoint, nodes=_nodes),
         "reload_tls": _reload,
+        "describe": describe,
         "tls_targets": tls_targets,
         "compose_files": compose_files,
     },

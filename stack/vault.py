@@ -286,6 +286,11 @@ def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict
     return {}  # Vault's configuration is in the compose file; its only files are TLS
 
 
+def describe(endpoint: VaultEndpoint) -> tuple[str, str]:
+    """(plain, TLS) URLs for the CLI's endpoint table."""
+    return endpoint.url, endpoint.tls_url if endpoint.tls else ""
+
+
 SPEC = ServiceSpec(
     name="vault",
     description="needs the Vault (OpenBao) service",
@@ -304,6 +309,7 @@ SPEC = ServiceSpec(
         "endpoint": compose_endpoint,
         "endpoint_from_json": partial(endpoint_from_json, VaultEndpoint),
         "reload_tls": _reload,
+        "describe": describe,
         "tls_targets": tls_targets,
         "compose_files": compose_files,
     },
