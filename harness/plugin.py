@@ -1,8 +1,12 @@
 """The pytest plugin (entry point ``pytest11``): markers pull in only the services a test needs.
 
+* Every service in :mod:`stack.registry` gets a marker (its ``SPEC.marker``, described by ``SPEC.description``)
+  and a ``<name>_service`` fixture, both made here in code: a service added with ``registry.register`` has
+  them with no other edit.
 * A test marked ``@pytest.mark.postgres`` (or asking for the ``postgres_service`` fixture) needs PostgreSQL;
-  the plugin adds dependencies (Vault) and, at the first such test, starts every service the *selected*
-  tests need, concurrently. ``pytest suites/ -m postgres`` therefore starts Vault and PostgreSQL only.
+  the plugin adds dependencies (``SPEC.depends_on``: Vault) and, at the first such test, starts every service
+  the *selected* tests need, concurrently. ``pytest suites/ -m postgres`` therefore starts Vault and PostgreSQL
+  only. Tests marked ``own_stack`` start stacks of their own and add nothing to the session's stack.
 * ``--services postgres,redis`` keeps only tests whose services are all among those listed.
 * A failing test gets the logs of the services it used attached to its report.
 * A JSON run report (images, time-to-ready, tests with skip reasons) is written at the end.
@@ -16,7 +20,8 @@ import argparse
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Generator, Iterator
+import types
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,8 @@ from harness.engine import Stack, validate_services, with_dependencies
 from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from harness.redact import active, contains_secret, redact, redact_in_place, register_fields, register_state_dir
 from harness.report import Outcomes, build_report, write_report
-from harness.settings import SERVICES, Settings, load_settings
+from harness.settings import Settings, load_settings
+from stack import registry
 
 
 @dataclass
@@ -58,7 +64,8 @@ def _parse_services(text: str) -> list[str]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "devstack-harness")
     group.addoption("--services", type=_parse_services, default=None, metavar="LIST",
-                    help=f"run only tests whose services are all in LIST (comma-separated: {','.join(SERVICES)})")
+                    help="run only tests whose services are all in LIST (comma-separated service names: "
+                         f"{','.join(registry.names())})")
     group.addoption("--harness-report", default=None, metavar="PATH",
                     help="where to write the JSON run report (default: HARNESS_REPORT_PATH or .harness/report.json)")
     group.addoption("--keep-stack", action="store_true", default=None,
@@ -72,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _register_services(config)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -96,12 +104,39 @@ def pytest_report_header(config: pytest.Config) -> str:
             + f", report {state.report_path}")
 
 
+def _register_services(config: pytest.Config) -> None:
+    """Each registered service's marker and ``<name>_service`` fixture (the registry is read now, after the
+    initial conftests and ``-p`` plugins had their chance to call ``registry.register``)."""
+    fixtures = types.ModuleType("harness_service_fixtures")
+    for spec in registry.specs():
+        config.addinivalue_line("markers", f"{spec.marker}: {spec.description}")
+        setattr(fixtures, spec.fixture, _service_fixture(spec.name, spec.fixture))
+    config.pluginmanager.register(fixtures, "devstack-harness-service-fixtures")
+
+
 def services_of(item: pytest.Item) -> list[str]:
-    """Services an item needs: its service markers plus any ``<service>_service`` fixture it requests."""
-    names = {m.name for m in item.iter_markers() if m.name in SERVICES}
-    names |= {f.removesuffix("_service") for f in getattr(item, "fixturenames", ())
-              if f.endswith("_service") and f.removesuffix("_service") in SERVICES}
-    return [s for s in SERVICES if s in names]
+    """Services an item needs from the session's stack: its service markers plus any ``<service>_service``
+    fixture it requests. An ``own_stack`` item starts a stack of its own: it needs nothing from the session's."""
+    if item.get_closest_marker("own_stack") is not None:
+        return []
+    return _marked_services(item)
+
+
+def service_params(names: Iterable[str] | None = None) -> list[Any]:
+    """One ``pytest.param`` per service (default: every registered one, in order), marked with that service's
+    marker and identified by its name: a case about a service is selected by it (``-m postgres``) and needs it.
+    For tests parametrized over services, so that ``-m vault`` keeps only what needs Vault alone."""
+    chosen = registry.names() if names is None else tuple(names)
+    return [pytest.param(name, marks=getattr(pytest.mark, registry.get(name).marker), id=name) for name in chosen]
+
+
+def _marked_services(item: pytest.Item) -> list[str]:
+    specs = registry.specs()
+    markers = {spec.marker: spec.name for spec in specs}
+    fixtures = {spec.fixture: spec.name for spec in specs}
+    names = {markers[m.name] for m in item.iter_markers() if m.name in markers}
+    names |= {fixtures[f] for f in getattr(item, "fixturenames", ()) if f in fixtures}
+    return [spec.name for spec in specs if spec.name in names]
 
 
 @pytest.hookimpl(trylast=True)
@@ -122,7 +157,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        needs = services_of(item)
+        needs = _marked_services(item)  # own_stack items too: their own stacks start these
         (keep if needs and set(needs) <= allowed else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -216,7 +251,7 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
     if state.settings.stack == "compose":
         pytest.skip(reason=ATTACH_OWN_STACK)
     wanted = sorted({s for item in request.session.items if fixture in getattr(item, "fixturenames", ())
-                     for s in services_of(item)} - {"vault"})
+                     for s in _marked_services(item)} - {"vault"})
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def log(line: str) -> None:
@@ -270,7 +305,7 @@ def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return request.config.stash[_STATE].drills
 
 
-def _service_fixture(name: str) -> Callable[..., Any]:
+def _service_fixture(name: str, fixture_name: str) -> Callable[..., Any]:
     def fixture(harness_stack: Stack | AttachedStack) -> Any:
         reason = harness_stack.unavailable_reason(name)
         if reason is not None:
@@ -279,18 +314,10 @@ def _service_fixture(name: str) -> Callable[..., Any]:
         register_fields(endpoint)  # its password as it is now (rotations included)
         return endpoint
 
-    fixture.__name__ = f"{name}_service"
+    fixture.__name__ = fixture_name
     fixture.__doc__ = (f"Endpoint of {name} (frozen dataclass), read fresh for each test so it reflects restarts "
                        f"and rotated credentials; the service itself lives for the session.")
-    return pytest.fixture(name=f"{name}_service")(fixture)
-
-
-vault_service = _service_fixture("vault")
-postgres_service = _service_fixture("postgres")
-mysql_service = _service_fixture("mysql")
-mongodb_service = _service_fixture("mongodb")
-redis_service = _service_fixture("redis")
-rabbitmq_service = _service_fixture("rabbitmq")
+    return pytest.fixture(name=fixture_name)(fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -299,7 +326,7 @@ def _harness_marked_services(request: pytest.FixtureRequest) -> None:
     needs = services_of(request.node)
     request.node.stash[_USED] = needs
     for name in needs:
-        request.getfixturevalue(f"{name}_service")
+        request.getfixturevalue(registry.get(name).fixture)
 
 
 # tryfirst: the outermost wrapper, so this runs after every other plugin has shaped the report (pytest's skipping

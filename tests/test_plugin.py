@@ -305,3 +305,131 @@ def test_redaction_leaves_a_run_without_secrets_alone(pytester, fake_engine):
     result, report = _run(pytester, "-m", "postgres")
     result.assert_outcomes(passed=1, deselected=4)
     assert "***" not in json.dumps(report)
+
+
+# ------------------------------------------------------------------------ markers and fixtures from the registry
+
+OWN_STACK_SUITE = """
+import pytest
+
+@pytest.mark.own_stack
+@pytest.mark.postgres
+@pytest.mark.mysql
+def test_round_trip_of_its_own(harness_stack):
+    pass
+
+@pytest.mark.redis
+def test_redis(redis_service):
+    assert redis_service == "endpoint-of-redis"
+"""
+
+
+def test_own_stack_tests_add_nothing_to_the_session_stack(pytester, fake_engine):
+    """A test that starts its own stack (own_stack) is selected by its markers but its services are not started
+    in the session's stack (before: vault, mysql, postgres, redis were started for this selection)."""
+    pytester.makepyfile(test_own=OWN_STACK_SUITE)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers", "-m", "postgres or redis",
+                                          f"--harness-report={pytester.path / 'r.json'}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["harness: services needed by the selected tests: vault, redis"])
+    assert fake_engine.started == ["vault", "redis"]
+
+
+def test_services_option_judges_own_stack_tests_by_their_markers(pytester, fake_engine):
+    pytester.makepyfile(test_own=OWN_STACK_SUITE)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--services", "postgres,mysql",
+                                          f"--harness-report={pytester.path / 'r.json'}")
+    result.assert_outcomes(passed=1, deselected=1)
+    result.stdout.fnmatch_lines(["harness: services needed by the selected tests: none"])
+    assert fake_engine.started == []
+
+
+def test_every_registered_service_has_its_marker_and_fixture(pytester, fake_engine):
+    from stack import registry
+
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--markers")
+    for spec in registry.specs():
+        result.stdout.fnmatch_lines([f"@pytest.mark.{spec.marker}: {spec.description}"])
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--fixtures")
+    for spec in registry.specs():
+        result.stdout.fnmatch_lines([f"{spec.fixture}*"])
+
+
+EXTRA_MODULE = """
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="kafkaish",
+    description="needs the self-test's extra service (and Vault)",
+    owner="kafkaish",
+    image=ImageSpec(service="kafkaish", official="example/kafkaish:1.0", debian=None, context=None,
+                    product="kafkaish", official_version="1.0", debian_version=None),
+    official_volumes=(),
+    compose_services=("kafkaish",),
+    tls=False,
+    backup=False,
+)
+"""
+
+EXTRA_SUITE = """
+import pytest
+
+@pytest.mark.kafkaish
+def test_marked(kafkaish_service):
+    assert kafkaish_service == "endpoint-of-kafkaish"
+
+def test_fixture_only(kafkaish_service):
+    pass
+
+@pytest.mark.postgres
+def test_other():
+    pass
+
+@pytest.mark.vault
+def test_vault_alone():
+    pass
+"""
+
+
+@pytest.fixture
+def extra_service(pytester):
+    """A service registered through stack.registry.register alone: its module is written to a directory put on
+    sys.path (no backup, no TLS); removed from the registry afterwards."""
+    from stack import registry
+
+    pytester.makepyfile(kafkaish_stack=EXTRA_MODULE)
+    pytester.syspathinsert()
+    spec = registry.register("kafkaish_stack")
+    try:
+        yield spec
+    finally:
+        registry.unregister("kafkaish")
+        sys.modules.pop("kafkaish_stack", None)
+
+
+def test_extra_service_gets_marker_fixture_and_selection(pytester, fake_engine, extra_service):
+    from stack import registry
+
+    assert extra_service.name in registry.names()
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.kafkaish: needs the self-test's extra service (and Vault)"])
+    pytester.makepyfile(test_extra=EXTRA_SUITE)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers", "-m", "kafkaish",
+                                          f"--harness-report={pytester.path / 'r.json'}")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["harness: services needed by the selected tests: vault, kafkaish"])
+    assert fake_engine.started == ["vault", "kafkaish"]
+    # The fixture alone also counts, and --services knows the name.
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers", "--services", "kafkaish",
+                                          f"--harness-report={pytester.path / 'r.json'}")
+    result.assert_outcomes(passed=3, deselected=1)
+    assert fake_engine.started == ["vault", "kafkaish"]
+
+
+def test_without_registration_the_extra_marker_is_refused(pytester, fake_engine):
+    """The control: the same suite without registering the service fails --strict-markers on its marker."""
+    pytester.makepyfile(test_extra=EXTRA_SUITE)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers", "-m", "kafkaish")
+    result.stderr.fnmatch_lines(["ERROR: Unknown marker(s) in '-m' expression: kafkaish.*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -28,6 +28,7 @@ from harness.drills import report as drill_report
 from harness.engine import with_dependencies
 from harness.report import Outcomes, build_report
 from harness.settings import SERVICES
+from stack import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_PATH = ROOT / ".github" / "workflows" / "nightly.yml"
@@ -147,8 +148,10 @@ def option_value(argv: list[str], name: str) -> str | None:
 
 
 def declared_markers() -> set[str]:
+    """pyproject's markers plus the service markers the plugin registers from the registry."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return {m.split(":", 1)[0].strip() for m in config["tool"]["pytest"]["ini_options"]["markers"]}
+    declared = {m.split(":", 1)[0].strip() for m in config["tool"]["pytest"]["ini_options"]["markers"]}
+    return declared | {spec.marker for spec in registry.specs()}
 
 
 def readme_setup_command() -> str:

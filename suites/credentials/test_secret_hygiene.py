@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.plugin import service_params
 from stack.vault import VaultInit
 
 pytestmark = pytest.mark.credentials
@@ -31,10 +32,7 @@ def _process_argv(container):
     return text
 
 
-SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
-
-
-@pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SERVICES])
+@pytest.mark.parametrize("name", service_params())
 def test_no_secret_in_argv_env_processes_or_logs(name, harness_stack, request):
     endpoint = request.getfixturevalue(f"{name}_service")
     secrets = _secrets(name, endpoint, harness_stack)

@@ -7,11 +7,15 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from harness.plugin import service_params
 from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
+from stack import registry
 
-pytestmark = [pytest.mark.vault, pytest.mark.credentials]
+# `vault` is not module-wide: each service's AppRole cases carry that service's marker (service_params) and run
+# under `-m <service>`; the tests about Vault's AppRole mount itself carry `vault`.
+pytestmark = pytest.mark.credentials
 
-SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+SERVICES = registry.names()
 
 
 @pytest.fixture
@@ -19,7 +23,7 @@ def approles(harness_stack, vault_service):
     return harness_stack.vault_bootstrap.approles
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", service_params(SERVICES))
 def test_login_policies_ttl_renewal_and_own_secret(name, approles, vault_service, harness_stack):
     settings = harness_stack.settings
     client = approle_login(vault_service.url, approles[name]["role_id"], approles[name]["secret_id"])
@@ -49,7 +53,7 @@ def _refusal(call) -> str:
     return str(refused.value)
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", service_params(SERVICES))
 def test_denial_matrix(name, approles, vault_service):
     """Each token: 403 on every other service's secret and PKI role, and on admin paths; the same token reads
     its own secret and issues its own name before and after, so every refusal is about the path."""
@@ -94,6 +98,7 @@ BAD_LOGINS = {
 }
 
 
+@pytest.mark.vault
 @pytest.mark.parametrize("case", list(BAD_LOGINS))
 def test_bad_credentials_are_rejected(case, approles, vault_service):
     (role_id, secret_id), error, message = BAD_LOGINS[case]
@@ -107,11 +112,13 @@ def test_bad_credentials_are_rejected(case, approles, vault_service):
     assert approle_login(vault_service.url, real["role_id"], real["secret_id"]).is_authenticated()
 
 
+@pytest.mark.vault
 def test_another_roles_secret_id_is_refused(approles, vault_service):
     with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
         approle_login(vault_service.url, approles["postgres"]["role_id"], approles["mysql"]["secret_id"])
 
 
+@pytest.mark.vault
 def test_destroyed_secret_id_and_revoked_token_are_refused(approles, vault_service):
     """A secret-id that logged in is refused once destroyed; the token it gave, which worked, is refused once
     revoked; the service's own secret-id is untouched."""
@@ -137,6 +144,7 @@ def test_destroyed_secret_id_and_revoked_token_are_refused(approles, vault_servi
     assert approle_login(vault_service.url, role_id, approles["postgres"]["secret_id"]).is_authenticated()
 
 
+@pytest.mark.vault
 def test_root_token_was_revoked(harness_stack, vault_service):
     from stack.vault import VaultInit
 

@@ -16,12 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.certs import targets
+from harness.plugin import service_params
 from harness.tlsprobe import handshake, int_to_serial
 from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
+from stack import registry
 
-pytestmark = pytest.mark.vault
-
-SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+# No module-wide `vault` marker: a case about another service's leaf or PKI role carries that service's marker
+# (service_params) and runs under `-m <service>`; the tests about Vault alone carry `vault` themselves.
+SERVICES = [name for name in registry.with_capability("tls") if name != "vault"]
 
 
 def _load(pem: str) -> x509.Certificate:
@@ -57,6 +59,7 @@ def _check_key(cert, settings):
         assert isinstance(key, ec.EllipticCurvePublicKey)
 
 
+@pytest.mark.vault
 def test_root_and_intermediate(ca, harness_stack):
     root, intermediate = ca
     settings = harness_stack.settings
@@ -81,6 +84,7 @@ def _vault_ca(vault_service) -> tuple[str, str]:
     return root.text, intermediate.text
 
 
+@pytest.mark.vault
 def test_exported_ca_is_the_one_vault_serves(vault_service, ca):
     root, intermediate = ca
     served_root, served_intermediate = _vault_ca(vault_service)
@@ -90,7 +94,7 @@ def test_exported_ca_is_the_one_vault_serves(vault_service, ca):
 
 
 @pytest.mark.tls
-@pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in ["vault", *SERVICES]])
+@pytest.mark.parametrize("name", service_params(["vault", *SERVICES]))
 def test_served_certificates_chain_to_the_ca_vault_serves(name, harness_stack, vault_service, request):
     """What every TLS listener of the service presents: a handshake that trusts only the root fetched from
     Vault's API verifies (chain and name), the leaf is signed by the intermediate from Vault's API, and it is
@@ -113,7 +117,7 @@ def test_served_certificates_chain_to_the_ca_vault_serves(name, harness_stack, v
             "did not issue under that serial"
 
 
-@pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SERVICES])
+@pytest.mark.parametrize("name", service_params(SERVICES))
 def test_service_leaf(name, ca, harness_stack, request):
     request.getfixturevalue(f"{name}_service")
     root, intermediate = ca
@@ -141,7 +145,7 @@ def test_service_leaf(name, ca, harness_stack, request):
     assert (pem_dir / "key.pem").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("name", [pytest.param(s, marks=getattr(pytest.mark, s)) for s in SERVICES])
+@pytest.mark.parametrize("name", service_params(SERVICES))
 def test_role_refuses_names_outside_it(name, harness_stack, vault_service, request):
     request.getfixturevalue(f"{name}_service")
     creds = harness_stack.vault_bootstrap.approles[name]
@@ -154,6 +158,7 @@ def test_role_refuses_names_outside_it(name, harness_stack, vault_service, reque
     assert ok["data"]["serial_number"]
 
 
+@pytest.mark.vault
 def test_crl_is_served_and_signed_by_the_intermediate(vault_service, ca):
     _, intermediate = ca
     resp = requests.get(f"{vault_service.url}/v1/pki_int/crl/pem", timeout=5)
