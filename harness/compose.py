@@ -29,7 +29,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,18 @@ def _redis_nodes() -> int:
     """Nodes of the compose stack's Redis cluster (one certificate names them all); the Redis drills and this
     count are Redis-specific by nature."""
     return len(COMPOSE_SERVICES["redis"]) if "redis" in registry.names() else 0
+
+
+def compose_drift(compose_services: Iterable[str]) -> list[str]:
+    """What differs between the registry and a compose file's services: each registered service's compose
+    services missing from the file, and compose services no registered service declares (empty: no drift)."""
+    present = set(compose_services)
+    declared = {cname: name for name, cnames in COMPOSE_SERVICES.items() for cname in cnames}
+    problems = [f"{name}: compose service {cname!r} is not in the compose file"
+                for cname, name in declared.items() if cname not in present]
+    problems += [f"compose service {cname!r} belongs to no registered service"
+                 for cname in sorted(present - set(declared))]
+    return problems
 
 
 def file_name(dest: str) -> str:

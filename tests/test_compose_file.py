@@ -51,8 +51,19 @@ def _default(value: str) -> str:
 
 
 def test_every_harness_service_is_in_the_file(spec):
+    from harness.compose import compose_drift
+
+    assert compose_drift(spec["services"]) == []
     assert set(spec["services"]) == {c for names in COMPOSE_SERVICES.values() for c in names}
     assert set(COMPOSE_SERVICES) == set(SERVICES)
+
+
+def test_compose_drift_names_what_is_missing_and_what_is_extra(spec):
+    from harness.compose import compose_drift
+
+    services = [c for c in spec["services"] if c != "redis-2"] + ["stray"]
+    assert compose_drift(services) == ["redis: compose service 'redis-2' is not in the compose file",
+                                       "compose service 'stray' belongs to no registered service"]
 
 
 def test_server_options_equal_the_stack_modules(spec):

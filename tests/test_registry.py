@@ -1,0 +1,209 @@
+"""The service registry: every spec is complete and consistent, and a service added through the registry alone
+is handled by the engine graph, compose and certs, or refused loudly naming the missing capability."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.settings import Settings
+from stack import registry
+from stack.base import TlsInfo, TlsMaterial
+from stack.service import MissingCapability, ServiceSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+#: what the harness calls on every service (capability-dependent ones are checked below)
+ALWAYS = ("make", "endpoint", "endpoint_from_json", "compose_files", "describe", "initial_secret", "login")
+SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def _compose_services() -> set[str]:
+    return set(yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())["services"])
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_spec_is_complete_and_consistent(name: str) -> None:
+    spec = registry.get(name)
+    assert spec.name == name and spec.owner and spec.description
+    assert spec.image.service == name
+    assert spec.image_optional == (spec.image.debian is None)
+    assert (spec.image.debian is None) == (spec.image.context is None) == (spec.image.debian_version is None)
+    assert spec.compose_services and set(spec.compose_services) <= _compose_services()
+    assert set(spec.depends_on) <= set(registry.names()) and name not in spec.depends_on
+    assert set(spec.settings) <= SETTINGS_FIELDS, f"{name} reads unknown settings"
+    for op in ALWAYS:
+        assert callable(spec.op(op)), f"{name}: {op}"
+    assert all(callable(f) for f in spec.ops.values())
+    if spec.tls:
+        assert callable(spec.op("reload_tls")) and callable(spec.op("tls_targets"))
+    if spec.rotatable_password:
+        assert callable(spec.op("change_password"))
+    if name != "vault":
+        assert "vault" in spec.depends_on, "Vault is the root of trust every other service needs"
+
+
+def test_registry_order_starts_with_vault_and_matches_the_modules() -> None:
+    assert registry.names()[0] == "vault"
+    assert [s.name for s in registry.specs()] == list(registry.MODULES)
+
+
+def test_a_spec_that_lacks_an_op_names_it() -> None:
+    spec = dataclasses.replace(registry.get("postgres"), ops={})
+    with pytest.raises(MissingCapability, match=r"service 'postgres' declares no 'reload_tls' capability") as info:
+        spec.op("reload_tls")
+    assert (info.value.service, info.value.capability) == ("postgres", "reload_tls")
+
+
+# ------------------------------------------------------------------------------ certs dispatch
+
+
+class _Container:
+    """A container that records signals: the old fall-through sent Vault's SIGHUP to anything unknown."""
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def kill(self, signal: str) -> None:
+        self.signals.append(signal)
+
+
+def test_reload_server_refuses_an_unknown_service_instead_of_sighup() -> None:
+    from harness.certs import reload_server
+
+    container = _Container()
+    with pytest.raises(registry.UnknownService, match=r"unknown service 'oracle'; valid services: vault, "):
+        reload_server("oracle", object(), container, 1.0)
+    assert container.signals == []
+
+
+def test_reload_server_dispatches_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.certs import reload_server
+
+    seen: list[tuple[Any, Any, float]] = []
+    spec = registry.get("postgres")
+    fake = dataclasses.replace(spec, ops={**spec.ops, "reload_tls": lambda ep, c, t: seen.append((ep, c, t)) or "ok"})
+    monkeypatch.setitem(registry._loaded, "postgres", fake)
+    assert reload_server("postgres", "ep", "container", 3.0) == "ok"
+    assert seen == [("ep", "container", 3.0)]
+
+
+# ------------------------------------------------------------------------------ an extra service
+
+EXTRA = '''
+from stack.images import ImageSpec
+from stack.service import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="{name}",
+    description="needs the extra test service (and Vault)",
+    owner="extra",
+    image=ImageSpec("{name}", "example/extra:1.0", None, None, "Extra 1", "1.0", None),
+    official_volumes=(),
+    compose_services=("{name}",),
+    tls={tls},
+    initial_secret=lambda strict=False: {{"password": "x", "tls_enabled": {tls}, "tls_strict": strict}},
+    login=lambda endpoint: True,
+)
+'''
+
+
+@pytest.fixture
+def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSpec:
+    """A service module on sys.path, added through ``registry.register`` only (TLS, but no ops at all)."""
+    (tmp_path / "extra_service_mod.py").write_text(textwrap.dedent(EXTRA.format(name="extra", tls=True)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = registry.register("extra_service_mod")
+    yield spec
+    registry.unregister("extra")
+    sys.modules.pop("extra_service_mod", None)
+
+
+def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) -> None:
+    from harness.engine import DEPENDENCIES, start_layers, validate_services, with_dependencies
+
+    assert DEPENDENCIES["extra"] == ("vault",)
+    assert validate_services(["extra"]) == ["extra"]
+    assert with_dependencies(["extra"]) == ["vault", "extra"]
+    assert start_layers(["extra", "postgres"]) == [["vault"], ["extra", "postgres"]]
+    assert Settings(tls_strict=("extra",)).tls_strict == ("extra",)  # settings validate against the registry
+
+
+def test_extra_service_without_a_factory_fails_naming_make(extra: ServiceSpec) -> None:
+    from harness.engine import Stack
+
+    stack = object.__new__(Stack)  # no Docker: _make asks the spec before anything else
+    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'make' capability"):
+        stack._make("extra", "example/extra:1.0", None)  # type: ignore[arg-type]
+
+
+def test_extra_service_is_compose_drift_until_the_file_has_it(extra: ServiceSpec) -> None:
+    from harness.compose import compose_drift
+
+    assert compose_drift(_compose_services()) == ["extra: compose service 'extra' is not in the compose file"]
+    assert compose_drift(_compose_services() | {"extra"}) == []
+
+
+def test_extra_service_compose_material_fails_naming_compose_files(extra: ServiceSpec) -> None:
+    from harness.compose import service_files
+
+    tls = TlsMaterial(certificate="c", private_key="k", ca_chain="a", root_ca="r", serial="01")
+    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'compose_files' capability"):
+        service_files("extra", {"password": "x"}, tls, Settings())
+
+
+def test_extra_service_certs_dispatch_fails_naming_the_capability(extra: ServiceSpec) -> None:
+    from harness.certs import endpoint_from_json, reload_server, targets
+
+    container = _Container()
+    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'reload_tls' capability"):
+        reload_server("extra", object(), container, 1.0)
+    assert container.signals == []
+
+    @dataclasses.dataclass(frozen=True)
+    class Endpoint:
+        alias: str
+        tls: TlsInfo
+
+    ep = Endpoint("extra", TlsInfo(1234, "tls", "01", "/ca.pem", strict=False))
+    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'tls_targets' capability"):
+        targets({"extra": ep})
+    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'endpoint_from_json' capability"):
+        endpoint_from_json("extra", {})
+
+
+def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.certs import reload_server
+
+    (tmp_path / "plain_service_mod.py").write_text(textwrap.dedent(EXTRA.format(name="plain", tls=False)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.register("plain_service_mod")
+    try:
+        container = _Container()
+        with pytest.raises(MissingCapability, match=r"service 'plain' declares no 'tls' capability"):
+            reload_server("plain", object(), container, 1.0)
+        assert container.signals == []
+    finally:
+        registry.unregister("plain")
+        sys.modules.pop("plain_service_mod", None)
+
+
+def test_extra_service_endpoint_ops_work_once_declared(extra: ServiceSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same extra service with tls_targets declared: certs lists its listener, nothing else needed."""
+    from harness.certs import targets
+    from stack.base import main_tls_listener
+
+    monkeypatch.setitem(registry._loaded, "extra", dataclasses.replace(extra, ops={"tls_targets": main_tls_listener}))
+
+    @dataclasses.dataclass(frozen=True)
+    class Endpoint:
+        alias: str
+        tls: TlsInfo
+
+    found = targets({"extra": Endpoint("extra", TlsInfo(1234, "tls", "01", "/ca.pem", strict=False))})
+    assert [(t.service, t.alias, t.port, t.protocol) for t in found] == [("extra", "extra", 1234, "tls")]
