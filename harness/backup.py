@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from harness.errors import ConfigError, HarnessError
 from harness.files import write_file
 from harness.redact import register
+from stack.backup_ops import Captured as Captured  # re-exported: one artifact as a capture returns it
 
 SCHEMA = 2  # 2: HMAC bound to the backup id, AEAD data binds backup id + path, sub-keys per purpose
 SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
@@ -438,19 +439,6 @@ def _refusal(backup_id: str, findings: list[Finding], what: str) -> BackupError 
 
 
 # ---------------------------------------------------------------------------------------------- create
-
-
-@dataclass
-class Captured:
-    """One artifact as taken from a service (plaintext, in memory)."""
-
-    service: str
-    name: str
-    data: bytes
-    duration_s: float
-    meta: dict[str, Any] = field(default_factory=dict)
-    # Content minus volatile parts (dump dates, TTLs counting down), for incremental comparisons.
-    stable: bytes | None = None
 
 
 def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str], versions: dict[str, str],

@@ -486,7 +486,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
             raise ConfigError("--incremental needs an earlier backup to build on; run a full backup first")
         parent = previous[-1].id
     t0 = time.monotonic()
-    manifest = create(_up_target(), root, args.services, passphrase, parent)
+    manifest = create(_up_target(), root, args.services, passphrase, parent, log=console.print)
     console.print(f"backup {manifest.id} ({manifest.type}{', parent ' + parent if parent else ''}): "
                   f"{manifest.totals['stored']} of {manifest.totals['artifacts']} artifacts stored, "
                   f"{manifest.totals['stored_bytes']} bytes, {time.monotonic() - t0:.2f} s -> {root / manifest.id}")

@@ -14,12 +14,14 @@ optional. A rotated certificate is picked up live by the ``rotateCertificates`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import pymongo
 
+from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, private_files, run_checked, timed
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -186,6 +188,43 @@ def _reload(endpoint: MongoEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+#: the MongoDB tools' config with the password, inside the container while a step runs (never in argv).
+MONGO_CONFIG = f"{RESTORE_DIR}/mongo-tools.yaml"
+
+
+def _tools_config(src: BackupSource, extra: dict[str, tuple[bytes, str]] | None = None
+                  ) -> AbstractContextManager[None]:
+    """The tools' config with the password inside the MongoDB container (plus ``extra`` files), for the
+    duration of a ``with`` block."""
+    return private_files(src.container(), {MONGO_CONFIG: (f"password: {src.endpoint.password}\n".encode(),
+                                                          "mongodb"), **(extra or {})}, "mongodb")
+
+
+def backup_capture(src: BackupSource) -> list[Captured]:
+    """``mongodump --archive --gzip --db <db>`` (credentials in a 0600 ``--config`` file)."""
+    ep, c = src.endpoint, src.container()
+    cmd = ["mongodump", f"--config={MONGO_CONFIG}", "--username", ep.user, "--authenticationDatabase", "admin",
+           "--db", ep.database, "--archive", "--gzip", "--quiet"]
+    with _tools_config(src):
+        dump, seconds = timed(lambda: run_checked(c, cmd, "mongodb", "mongodump"))
+    return [Captured("mongodb", f"mongodb/{ep.database}.archive.gz", dump, seconds, {"tool": "mongodump"})]
+
+
+def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
+    """``mongorestore --drop`` of the archive (config and archive removed afterwards)."""
+    ep, c = src.endpoint, src.container()
+    archive = f"{RESTORE_DIR}/dump.archive.gz"
+    with _tools_config(src, {archive: (files[f"mongodb/{ep.database}.archive.gz"], "mongodb")}):
+        run_checked(c, ["mongorestore", f"--config={MONGO_CONFIG}", "--username", ep.user,
+                        "--authenticationDatabase", "admin", f"--archive={archive}", "--gzip", "--drop", "--quiet"],
+                    "mongodb", "mongorestore")
+
+
+def server_version(endpoint: MongoEndpoint) -> str:
+    with endpoint.client() as client:
+        return str(client.server_info()["version"])
+
+
 SPEC = ServiceSpec(
     name="mongodb",
     description="needs MongoDB (and Vault); skipped with the image named where no mongo image exists",
@@ -196,6 +235,7 @@ SPEC = ServiceSpec(
     combined_pem=True,
     rotatable_password=True,
     backup=True,
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

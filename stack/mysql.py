@@ -16,12 +16,23 @@ passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really mea
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import pymysql
 
+from stack.backup_ops import (
+    RESTORE_DIR,
+    BackupOps,
+    BackupSource,
+    Captured,
+    private_files,
+    run_checked,
+    timed,
+    tool_path,
+)
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -213,6 +224,49 @@ def _reload(endpoint: MySqlEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+#: root's client option file inside the container while a backup or restore step runs (never in argv).
+MYSQL_OPTIONS = f"{RESTORE_DIR}/client.cnf"
+
+
+def _option_file(src: BackupSource) -> AbstractContextManager[None]:
+    """Root's client option file inside the MySQL container, for the duration of a ``with`` block."""
+    content = f"[client]\nuser=root\npassword={src.endpoint.root_password}\n".encode()
+    return private_files(src.container(), {MYSQL_OPTIONS: (content, "mysql")}, "mysql")
+
+
+def backup_capture(src: BackupSource) -> list[Captured]:
+    """``mariadb-dump``/``mysqldump --single-transaction --routines --triggers --events --skip-dump-date
+    --databases <db>`` as root (credentials in a 0600 option file)."""
+    ep, c = src.endpoint, src.container()
+    tool = tool_path(c, "mariadb-dump", "mysqldump")
+    cmd = [tool, f"--defaults-extra-file={MYSQL_OPTIONS}", "--single-transaction", "--routines", "--triggers",
+           "--events", "--skip-dump-date", "--databases", ep.database]
+    with _option_file(src):
+        dump, seconds = timed(lambda: run_checked(c, cmd, "mysql", tool))
+    return [Captured("mysql", f"mysql/{ep.database}.sql", dump, seconds, {"tool": tool.rsplit("/", 1)[-1]})]
+
+
+def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
+    """The dump fed to the client as root (option file and dump removed afterwards)."""
+    ep, c = src.endpoint, src.container()
+    tool = tool_path(c, "mariadb", "mysql")
+    with _option_file(src), private_files(
+            c, {f"{RESTORE_DIR}/dump.sql": (files[f"mysql/{ep.database}.sql"], "mysql")}, "mysql"):
+        run_checked(c, ["sh", "-c", f'"$0" --defaults-extra-file={MYSQL_OPTIONS} < {RESTORE_DIR}/dump.sql', tool],
+                    "mysql", tool)
+
+
+def server_version(endpoint: MySqlEndpoint) -> str:
+    conn = endpoint.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            return str(row[0] if row else "unknown")
+    finally:
+        conn.close()
+
+
 SPEC = ServiceSpec(
     name="mysql",
     description="needs MySQL/MariaDB (and Vault)",
@@ -223,6 +277,8 @@ SPEC = ServiceSpec(
     compose_services=("mysql",),
     rotatable_password=True,
     backup=True,
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version,
+                         live_credentials=("password", "root_password")),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
+from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, private_files, run_checked, timed
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -205,6 +206,49 @@ def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+def backup_capture(src: BackupSource) -> list[Captured]:
+    """``pg_dump -Fc`` of the application database and ``pg_dumpall --globals-only --no-role-passwords`` (roles
+    without passwords, so a restore never changes a live login)."""
+    ep, c = src.endpoint, src.container()
+    # The fingerprint comes from a plain-format dump taken first (no timestamps in it); the stored archive is
+    # taken after it, so a change in between can only make the next incremental store it again.
+    plain = run_checked(c, ["pg_dump", "-Fp", "-U", ep.user, "-d", ep.dbname], "postgres", "pg_dump (plain)")
+    dump, seconds = timed(lambda: run_checked(c, ["pg_dump", "-Fc", "-U", ep.user, "-d", ep.dbname], "postgres",
+                                              "pg_dump -Fc"))
+    roles, roles_s = timed(lambda: run_checked(c, ["pg_dumpall", "--globals-only", "--no-role-passwords", "-U",
+                                                   ep.user], "postgres", "pg_dumpall --globals-only"))
+    return [Captured("postgres", f"postgres/{ep.dbname}.dump", dump, seconds, {"tool": "pg_dump -Fc"},
+                     _without_restrict_keys(plain)),
+            Captured("postgres", "postgres/globals.sql", roles, roles_s,
+                     {"tool": "pg_dumpall --globals-only --no-role-passwords"}, _without_restrict_keys(roles))]
+
+
+def _without_restrict_keys(sql: bytes) -> bytes:
+    """Plain dumps from current PostgreSQL releases carry ``\\restrict <random key>`` lines (a psql safety
+    measure); they differ on every dump, so they are left out of the content fingerprint."""
+    return b"\n".join(line for line in sql.split(b"\n") if not line.startswith((b"\\restrict", b"\\unrestrict")))
+
+
+def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
+    """Roles first (``psql``), then ``pg_restore --clean --if-exists`` of the database."""
+    ep, c = src.endpoint, src.container()
+    dump = files[f"postgres/{ep.dbname}.dump"]
+    with private_files(c, {f"{RESTORE_DIR}/pg.dump": (dump, "postgres"),
+                           f"{RESTORE_DIR}/globals.sql": (files.get("postgres/globals.sql", b""), "postgres")},
+                       "postgres"):
+        # Roles that already exist make psql print an error and go on; passwords are not in the file.
+        run_checked(c, ["psql", "-q", "-U", ep.user, "-d", ep.dbname, "-f", f"{RESTORE_DIR}/globals.sql"],
+                    "postgres", "psql")
+        run_checked(c, ["pg_restore", "--clean", "--if-exists", "--no-owner", "--exit-on-error", "-U", ep.user,
+                        "-d", ep.dbname, f"{RESTORE_DIR}/pg.dump"], "postgres", "pg_restore")
+
+
+def server_version(endpoint: PostgresEndpoint) -> str:
+    with endpoint.connect() as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0] if row else "unknown")
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
@@ -215,6 +259,7 @@ SPEC = ServiceSpec(
     compose_services=("postgres",),
     rotatable_password=True,
     backup=True,
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -15,6 +15,8 @@ RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +26,7 @@ import pika
 import requests
 from docker.models.containers import Container
 
+from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -251,6 +254,33 @@ def describe(endpoint: RabbitMqEndpoint) -> tuple[str, str]:
     return plain, secure
 
 
+def backup_capture(src: BackupSource) -> list[Captured]:
+    """The definitions export (users, vhosts, permissions, queues, exchanges, bindings, policies)."""
+    ep: RabbitMqEndpoint = src.endpoint
+    t0 = time.monotonic()
+    resp = ep.api("definitions")
+    if resp.status_code != 200:
+        raise StepFailed(f"GET /api/definitions answered {resp.status_code}: {resp.text[:200]}")
+    data = json.dumps(resp.json(), indent=1, sort_keys=True).encode()
+    return [Captured("rabbitmq", "rabbitmq/definitions.json", data, round(time.monotonic() - t0, 3),
+                     {"tool": "management API /api/definitions"})]
+
+
+def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
+    """Import the definitions; the live application user is left out, so its current password keeps working."""
+    ep: RabbitMqEndpoint = src.endpoint
+    definitions = json.loads(files["rabbitmq/definitions.json"])
+    definitions["users"] = [u for u in definitions.get("users", []) if u.get("name") != ep.user]
+    resp = requests.post(f"{ep.management_url()}/api/definitions", json=definitions, auth=(ep.user, ep.password),
+                         timeout=60, verify=ep.tls.ca_file if ep.tls is not None else True)
+    if resp.status_code not in (200, 201, 204):
+        raise StepFailed(f"POST /api/definitions answered {resp.status_code}: {resp.text[:300]}")
+
+
+def server_version(endpoint: RabbitMqEndpoint) -> str:
+    return str(endpoint.api("overview").json().get("rabbitmq_version"))
+
+
 SPEC = ServiceSpec(
     name="rabbitmq",
     description="needs RabbitMQ (and Vault)",
@@ -261,6 +291,7 @@ SPEC = ServiceSpec(
     compose_services=("rabbitmq",),
     rotatable_password=True,
     backup=True,
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -17,7 +17,10 @@ Readiness: every node answers an authenticated PING; then ``redis-cli --cluster 
 
 from __future__ import annotations
 
+import base64
+import json
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from redis.retry import Retry
 
 from harness.errors import ServiceStartError
 from harness.waiting import poll
+from stack.backup_ops import BackupOps, BackupSource, Captured
 from stack.base import (
     TLS_CA,
     TLS_CERT,
@@ -366,6 +370,64 @@ def describe(endpoint: RedisClusterEndpoint) -> tuple[str, str]:
             ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in endpoint.nodes if n.tls_port))
 
 
+def backup_capture(src: BackupSource) -> list[Captured]:
+    """Per master, every key as its ``DUMP`` payload (the key's RDB serialisation) with its absolute expiry
+    (``PEXPIRETIME``), and the master's slot ranges. (Whole-RDB restore would mean stopping each node and
+    swapping its data files under AOF; per-key payloads need neither.)"""
+    ep: RedisClusterEndpoint = src.endpoint
+    out = []
+    for node in ep.nodes:
+        with ep.node_client(node, decode_responses=False) as client:
+            role = client.execute_command("ROLE")[0]
+            if role != b"master":
+                continue
+            t0 = time.monotonic()
+            slots = [(int(s[0]), int(s[1])) for s in client.execute_command("CLUSTER", "SLOTS")
+                     if s[2][0].decode() == node.internal_ip]
+            lines = []
+            for key in sorted(client.scan_iter(count=1000)):
+                payload = client.dump(key)
+                if payload is None:
+                    continue
+                expires = int(client.execute_command("PEXPIRETIME", key))
+                lines.append(json.dumps({"k": _b64(key), "v": _b64(payload), "exp": expires}, sort_keys=True))
+        data = ("\n".join(lines) + "\n").encode() if lines else b""
+        name = "redis/shard-" + "_".join(f"{lo}-{hi}" for lo, hi in sorted(slots)) + ".jsonl"
+        out.append(Captured("redis", name, data, round(time.monotonic() - t0, 3),
+                            {"slots": sorted(slots), "keys": len(lines), "node": node.alias}))
+    return out
+
+
+def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
+    """``RESTORE ... ABSTTL REPLACE`` through the cluster, so each key lands on whichever master owns its slot;
+    keys that expired since the backup are left out."""
+    ep: RedisClusterEndpoint = src.endpoint
+    now_ms = int(time.time() * 1000)
+    cluster = ep.client(decode_responses=False)
+    try:
+        for name, data in files.items():
+            if not name.startswith("redis/"):
+                continue
+            for line in data.splitlines():
+                record = json.loads(line)
+                key = base64.b64decode(record["k"])
+                if record["exp"] > 0 and record["exp"] <= now_ms:
+                    continue  # expired since the backup
+                cluster.restore(key, max(record["exp"], 0), base64.b64decode(record["v"]), replace=True,
+                                absttl=record["exp"] > 0)
+    finally:
+        cluster.close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def server_version(endpoint: RedisClusterEndpoint) -> str:
+    with endpoint.node_client(endpoint.nodes[0]) as client:
+        return str(client.info("server")["redis_version"])
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
@@ -375,6 +437,7 @@ SPEC = ServiceSpec(
     compose_services=("redis-1", "redis-2", "redis-3"),
     rotatable_password=True,
     backup=True,
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

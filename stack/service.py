@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stack.backup_ops import BackupOps
 from stack.base import RunContext, TlsMaterial
 from stack.images import ImageSpec
 
@@ -84,7 +85,9 @@ class ServiceSpec:
         combined_pem: its server reads certificate chain and key from one file.
         image_optional: no image may be obtainable (no Debian build): its tests skip naming the image.
         rotatable_password: it can change its application password live (``change_password``).
-        backup: the backup CLI captures and restores it (``backup_capture`` / ``backup_restore``).
+        backup: the backup CLI captures and restores it (with ``backup_ops``; Vault, the root of trust, is
+            handled by the harness itself).
+        backup_ops: its backup capture, restore and version (:class:`~stack.backup_ops.BackupOps`), or None.
         initial_secret: the KV document for the service: random credentials and TLS flags.
         login: the login probe on an endpoint (readiness, compose health, attach checks).
         change_password: change the application password live, or None.
@@ -109,6 +112,7 @@ class ServiceSpec:
     combined_pem: bool = False
     rotatable_password: bool = False
     backup: bool = False
+    backup_ops: BackupOps | None = None
     initial_secret: Callable[[bool], dict[str, Any]] | None = None
     login: Callable[[Any], bool] | None = None
     change_password: Callable[[Any, str], None] | None = None

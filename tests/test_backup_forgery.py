@@ -145,9 +145,7 @@ class SpyTarget:
 def spy_restores(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every per-service restore function replaced by one that records its call."""
     called: list[str] = []
-    fakes = {name: (lambda t, files, _n=name: called.append(_n)) for name in backup_services.RESTORE}
-    monkeypatch.setattr(backup_services, "RESTORE", fakes)
-    monkeypatch.setattr(backup_services, "restore_vault", lambda t, files, adopt, timeout=60: called.append("vault"))
+    monkeypatch.setattr(backup_services, "restore_service", lambda t, name, files, adopt: called.append(name))
     return called
 
 

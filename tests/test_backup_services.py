@@ -16,6 +16,8 @@ import pytest
 
 from harness import backup_services as bs
 from harness.backup import BackupError
+from stack.mongodb import MONGO_CONFIG
+from stack.mysql import MYSQL_OPTIONS
 
 ROOT_PASSWORD = "root-pw-for-the-fake"  # a fake's value, checked to stay out of argv
 APP_PASSWORD = "app-pw-for-the-fake"
@@ -85,15 +87,21 @@ class FakeTarget:
         return ["mysql", "mongodb"]
 
 
-SECRET_FILES = {"mysql": bs.MYSQL_OPTIONS, "mongodb": bs.MONGO_CONFIG}
+SECRET_FILES = {"mysql": MYSQL_OPTIONS, "mongodb": MONGO_CONFIG}
 STEPS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
-    # step -> (service, failing tool, call)
-    "mysql backup": ("mysql", "mariadb-dump", bs.capture_mysql),
-    "mysql restore": ("mysql", "mariadb", lambda t: bs.restore_mysql(t, {"mysql/devstack.sql": b"-- dump\n"})),
-    "mongodb backup": ("mongodb", "mongodump", bs.capture_mongodb),
+    # step -> (service, failing tool, call): through the orchestrator, which finds each service's ops in its SPEC
+    "mysql backup": ("mysql", "mariadb-dump", lambda t: bs.capture_service(t, "mysql")),
+    "mysql restore": ("mysql", "mariadb",
+                      lambda t: bs.restore_service(t, "mysql", {"mysql/devstack.sql": b"-- dump\n"}, _no_adopt)),
+    "mongodb backup": ("mongodb", "mongodump", lambda t: bs.capture_service(t, "mongodb")),
     "mongodb restore": ("mongodb", "mongorestore",
-                        lambda t: bs.restore_mongodb(t, {"mongodb/devstack.archive.gz": b"\x1f\x8b"})),
+                        lambda t: bs.restore_service(t, "mongodb", {"mongodb/devstack.archive.gz": b"\x1f\x8b"},
+                                                     _no_adopt)),
 }
+
+
+def _no_adopt(init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
+    raise AssertionError("only Vault's restore adopts keys")
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["success", "tool-fails"])
