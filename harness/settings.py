@@ -282,8 +282,16 @@ def settings_table() -> list[tuple[str, str, str]]:
 
 
 def _describe(doc: str, name: str) -> str:
-    for line in doc.splitlines():
+    """The field's text in the class docstring, with its indented continuation lines."""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
         head, sep, rest = line.strip().partition(":")
         if sep and name in (part.strip() for part in head.split("/")):
-            return rest.strip()
+            indent = len(line) - len(line.lstrip())
+            parts = [rest.strip()]
+            for more in lines[i + 1:]:
+                if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                    break
+                parts.append(more.strip())
+            return " ".join(parts)
     return ""

@@ -86,6 +86,6 @@ def test_tls_strict_rejects_bad_services(tmp_path, value, message):
         load_settings({"HARNESS_TLS_STRICT": value}, cwd=tmp_path)
 
 
-def test_keep_run_state_is_in_the_readme_settings_table():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert f"| `HARNESS_KEEP_RUN_STATE` | `{Settings().keep_run_state}` |" in readme
+def test_keep_run_state_is_in_the_settings_page():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    assert f"| `HARNESS_KEEP_RUN_STATE` | `{Settings().keep_run_state}` |" in page

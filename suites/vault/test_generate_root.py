@@ -1,7 +1,7 @@
-"""The README's generate-root recipe, run verbatim against the stack's Vault: it must give a working root
-token (which is then revoked), so the documented recipe cannot rot.
+"""The generate-root recipe of docs/vault.md, run verbatim against the stack's Vault: it must give a working
+root token (which is then revoked), so the documented recipe cannot rot.
 
-The block is read from README.md (the fenced block after the ``generate-root recipe`` marker); only its two
+The block is read from docs/vault.md (the fenced block after the ``generate-root recipe`` marker); only its two
 placeholders are filled in. The token comes back on a file descriptor of its own, never on stdout, in argv
 or in a log."""
 
@@ -19,14 +19,14 @@ import pytest
 
 pytestmark = pytest.mark.vault
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "vault.md"  # the manual page with the recipe
 MARKER = "<!-- generate-root recipe:"
 
 
 def readme_recipe(text: str) -> str:
-    """The bash block right after the marker comment (fails loudly when the README lost it)."""
+    """The bash block right after the marker comment (fails loudly when the page lost it)."""
     found = re.search(re.escape(MARKER) + r"[^\n]*\n```bash\n(.*?)\n```", text, re.DOTALL)
-    assert found, f"README.md has no bash block after {MARKER!r}"
+    assert found, f"docs/vault.md has no bash block after {MARKER!r}"
     return found.group(1)
 
 
@@ -49,7 +49,7 @@ def _run(script: str, token_file: Path, env: dict[str, str] | None = None,
 
 def test_readme_generate_root_recipe_gives_a_root_token(harness_stack, vault_service, tmp_path):
     for tool in ("docker", "jq"):
-        assert shutil.which(tool), f"the README recipe needs `{tool}` on PATH"
+        assert shutil.which(tool), f"the docs/vault.md recipe needs `{tool}` on PATH"
     vault = harness_stack.require("vault")
     (container_id,) = vault.container_ids()
     name = harness_stack.client.containers.get(container_id).name
@@ -60,7 +60,7 @@ def test_readme_generate_root_recipe_gives_a_root_token(harness_stack, vault_ser
     token_file = tmp_path / "root-token"
     try:
         done = _run(script + '\nprintf %s "$root" >&"$TOKEN_FD"\n', token_file)
-        assert done.returncode == 0, f"the README recipe failed (exit {done.returncode}): {done.stderr[-1500:]}"
+        assert done.returncode == 0, f"the docs/vault.md recipe failed (exit {done.returncode}): {done.stderr[-1500:]}"
         root = token_file.read_text()
         assert root, "the recipe ended without a token"
         client = hvac.Client(url=vault_service.url, token=root, timeout=10)
@@ -71,7 +71,7 @@ def test_readme_generate_root_recipe_gives_a_root_token(harness_stack, vault_ser
         with pytest.raises(hvac.exceptions.Forbidden, match="permission denied"):
             client.auth.token.lookup_self()
     finally:
-        # An attempt left open by a failed step would block the next one: cancel it as the README says.
+        # An attempt left open by a failed step would block the next one: cancel it as docs/vault.md says.
         v = next(line for line in recipe.splitlines() if line.startswith("v() {"))
         _run(f"vault_container={name}\n{v}\nv operator generate-root -cancel >/dev/null\n", tmp_path / "unused",
              env={"VAULT_TOKEN": vault_service.token})
