@@ -23,10 +23,12 @@ from typing import Any
 import pytest
 
 from harness.backup import BackupError, basic_format_check, verify
-from harness.backup_services import MYSQL_OPTIONS, RESTORE_DIR, StackTarget, create, restore
+from harness.backup_services import StackTarget, create, restore
 from harness.backup_tamper import CASES, Chain, named
 from harness.engine import Stack
 from stack import registry
+from stack.backup_ops import RESTORE_DIR
+from stack.mysql import MYSQL_OPTIONS
 
 pytestmark = [pytest.mark.backup, pytest.mark.whole_stack, pytest.mark.destructive, pytest.mark.own_stack]
 #: Vault and every backed-up service whose image always exists (MongoDB's may not: its round trip is per service).
