@@ -269,7 +269,7 @@ def _env_names() -> list[str]:
 
 
 def settings_table() -> list[tuple[str, str, str]]:
-    """(env variable, default, description) rows, for the README and ``--help``."""
+    """(env variable, default, description) rows, for docs/settings.md (``python -m harness.settings_doc``)."""
     rows = []
     doc = Settings.__doc__ or ""
     for name, f in _FIELDS.items():

@@ -109,7 +109,7 @@ path "sys/storage/raft/snapshot-force" { capabilities = ["create", "update", "su
 path "sys/storage/raft/configuration" { capabilities = ["read"] }
 path "sys/policies/acl/*" { capabilities = ["read"] }
 # OpenBao 2.6+ runs `operator generate-root` through these authenticated endpoints (Vault's sys/generate-root
-# is unauthenticated); a new root token still needs the unseal-key quorum (README: "A new root token").
+# is unauthenticated); a new root token still needs the unseal-key quorum (docs/vault.md: "A new root token").
 path "sys/generate-root-token/*" { capabilities = ["create", "read", "update", "delete"] }
 """
 
