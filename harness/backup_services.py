@@ -34,8 +34,13 @@ from stack.service import MissingCapability
 
 VAULT = "vault"  # the root of trust: captured and restored by the harness itself, restored first
 NOT_BACKED_UP = "not backed up: no backup capability"
-__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "StackTarget", "UpStackTarget", "create", "plan", "restore",
-           "restore_verified", "services_in"]
+__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "StackTarget", "UpStackTarget",
+           "create", "plan", "restore", "restore_verified", "services_in"]
+
+
+class MissingBackupCapability(MissingCapability, BackupError):
+    """A service asked to back up or restore that declares no such capability (a ``BackupError`` too, so the
+    CLI reports it as an error line naming service and capability)."""
 
 
 class Target(Protocol):
@@ -54,9 +59,9 @@ def backup_ops(name: str) -> BackupOps:
     """The service's backup operations, or :class:`MissingCapability` naming what it lacks."""
     spec = registry.get(name)
     if not spec.backup:
-        raise MissingCapability(name, "backup")
+        raise MissingBackupCapability(name, "backup")
     if spec.backup_ops is None:
-        raise MissingCapability(name, "backup_ops")
+        raise MissingBackupCapability(name, "backup_ops")
     return spec.backup_ops
 
 
