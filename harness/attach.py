@@ -39,16 +39,16 @@ from harness.compose import (
 )
 from harness.docker_env import docker_client
 from harness.engine import ServiceRecord, StackReport
-from harness.errors import ComposeError, ServiceStartError
 from harness.pki import CaChain
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
-from harness.waiting import poll
 from stack import redis_cluster, registry, vault
 from stack.base import TlsMaterial
+from stack.errors import ComposeError, ServiceStartError
 from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
 from stack.service import PublishedService
 from stack.vault import VAULT_PORT, VaultInit
+from stack.waiting import poll
 
 Log = Callable[[str], None]
 

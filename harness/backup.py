@@ -43,10 +43,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from harness.errors import ConfigError, HarnessError
-from harness.files import write_file
 from harness.redact import register
 from stack.backup_ops import Captured as Captured  # re-exported: one artifact as a capture returns it
+from stack.errors import ConfigError, HarnessError
+from stack.files import write_file
 
 SCHEMA = 2  # 2: HMAC bound to the backup id, AEAD data binds backup id + path, sub-keys per purpose
 SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}

@@ -170,7 +170,7 @@ def restore_vault(t: Target, files: dict[str, bytes], adopt: Callable[[dict[str,
     token and AppRole credentials (``adopt``), and write the live servers' credentials into the restored KV."""
     import hvac
 
-    from harness.waiting import poll
+    from stack.waiting import poll
 
     ep = t.endpoint(VAULT)
     bundle = json.loads(files["vault/unseal.json"])
@@ -306,7 +306,7 @@ class UpStackTarget:
     def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
         from dataclasses import replace
 
-        from harness.files import write_file
+        from stack.files import write_file
 
         write_file(self.state_dir / "vault-init.json", json.dumps(init))
         write_file(self.state_dir / "vault-bootstrap.json", json.dumps(bootstrap, indent=2))

@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, HarnessError
-from harness.files import write_file
 from harness.pki import write_service_pem
-from harness.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int, tls12_only
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, fetch_material
 from stack import registry
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, client_tls_context, put_private_files
+from stack.errors import ConfigError, HarnessError
+from stack.files import write_file
 from stack.service import MissingCapability
+from stack.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int, tls12_only
 
 #: The user owning a service's key inside its container (each module's ``SPEC.owner``; the same name in the
 #: official and Debian images).

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import ConfigError, HarnessError
-from harness.files import write_file
 from harness.redact import redact
 from harness.settings import Settings, load_settings
 from stack import registry
+from stack.errors import ConfigError, HarnessError
+from stack.files import write_file
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
 console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)

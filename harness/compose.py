@@ -40,15 +40,16 @@ from cryptography.exceptions import InvalidSignature
 from docker import DockerClient
 from docker.models.containers import Container
 
-from harness.errors import ComposeError, ImageMissing
-from harness.files import write_file
 from harness.images import ImageResolver
-from harness.pki import CaChain, export_ca, self_signed
+from harness.pki import CaChain, export_ca
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, approle_login, bootstrap, fetch_material
 from stack import registry
 from stack import vault as vault_api
 from stack.base import TLS_CERT, TLS_KEY, TlsMaterial, put_private_files
+from stack.errors import ComposeError, ImageMissing
+from stack.files import write_file
+from stack.selfsigned import self_signed
 from stack.vault import VAULT_PORT, VaultInit
 
 Log = Callable[[str], None]

@@ -34,14 +34,14 @@ from harness.compose import (
     write_placeholder,
 )
 from harness.docker_env import docker_client
-from harness.errors import ComposeError
-from harness.files import write_file
 from harness.settings import Settings
-from harness.waiting import poll
 from stack import registry
 from stack import vault as vault_api
 from stack.base import TlsMaterial
+from stack.errors import ComposeError
+from stack.files import write_file
 from stack.vault import VAULT_PORT
+from stack.waiting import poll
 
 Log = Callable[[str], None]
 

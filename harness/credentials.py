@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import hvac
 
-from harness.errors import HarnessError
 from harness.redact import register
 from stack import registry
 from stack.base import random_secret
+from stack.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.engine import Stack

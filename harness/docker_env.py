@@ -13,7 +13,7 @@ import docker
 import docker.errors
 from docker import DockerClient
 
-from harness.errors import DockerUnavailable
+from stack.errors import DockerUnavailable
 
 RYUK_IMAGE = "testcontainers/ryuk:0.8.1"
 _FIX_HINT = (

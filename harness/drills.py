@@ -36,7 +36,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness.errors import HarnessError, ReadinessTimeout
 from harness.redis_slots import (
     CLUSTER_SLOTS,
     ClusterNode,
@@ -47,8 +46,9 @@ from harness.redis_slots import (
     parse_cluster_nodes,
 )
 from harness.settings import Settings
-from harness.waiting import poll
+from stack.errors import HarnessError, ReadinessTimeout
 from stack.redis_cluster import REDIS_PORT, RedisCluster, RedisNodeContainer
+from stack.waiting import poll
 
 FAULTS = ("kill", "stop", "pause", "disconnect")
 FAILOVER_METRICS = ("detect_ms", "promote_ms", "cluster_ok_ms", "client_outage_ms", "lost_writes",

@@ -29,8 +29,6 @@ from docker import DockerClient
 from testcontainers.core.network import Network
 
 from harness.docker_env import configure_testcontainers, docker_client
-from harness.errors import ConfigError, HarnessError, ImageMissing, ServiceStartError
-from harness.files import write_file
 from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
 from harness.redact import register_fields
@@ -47,6 +45,8 @@ from stack.base import (
     Service,
     TlsMaterial,
 )
+from stack.errors import ConfigError, HarnessError, ImageMissing, ServiceStartError
+from stack.files import write_file
 from stack.service import MakeRequest
 from stack.vault import VaultContainer
 

@@ -30,8 +30,8 @@ import docker.errors
 from docker import DockerClient
 
 from harness.docker_env import image_present
-from harness.errors import ConfigError, ImageBuildError
 from harness.settings import Settings
+from stack.errors import ConfigError, ImageBuildError
 from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE, OPENBAO_VERSION, ImageSpec
 
 Log = Callable[[str], None]

@@ -31,11 +31,11 @@ import pytest
 from harness.attach import AttachedStack
 from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
-from harness.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from harness.redact import active, contains_secret, redact, redact_in_place, register_fields, register_state_dir
 from harness.report import Outcomes, build_report, write_report
 from harness.settings import Settings, load_settings
 from stack import registry
+from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from harness.waiting import poll
+from stack.waiting import poll
 
 CLUSTER_SLOTS = 16384
 BAD_FLAGS = ("fail", "fail?", "noaddr", "handshake")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from harness.errors import ConfigError
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 from stack import registry
+from stack.errors import ConfigError
 
 ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
 from harness.redact import redact
+from stack.errors import HarnessError
 
 OUTCOMES = ("passed", "failed", "skipped", "error")
 FAILING = ("failed", "error")

@@ -27,11 +27,11 @@ import hvac
 import hvac.exceptions
 import requests
 
-from harness.errors import VaultError
-from harness.files import write_file
-from harness.waiting import poll
 from stack import registry
 from stack.base import TlsMaterial
+from stack.errors import VaultError
+from stack.files import write_file
+from stack.waiting import poll
 
 ADMIN_POLICY = "harness-admin"
 

@@ -22,8 +22,8 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
-from harness.errors import ServiceStartError
-from harness.waiting import poll
+from stack.errors import ServiceStartError
+from stack.waiting import poll
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

@@ -32,8 +32,6 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.retry import Retry
 
-from harness.errors import ServiceStartError
-from harness.waiting import poll
 from stack.backup_ops import BackupOps, BackupSource, Captured
 from stack.base import (
     TLS_CA,
@@ -48,9 +46,11 @@ from stack.base import (
     endpoint_from_json,
     random_secret,
 )
+from stack.errors import ServiceStartError
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
+from stack.waiting import poll
 
 REDIS_PORT = 6379
 REDIS_TLS_PORT = 6380

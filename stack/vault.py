@@ -23,11 +23,6 @@ from typing import Any
 import hvac
 import requests
 
-from harness.errors import VaultError
-from harness.files import write_file
-from harness.pki import self_signed
-from harness.tlsprobe import handshake, serial_to_int, unverified_context
-from harness.waiting import poll
 from stack.base import (
     TLS_CERT,
     TLS_KEY,
@@ -39,9 +34,14 @@ from stack.base import (
     TlsMaterial,
     endpoint_from_json,
 )
+from stack.errors import VaultError
+from stack.files import write_file
 from stack.images import OPENBAO_VERSION, ImageSpec
+from stack.selfsigned import self_signed
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import GO_TLS12
+from stack.tlsprobe import handshake, serial_to_int, unverified_context
+from stack.waiting import poll
 
 VAULT_PORT = 8200
 VAULT_TLS_PORT = 8300

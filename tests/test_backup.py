@@ -76,7 +76,7 @@ def test_incremental_references_unchanged_content(tmp_path):
 
 def test_incremental_keeps_the_parents_encryption(tmp_path):
     full = build_backup(tmp_path, _items(), services=["postgres"], versions={}, passphrase=None)
-    from harness.errors import ConfigError
+    from stack.errors import ConfigError
 
     with pytest.raises(ConfigError, match="same encryption"):
         build_backup(tmp_path, _items(), services=["postgres"], versions={}, passphrase=PASS, parent_id=full.id)

@@ -38,7 +38,7 @@ from harness.backup_tamper import (
     write_manifest,
 )
 from harness.cli import main
-from harness.errors import ConfigError
+from stack.errors import ConfigError
 
 PASS = b"the owner's passphrase, 0600"
 

@@ -27,10 +27,10 @@ from harness.compose import (
     needs_new_leaf,
     service_files,
 )
-from harness.errors import ComposeError
 from harness.settings import SERVICES, Settings
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, TLS_PEM, TlsMaterial
+from stack.errors import ComposeError
 from stack.images import CATALOGUE
 from stack.tls_policy import ERLANG_TLS13, GO_TLS12, OPENSSL_TLS12, TLS12_CIPHERS
 from stack.vault import VAULT_PORT, VAULT_TLS_PORT, server_config

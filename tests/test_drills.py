@@ -12,8 +12,8 @@ import pytest
 
 from harness import drills
 from harness.drills import _Ack
-from harness.errors import ReadinessTimeout
 from harness.redis_slots import ClusterNode
+from stack.errors import ReadinessTimeout
 
 
 class Boom(Exception):

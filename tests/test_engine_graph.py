@@ -7,8 +7,8 @@ import re
 import pytest
 
 from harness.engine import DEPENDENCIES, new_run_id, start_layers, validate_services, with_dependencies
-from harness.errors import ConfigError
 from harness.settings import SERVICES
+from stack.errors import ConfigError
 
 
 def test_postgres_pulls_in_vault_only():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import ConfigError
 from harness.images import context_digest, debian_specs
+from stack.errors import ConfigError
 from stack.images import CATALOGUE
 
 

@@ -14,10 +14,10 @@ import pytest
 
 import harness.docker_env
 from harness.cli import main
-from harness.errors import ConfigError
 from harness.runstate import OWNER_FILE, owner_alive, prune_run_state, prune_runs, write_owner
 from harness.settings import load_settings
 from stack.base import LABEL_RUN_ID
+from stack.errors import ConfigError
 
 
 def _ids(count: int, day: str = "20250101") -> list[str]:

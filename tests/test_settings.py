@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
 from harness.settings import Settings, load_settings, settings_table
+from stack.errors import ConfigError
 
 
 def test_defaults(tmp_path):

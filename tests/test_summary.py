@@ -10,7 +10,6 @@ import pytest
 
 from harness.cli import main
 from harness.drills import FailoverRound, NodeLossRound, report
-from harness.errors import ConfigError
 from harness.settings import load_settings
 from harness.summary import (
     FLOORS,
@@ -21,6 +20,7 @@ from harness.summary import (
     suite_of,
     summarize,
 )
+from stack.errors import ConfigError
 
 
 def _result(nodeid, outcome, reason=""):

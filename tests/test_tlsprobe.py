@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.pki import self_signed
-from harness.tlsprobe import (
+from stack.selfsigned import self_signed
+from stack.tls_policy import OPENSSL_TLS12, TLS12_CIPHERS, WEAK_TLS12
+from stack.tlsprobe import (
     ACCEPTS_LEGACY_VERSION,
     ACCEPTS_WEAK_SUITE,
     MODERN_HANDSHAKE_FAILED,
@@ -42,7 +43,6 @@ from harness.tlsprobe import (
     tls12_only,
     unverified_context,
 )
-from stack.tls_policy import OPENSSL_TLS12, TLS12_CIPHERS, WEAK_TLS12
 
 Handler = Callable[[socket.socket], None]
 
@@ -321,7 +321,7 @@ def test_tls12_only_context_negotiates_tls12(cert_files):
 
 def test_served_records_the_tls12_suite(cert_files):
     from harness.certs import TlsTarget, served
-    from harness.tlsprobe import int_to_serial as to_serial
+    from stack.tlsprobe import int_to_serial as to_serial
 
     with tls_server(cert_files, ciphers=OPENSSL_TLS12, server_order=True) as port:
         first = handshake("127.0.0.1", port, "tls", unverified_context(), None)

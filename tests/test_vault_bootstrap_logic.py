@@ -5,7 +5,6 @@ from __future__ import annotations
 import hvac.exceptions
 import pytest
 
-from harness.errors import VaultError
 from harness.vault_bootstrap import (
     ADMIN_POLICY_HCL,
     AppRoleSettings,
@@ -15,6 +14,7 @@ from harness.vault_bootstrap import (
     service_names,
     service_policy,
 )
+from stack.errors import VaultError
 
 
 class _FailingSys:

@@ -257,7 +257,7 @@ def test_no_password_file_left_in_the_mysql_container(round_trip, tmp_path):
 
 def test_passphrase_file_must_be_private(tmp_path):
     from harness.backup import read_passphrase
-    from harness.errors import ConfigError
+    from stack.errors import ConfigError
 
     path = tmp_path / "pass"
     path.write_text("correct horse battery staple")

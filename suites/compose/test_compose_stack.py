@@ -22,8 +22,8 @@ from harness.attach import ensure_cluster, probe
 from harness.certs import OWNERS, served, targets
 from harness.compose import COMPOSE_SERVICES, file_name
 from harness.compose_run import status
-from harness.waiting import poll
 from stack import mysql, postgres, redis_cluster
+from stack.waiting import poll
 
 pytestmark = pytest.mark.compose_stack
 SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]

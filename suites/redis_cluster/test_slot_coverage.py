@@ -27,8 +27,8 @@ from harness.redis_slots import (
     shard_ranges,
     slot_markers,
 )
-from harness.waiting import poll
 from stack.redis_cluster import REDIS_PORT, REDIS_TLS_PORT
+from stack.waiting import poll
 
 pytestmark = pytest.mark.redis
 

@@ -12,8 +12,8 @@ import requests
 from cryptography import x509
 
 from harness.certs import targets
-from harness.tlsprobe import handshake, int_to_serial
 from stack.base import client_tls_context
+from stack.tlsprobe import handshake, int_to_serial
 
 pytestmark = [pytest.mark.tls, pytest.mark.destructive]
 

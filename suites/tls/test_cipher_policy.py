@@ -3,7 +3,7 @@ only a CBC/SHA-1 suite, only a suite without forward secrecy (RSA key exchange) 
 is refused, while a TLS 1.2 handshake with the same listener succeeds on a policy suite and a default client
 still gets TLS 1.3. Where the server can enforce its own order, its order wins.
 
-Each refusal is a :func:`harness.tlsprobe.check_tls12_suite` verdict: believed only when the modern handshake in
+Each refusal is a :func:`stack.tlsprobe.check_tls12_suite` verdict: believed only when the modern handshake in
 the same check succeeded and the weak offer ended in a refusal alert from the server, after a local control
 server proved this client really offers the weak suite. Plaintext, resets and local errors never count.
 """
@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from harness.certs import served, targets
-from harness.tlsprobe import Offer, check_tls12_suite, client_offers, server_picks
 from stack.tls_policy import SERVER_ORDER, TLS12_CIPHERS, WEAK_TLS12
+from stack.tlsprobe import Offer, check_tls12_suite, client_offers, server_picks
 
 SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 pytestmark = pytest.mark.tls

@@ -12,8 +12,8 @@ import hvac
 import pytest
 import requests
 
-from harness.waiting import poll
 from stack.redis_cluster import REDIS_PORT, REDIS_TLS_PORT
+from stack.waiting import poll
 
 pytestmark = pytest.mark.tls
 

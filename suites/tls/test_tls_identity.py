@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress, SubjectAlternativeName
 
 from harness.certs import served, targets
-from harness.pki import self_signed
-from harness.tlsprobe import LEGACY_VERSIONS, check_legacy, client_speaks, handshake, serial_to_int
+from stack.selfsigned import self_signed
+from stack.tlsprobe import LEGACY_VERSIONS, check_legacy, client_speaks, handshake, serial_to_int
 
 SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 pytestmark = pytest.mark.tls

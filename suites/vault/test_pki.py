@@ -17,9 +17,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.certs import targets
 from harness.plugin import service_params
-from harness.tlsprobe import handshake, int_to_serial
 from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
 from stack import registry
+from stack.tlsprobe import handshake, int_to_serial
 
 # No module-wide `vault` marker: a case about another service's leaf or PKI role carries that service's marker
 # (service_params) and runs under `-m <service>`; the tests about Vault alone carry `vault` themselves.

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from harness.errors import HarnessError
-from harness.pki import self_signed
+from stack.errors import HarnessError
+from stack.selfsigned import self_signed
 
 PROTOCOLS = ("tls", "postgres", "mysql")
 PG_SSL_REQUEST = struct.pack("!ii", 8, 80877103)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from harness.errors import ReadinessTimeout
+from stack.errors import ReadinessTimeout
 
 T = TypeVar("T")
 
