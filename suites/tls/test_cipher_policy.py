@@ -13,24 +13,14 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from harness.certs import served, targets
+from harness.certs import served
+from harness.plugin import service_params
+from stack import registry
 from stack.tls_policy import SERVER_ORDER, TLS12_CIPHERS, WEAK_TLS12
 from stack.tlsprobe import Offer, check_tls12_suite, client_offers, server_picks
 
-SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+SERVICES = registry.with_capability("tls")
 pytestmark = pytest.mark.tls
-
-
-def _by_service(names: list[str]) -> list[object]:
-    return [pytest.param(s, marks=getattr(pytest.mark, s), id=s) for s in names]
-
-
-@pytest.fixture
-def listeners(request, harness_stack, service):
-    request.getfixturevalue(f"{service}_service")  # skips with the reason if the service is unavailable here
-    found = targets({service: harness_stack.endpoint(service)})
-    assert found, f"{service} has no TLS listener: Vault's tls_enabled flag or the TLS wiring is broken"
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +32,7 @@ def client_offers_weak_suites() -> None:
 
 
 @pytest.mark.parametrize("cipher", list(WEAK_TLS12))
-@pytest.mark.parametrize("service", _by_service(SERVICES))
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_weak_tls12_suite_is_refused(listeners, client_offers_weak_suites, service, cipher):
     for target in listeners:
         verdict = check_tls12_suite(target.host, target.port, target.protocol, cipher)
@@ -53,7 +43,7 @@ def test_weak_tls12_suite_is_refused(listeners, client_offers_weak_suites, servi
             f"{target.alias} serves a non-RSA certificate: the RSA-authenticated offer {cipher} proves nothing")
 
 
-@pytest.mark.parametrize("service", _by_service(SERVICES))
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_tls12_gets_a_policy_suite_and_tls13_is_kept(listeners, service):
     for target in listeners:
         status = served(target)  # verified handshakes: the default one, then one capped at TLS 1.2
@@ -61,7 +51,7 @@ def test_tls12_gets_a_policy_suite_and_tls13_is_kept(listeners, service):
         assert status.version == "TLSv1.3", f"{target.alias} negotiated {status.version} with a default client"
 
 
-@pytest.mark.parametrize("service", _by_service([s for s in SERVICES if SERVER_ORDER[s]]))
+@pytest.mark.parametrize("service", service_params([s for s in SERVICES if SERVER_ORDER[s]]))
 def test_server_cipher_order_wins(listeners, service):
     rsa_suites = [c for c in TLS12_CIPHERS if c.startswith("ECDHE-RSA-")]
     pair = (rsa_suites[1], rsa_suites[0])  # the client prefers the server's second choice

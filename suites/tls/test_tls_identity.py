@@ -15,24 +15,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress, SubjectAlternativeName
 
-from harness.certs import served, targets
+from harness.certs import served
+from harness.plugin import service_params
+from stack import registry
 from stack.selfsigned import self_signed
 from stack.tlsprobe import LEGACY_VERSIONS, check_legacy, client_speaks, handshake, serial_to_int
 
-SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+SERVICES = registry.with_capability("tls")
 pytestmark = pytest.mark.tls
-
-
-def _by_service():
-    return [pytest.param(s, marks=getattr(pytest.mark, s), id=s) for s in SERVICES]
-
-
-@pytest.fixture
-def listeners(request, harness_stack, service):
-    request.getfixturevalue(f"{service}_service")  # skips with the reason if the service is unavailable here
-    found = targets({service: harness_stack.endpoint(service)})
-    assert found, f"{service} has no TLS listener: Vault's tls_enabled flag or the TLS wiring is broken"
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def other_ca(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("service", _by_service())
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_served_certificate_is_the_vault_issued_one(listeners, harness_stack, service):
     for target in listeners:
         status = served(target)  # a verified handshake: chain to the exported root, hostname checked
@@ -61,7 +51,7 @@ def status_sans(target) -> set[str]:
     return {*ext.get_values_for_type(DNSName), *(str(ip) for ip in ext.get_values_for_type(IPAddress))}
 
 
-@pytest.mark.parametrize("service", _by_service())
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_wrong_hostname_is_refused(listeners, service):
     for target in listeners:
         context = ssl.create_default_context(cafile=target.ca_file)
@@ -69,7 +59,7 @@ def test_wrong_hostname_is_refused(listeners, service):
             handshake(target.host, target.port, target.protocol, context, "not-in-the-certificate.invalid")
 
 
-@pytest.mark.parametrize("service", _by_service())
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_other_ca_is_refused(listeners, other_ca, service):
     for target in listeners:
         context = ssl.create_default_context(cafile=str(other_ca))
@@ -78,7 +68,7 @@ def test_other_ca_is_refused(listeners, other_ca, service):
 
 
 @pytest.mark.parametrize("version", sorted(LEGACY_VERSIONS))
-@pytest.mark.parametrize("service", _by_service())
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_legacy_tls_versions_are_refused(listeners, service, version):
     # Proof the client really offers this version: a local server pinned to it completes the handshake.
     assert client_speaks(version) == version
@@ -89,7 +79,7 @@ def test_legacy_tls_versions_are_refused(listeners, service, version):
         assert verdict.refused, f"{target.alias}: {verdict}"
 
 
-@pytest.mark.parametrize("service", _by_service())
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_expected_serial_is_what_vault_recorded(listeners, harness_stack, service):
     """The serial the harness compares against is the one Vault itself lists as issued."""
     vault = harness_stack.endpoint("vault").client()
