@@ -22,11 +22,11 @@ from harness.attach import ensure_cluster, probe
 from harness.certs import OWNERS, served, targets
 from harness.compose import COMPOSE_SERVICES, file_name
 from harness.compose_run import status
+from harness.plugin import service_params
 from stack import mysql, postgres, redis_cluster
 from stack.waiting import poll
 
 pytestmark = pytest.mark.compose_stack
-SERVICES = ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 AUTH_REFUSED = {  # service -> (exception, message) of a login with a wrong password
     "postgres": (psycopg.OperationalError, "password authentication failed for user"),
     "mysql": (pymysql.err.OperationalError, r"^\(1045, .Access denied for user"),
@@ -42,10 +42,6 @@ def _attach_only(harness_stack):
         pytest.skip(reason="checks the compose stack: run with --stack compose after `python -m harness compose up`")
 
 
-def _params(names):
-    return [pytest.param(s, marks=getattr(pytest.mark, s)) for s in names]
-
-
 def _in_container(container, path):
     result = container.exec_run(["sh", "-c", f"base64 < {path} && stat -c '%a %U' {path}"])
     assert result.exit_code == 0, f"{container.name}: reading {path} failed: {result.output[-200:]!r}"
@@ -59,7 +55,7 @@ def _password_file(name):
             "rabbitmq": "/etc/rabbitmq/conf.d/90-harness-credentials.conf"}[name]
 
 
-@pytest.mark.parametrize("name", _params(SERVICES))
+@pytest.mark.parametrize("name", service_params(AUTH_REFUSED))
 def test_started_with_the_password_vault_holds(name, harness_stack, request):
     endpoint = request.getfixturevalue(f"{name}_service")  # built from Vault's KV, read with the AppRole
     path = _password_file(name)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 
 from harness.certs import status
+from harness.plugin import service_params
 from harness.vault_bootstrap import ttl_seconds
+from stack import registry
 
 pytestmark = pytest.mark.tls
 
-SERVICES = ["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+SERVICES = registry.with_capability("tls")
 
 
-@pytest.mark.parametrize("service", [pytest.param(s, marks=getattr(pytest.mark, s), id=s) for s in SERVICES])
+@pytest.mark.parametrize("service", service_params(SERVICES))
 def test_days_left_within_bounds(request, harness_stack, service):
     request.getfixturevalue(f"{service}_service")
     settings = harness_stack.settings
