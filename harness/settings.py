@@ -27,9 +27,6 @@ ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]
 _PKI = PkiSettings()
 _APPROLE = AppRoleSettings()
-#: The built-in services at import time, in order (``stack.registry``). Code that must also see services added
-#: later with ``registry.register`` calls ``registry.names()``, as validation below does.
-SERVICES: tuple[str, ...] = registry.names()
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from harness.compose import (
     needs_new_leaf,
     service_files,
 )
-from harness.settings import SERVICES, Settings
-from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster
+from harness.settings import Settings
+from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, registry
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, TLS_PEM, TlsMaterial
 from stack.errors import ComposeError
 from stack.images import CATALOGUE
@@ -55,7 +55,7 @@ def test_every_harness_service_is_in_the_file(spec):
 
     assert compose_drift(spec["services"]) == []
     assert set(spec["services"]) == {c for names in COMPOSE_SERVICES.values() for c in names}
-    assert set(COMPOSE_SERVICES) == set(SERVICES)
+    assert set(COMPOSE_SERVICES) == set(registry.names())
 
 
 def test_compose_drift_names_what_is_missing_and_what_is_extra(spec):

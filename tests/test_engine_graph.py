@@ -7,7 +7,7 @@ import re
 import pytest
 
 from harness.engine import DEPENDENCIES, new_run_id, start_layers, validate_services, with_dependencies
-from harness.settings import SERVICES
+from stack import registry
 from stack.errors import ConfigError
 
 
@@ -21,14 +21,14 @@ def test_dependencies_come_first_and_no_duplicates():
 
 
 def test_everything_but_vault_starts_in_one_parallel_layer():
-    layers = start_layers(SERVICES)
+    layers = start_layers(registry.names())
     assert layers[0] == ["vault"]
-    assert sorted(layers[1]) == sorted(s for s in SERVICES if s != "vault")
+    assert sorted(layers[1]) == sorted(s for s in registry.names() if s != "vault")
     assert len(layers) == 2
 
 
 def test_every_service_has_a_dependency_entry():
-    assert set(DEPENDENCIES) == set(SERVICES)
+    assert set(DEPENDENCIES) == set(registry.names())
 
 
 def test_dependencies_are_the_specs_depends_on():

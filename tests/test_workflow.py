@@ -27,7 +27,6 @@ from harness.cli import build_parser
 from harness.drills import report as drill_report
 from harness.engine import with_dependencies
 from harness.report import Outcomes, build_report
-from harness.settings import SERVICES
 from stack import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +222,7 @@ def test_marker_expressions_use_declared_markers_only():
 
 def test_every_service_has_a_group():
     groups = [entry["group"] for entry in runner.expand_matrix("services", workflow()["jobs"]["services"])]
-    assert sorted(groups) == sorted(SERVICES)
+    assert sorted(groups) == sorted(registry.names())
 
 
 def _collect(workflow_argv: list[str], tmp_path: Path, expression: str | None = None) -> tuple[list[str], list[str]]:
@@ -262,7 +261,7 @@ def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp
         assert ids, f"group {group} selects no test"
         assert services == with_dependencies([group]), f"group {group} would start {services}"
         selected[group] = ids
-    assert sorted(selected) == sorted(SERVICES)
+    assert sorted(selected) == sorted(registry.names())
     full = [argv for step, argv in pytest_runs() if step.job_id == "full-stack"]
     assert len(full) == 1 and marker_expression(full[0]) in (None, "not compose_stack"), \
         "full-stack must run every suite (but the attach-mode-only compose_stack checks)"
@@ -510,7 +509,7 @@ def test_runner_lists_jobs_and_expands_the_matrix():
     assert code == 0
     for job_id in ("services", "full-stack", "compose", "summary"):
         assert re.search(rf"^{re.escape(job_id)}\b", text, re.MULTILINE), text
-    for service in SERVICES:
+    for service in registry.names():
         assert f"matrix: group={service}," in text
     assert "[uses (skipped here)] uses actions/checkout@v4" in text
 
@@ -518,7 +517,7 @@ def test_runner_lists_jobs_and_expands_the_matrix():
 def test_runner_dry_run_of_every_job():
     code, text = _main("--all", "--dry-run")
     assert code == 0, text
-    assert text.count("=== job services (") == len(SERVICES)
+    assert text.count("=== job services (") == len(registry.names())
     assert "env HARNESS_IMAGES=debian" in text  # registry-free default here
     assert '-m "postgres and not drill and not backup and not compose_stack"' in text
     assert "harness drill redis-failover --rounds \"$DRILL_ROUNDS\"" in text and "env DRILL_ROUNDS=5" in text
