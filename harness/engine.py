@@ -151,13 +151,15 @@ class Stack:
 
     Args:
         settings: resolved harness settings.
-        keep: leave containers running after this process exits (``harness up``).
+        keep: leave containers running after this process exits (``harness up``, a shared stack).
+        labels: labels that replace the defaults on containers and network (a shared stack: keep flag, owner).
         log: where progress lines go.
         client: a docker client (the default engine when omitted).
     """
 
     def __init__(self, settings: Settings, *, keep: bool = False, log: Log | None = None,
-                 client: DockerClient | None = None, run_id: str | None = None) -> None:
+                 client: DockerClient | None = None, run_id: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.keep = keep
         self.log: Log = log or (lambda _: None)
@@ -177,6 +179,7 @@ class Stack:
         self._lock = threading.Lock()
         self._closed = False
         self._ctx: RunContext | None = None
+        self.extra_labels = dict(labels or {})  # e.g. a shared stack's keep flag and owner (harness.reuse)
         if not keep:
             atexit.register(self.close)
 
@@ -235,7 +238,8 @@ class Stack:
             os.chmod(self.state_dir, 0o700)
             write_owner(self.state_dir, keep=self.keep)  # protects it from pruning until its containers exist
             labels = {LABEL_RUN_ID: self.run_id, LABEL_OWNER_PID: str(os.getpid()),
-                      LABEL_OWNER_HOST: socket.gethostname(), LABEL_KEEP: "true" if self.keep else "false"}
+                      LABEL_OWNER_HOST: socket.gethostname(), LABEL_KEEP: "true" if self.keep else "false",
+                      **self.extra_labels}
             self._network = Network(docker_network_kw={"labels": labels}).create()
             self._ctx = RunContext(run_id=self.run_id, labels=labels, network=self._network,
                                    ready_timeout=self.settings.ready_timeout,

@@ -12,14 +12,19 @@
 * A JSON run report (images, time-to-ready, tests with skip reasons) is written at the end.
 * Every secret the run knows (``harness.redact``) is replaced by ``***`` in each test report before anything
   reads it (terminal, JUnit XML, the JSON report) and in the attached logs.
+* ``--reuse`` keeps the session stack for the next run and attaches to it; ``pytest -n N`` (pytest-xdist) shares
+  one session stack among the workers and merges what they measured into one run report (:mod:`harness.reuse`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import signal
+import time
 import types
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +36,17 @@ import pytest
 from harness.attach import AttachedStack
 from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
-from harness.redact import active, contains_secret, redact, redact_in_place, register_fields, register_state_dir
+from harness.redact import (
+    active,
+    contains_secret,
+    redact,
+    redact_data,
+    redact_in_place,
+    register_fields,
+    register_state_dir,
+)
 from harness.report import Outcomes, build_report, write_report
+from harness.reuse import SharedStack, key_for, process_start_time, stack_access
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
@@ -48,6 +62,10 @@ class _State:
     outcomes: Outcomes = field(default_factory=Outcomes)
     drills: list[dict[str, Any]] = field(default_factory=list)
     benchmarks: dict[str, Any] = field(default_factory=dict)
+    reuse: bool = False
+    shared: SharedStack | None = None
+    first_test_at: float | None = None  # epoch seconds: the first test's call phase began
+    workers: list[dict[str, Any]] = field(default_factory=list)  # xdist controller: what each worker sent
 
 
 _STATE = pytest.StashKey[_State]()
@@ -73,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--stack", choices=["testcontainers", "compose"], default=None,
                     help="compose: attach mode, check the running compose stack (`python -m harness compose up`) "
                          "instead of starting containers (default: HARNESS_STACK or testcontainers)")
+    group.addoption("--reuse", action="store_true", default=None,
+                    help="keep the session stack at the end and attach to it in the next run when its configuration "
+                         "matches (default: HARNESS_REUSE); destructive tests on it are skipped")
     group.addoption("--allow-destructive", action="store_true", default=None,
                     help="in attach mode, also run the destructive tests (restarts, rotations) against the compose "
                          "stack (default: HARNESS_ALLOW_DESTRUCTIVE or skip them)")
@@ -92,7 +113,13 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings.with_overrides(allow_destructive=True)
     config.stash[_STATE] = _State(settings=settings,
                                   report_path=Path(report) if report else settings.report_file,
-                                  keep=settings.keep_stack if keep is None else bool(keep))
+                                  keep=settings.keep_stack if keep is None else bool(keep),
+                                  reuse=settings.reuse or bool(config.getoption("reuse")))
+    if getattr(config.option, "dist", "no") == "load":  # -n N: a group's own stack starts on one worker only
+        config.option.dist = "loadgroup"
+    if getattr(config, "workerinput", {}).get("harness_dist") == "loadgroup":
+        config.option.loadgroup = True
+        config.pluginmanager.register(_Grouper(), "devstack-harness-xdist-groups")
     config.pluginmanager.register(_Recorder(config.stash[_STATE].outcomes), "devstack-harness-recorder")
 
 
@@ -144,6 +171,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Destructive tests (restarts, kills, restores) run after everything that expects a calm stack.
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
     settings = config.stash[_STATE].settings
+    if config.stash[_STATE].reuse and settings.stack != "compose":
+        for item in items:
+            if item.get_closest_marker("destructive") is not None and services_of(item):
+                item.add_marker(pytest.mark.skip(reason=REUSE_DESTRUCTIVE))
     if settings.stack == "compose":
         for item in items:
             if item.get_closest_marker("own_stack") is not None:
@@ -176,6 +207,54 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line(f"harness: services needed by the selected tests: {listed}")
 
 
+REUSE_DESTRUCTIVE = ("destructive (restarts, kills, rotates or restores): skipped on the reused session stack "
+                     "(--reuse), so the next run attaches to a stack in a known state; run without --reuse")
+#: Session-scoped fixtures that start a stack of their own: with -n, all their tests go to one worker.
+OWN_STACK_FIXTURES = ("strict_stack", "failover_stack", "node_loss_stack")
+
+
+class _Grouper:
+    """With ``-n``: tests sharing a stack of their own run on one worker (``xdist_group``), so it starts once.
+    Registered on xdist workers; tryfirst, so the marks are there when xdist names the groups."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            group = own_stack_group(item)
+            if group is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker how tests are distributed (workers parse only the command line)."""
+    node.workerinput["harness_dist"] = node.config.option.dist
+
+
+def own_stack_group(item: pytest.Item) -> str | None:
+    """The group of an item that starts (or shares) a stack of its own: the session fixture's name, or for other
+    ``own_stack`` tests their module plus the ids of module-scoped parameters (one round trip per parameter)."""
+    names = getattr(item, "fixturenames", ())
+    for fixture in OWN_STACK_FIXTURES:
+        if fixture in names:
+            return f"harness-{fixture}"
+    if item.get_closest_marker("own_stack") is None:
+        return None
+    module = item.nodeid.split("::", 1)[0]
+    callspec = getattr(item, "callspec", None)
+    info = getattr(item, "_fixtureinfo", None)
+    params = []
+    if callspec is not None and info is not None:
+        for arg, value in sorted(callspec.params.items()):
+            defs = info.name2fixturedefs.get(arg)
+            if defs and defs[-1].scope in ("module", "package", "session"):
+                params.append(f"{arg}={value}")
+    return "harness-" + module + (f"[{','.join(params)}]" if params else "")
+
+
+_GROUP_SUFFIX = re.compile(r"@harness-[^@]*$")
+
+
 ATTACH_OWN_STACK = ("starts a stack of its own (strict TLS, drill or backup round-trip stack); attach mode "
                     "(--stack compose) starts no containers: run it without --stack compose")
 ATTACH_DESTRUCTIVE = ("destructive (restarts, kills, rotates or restores): skipped against the long-lived compose "
@@ -199,6 +278,11 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedSt
 
     if state.settings.stack == "compose":
         yield from _attached(state, log)
+        return
+
+    key = key_for(state.reuse, getattr(request.config, "workerinput", {}).get("testrunuid"))
+    if key is not None:
+        yield from _shared(request, state, key, log)
         return
 
     try:
@@ -225,6 +309,32 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedSt
         yield stack
     finally:
         stack.close()
+
+
+def _shared(request: pytest.FixtureRequest, state: _State, key: str, log: Callable[[str], None]) -> Iterator[Stack]:
+    """The session stack shared with other processes: kept between runs (``--reuse``) or among xdist workers."""
+    workerinput = getattr(request.config, "workerinput", None)
+    shared = SharedStack(state.settings, state.needed, key=key, persist=state.reuse, log=log,
+                         owner_pid=os.getppid() if workerinput else os.getpid())
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    try:
+        with progress:
+            if reporter is not None:
+                reporter.write_line("")
+            stack = shared.acquire()
+    except DockerUnavailable as exc:
+        pytest.exit(f"harness: {exc}", returncode=3)
+    except (ImageMissing, HarnessError) as exc:
+        pytest.exit(f"harness: {exc}", returncode=4)
+    state.stack, state.shared = stack, shared
+    _learn_secrets(stack, [])
+    try:
+        yield stack
+    finally:
+        outcome = shared.release()
+        log(f"session stack {stack.run_id}: {outcome}")
 
 
 def _attached(state: _State, log: Callable[[str], None]) -> Iterator[AttachedStack]:
@@ -321,12 +431,27 @@ def _service_fixture(name: str, fixture_name: str) -> Callable[..., Any]:
 
 
 @pytest.fixture(autouse=True)
-def _harness_marked_services(request: pytest.FixtureRequest) -> None:
-    """Marker -> service: a test marked with a service gets it started even without asking for a fixture."""
+def _harness_marked_services(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Marker -> service: a test marked with a service gets it started even without asking for a fixture. On a
+    stack shared with other xdist workers, a destructive test runs alone (the others' tests wait meanwhile)."""
     needs = services_of(request.node)
     request.node.stash[_USED] = needs
     for name in needs:
         request.getfixturevalue(registry.get(name).fixture)
+    state = request.config.stash[_STATE]
+    if not needs or state.shared is None or state.shared.private or not hasattr(request.config, "workerinput"):
+        yield
+        return
+    exclusive = request.node.get_closest_marker("destructive") is not None
+    with stack_access(state.settings.state_dir, state.shared.key, exclusive):
+        yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    state = item.config.stash.get(_STATE, None)
+    if state is not None and state.first_test_at is None:
+        state.first_test_at = time.time()
 
 
 # tryfirst: the outermost wrapper, so this runs after every other plugin has shaped the report (pytest's skipping
@@ -388,17 +513,83 @@ class _Recorder:
         elif report.failed and report.longrepr is not None:
             # Cut after redaction (the report is redacted in makereport): a cut secret would escape it.
             reason = str(getattr(report.longrepr, "reprcrash", None) or report.longrepr)[:300]
-        self.outcomes.add(report.nodeid, report.when, report.outcome, report.duration, reason)
+        self.outcomes.add(_GROUP_SUFFIX.sub("", report.nodeid), report.when, report.outcome, report.duration, reason)
+
+
+def _session_figures(state: _State) -> dict[str, Any]:
+    """How this process got its session stack and how long the first test waited (for the run report)."""
+    shared = state.shared
+    figures: dict[str, Any] = {"stack": shared.outcome if shared is not None else
+                               ("started" if state.stack is not None else "none")}
+    if shared is not None:
+        figures.update(key=shared.key, why=shared.why, attach_s=shared.attach_s)
+    if state.first_test_at is not None:
+        figures["time_to_first_test_s"] = round(state.first_test_at - _PROCESS_START, 3)
+    return figures
+
+
+_PROCESS_START = process_start_time()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: keep what a finished worker measured (merged into the one run report)."""
+    state = node.config.stash.get(_STATE, None)
+    payload = getattr(node, "workeroutput", {}).get("devstack_harness")
+    if state is not None and payload:
+        state.workers.append(json.loads(payload))
+
+
+def _merge_workers(state: _State) -> dict[str, Any] | None:
+    """Fold the workers' payloads into the controller's state; the stack report of the worker that started (or
+    first attached to) the shared stack is the run's."""
+    order = {"started": 0, "replaced": 1, "attached": 2, "private": 3}
+    with_stack = sorted((w for w in state.workers if w.get("stack")),
+                        key=lambda w: order.get(w["session"].get("stack"), 9))
+    needed = {n for w in state.workers for n in w.get("needed", [])}
+    state.needed = with_dependencies(sorted(needed)) if needed else []
+    for worker in state.workers:
+        state.drills += worker.get("drills", [])
+        _deep_merge(state.benchmarks, worker.get("benchmarks", {}))
+    starts = [w["first_test_at"] for w in state.workers if w.get("first_test_at")]
+    if starts:
+        state.first_test_at = min(starts)
+    return with_stack[0]["stack"] if with_stack else None
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into.setdefault(key, value)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
-    if state is None or os.environ.get("PYTEST_XDIST_WORKER"):
+    if state is None:
         return
     if state.stack is not None:
         _learn_secrets(state.stack, [])
     stack_json = state.stack.report.to_json() if state.stack is not None else None
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes the one run report
+        payload = {"needed": state.needed, "stack": stack_json, "session": _session_figures(state),
+                   "drills": state.drills, "benchmarks": state.benchmarks, "first_test_at": state.first_test_at}
+        workeroutput["devstack_harness"] = json.dumps(redact_data(json.loads(json.dumps(payload, default=str))))
+        return
+    sessions = [w["session"] for w in state.workers]
+    if state.workers:
+        stack_json = _merge_workers(state) or stack_json
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))
+    session_figures = _session_figures(state)
+    if sessions:
+        session_figures["stack"] = ",".join(sorted({s["stack"] for s in sessions}))
+        session_figures["workers"] = len(sessions)
+        session_figures["why"] = next((s["why"] for s in sessions if s.get("why")), "")
+    data["session_stack"] = {k: v for k, v in session_figures.items() if k not in ("time_to_first_test_s",)}
+    if session_figures.get("time_to_first_test_s") is not None:
+        state.benchmarks.setdefault("session", {})["time_to_first_test_s"] = session_figures["time_to_first_test_s"]
     data["stack_mode"] = state.settings.stack
     if isinstance(state.stack, AttachedStack):
         compose = state.stack.state
@@ -437,6 +628,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for drill in data.get("drills", []):
         for line in drill_lines(drill):
             tr.write_line(line)
+    session = data.get("session_stack") or {}
+    if session.get("stack") not in (None, "none", "started"):
+        tr.write_line(f"session stack: {session['stack']}" + (f" (attached in {session['attach_s']:.2f}s)"
+                      if session.get("attach_s") else "") + (f"; why not reused: {session['why']}"
+                                                            if session.get("why") else ""))
     for name, value in data.get("benchmarks", {}).items():
         tr.write_line(f"benchmark {name}: {value}")
     counts = data["tests"]

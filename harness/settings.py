@@ -54,6 +54,10 @@ class Settings:
         drill_max_rounds: upper bound for ``--rounds``.
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
+        reuse: keep the pytest session's stack for the next run and attach to it when its configuration hash
+            (services, images and their ids, the settings that shape the stack, harness version) matches;
+            ``pytest --reuse``. A mismatch, a stopped container, a sealed Vault or a refused login starts a fresh one.
+            Destructive tests on the session stack are skipped then. ``python -m harness down`` removes it.
         keep_run_state: private state directories (Vault keys, tokens, certificates) of finished runs kept
             under ``<state_dir>/runs`` for debugging, newest first; older ones are removed when a run ends and by
             ``down`` (0: none kept). Runs whose containers exist (kept ``up`` stacks) always keep theirs.
@@ -94,6 +98,7 @@ class Settings:
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
+    reuse: bool = False
     keep_run_state: int = 3
     stack: StackMode = "testcontainers"
     allow_destructive: bool = False
