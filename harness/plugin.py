@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import signal
 import time
 import types
@@ -46,7 +45,7 @@ from harness.redact import (
     register_state_dir,
 )
 from harness.report import Outcomes, build_report, write_report
-from harness.reuse import SharedStack, key_for, process_start_time, stack_access
+from harness.reuse import SharedStack, key_for, process_start_time, shared_dir, stack_access
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
@@ -115,11 +114,6 @@ def pytest_configure(config: pytest.Config) -> None:
                                   report_path=Path(report) if report else settings.report_file,
                                   keep=settings.keep_stack if keep is None else bool(keep),
                                   reuse=settings.reuse or bool(config.getoption("reuse")))
-    if getattr(config.option, "dist", "no") == "load":  # -n N: a group's own stack starts on one worker only
-        config.option.dist = "loadgroup"
-    if getattr(config, "workerinput", {}).get("harness_dist") == "loadgroup":
-        config.option.loadgroup = True
-        config.pluginmanager.register(_Grouper(), "devstack-harness-xdist-groups")
     config.pluginmanager.register(_Recorder(config.stash[_STATE].outcomes), "devstack-harness-recorder")
 
 
@@ -201,6 +195,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         wanted.update(services_of(item))
     state.needed = with_dependencies(sorted(wanted)) if wanted else []
+    groups_file = getattr(session.config, "workerinput", {}).get("harness_groups")
+    if groups_file:  # an xdist worker: tell the controller's scheduler which tests share a stack of their own
+        groups = {item.nodeid: g for item in session.items if (g := own_stack_group(item)) is not None}
+        tmp = Path(f"{groups_file}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(groups_file)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         listed = ", ".join(state.needed) if state.needed else "none"
@@ -213,22 +213,26 @@ REUSE_DESTRUCTIVE = ("destructive (restarts, kills, rotates or restores): skippe
 OWN_STACK_FIXTURES = ("strict_stack", "failover_stack", "node_loss_stack")
 
 
-class _Grouper:
-    """With ``-n``: tests sharing a stack of their own run on one worker (``xdist_group``), so it starts once.
-    Registered on xdist workers; tryfirst, so the marks are there when xdist names the groups."""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            group = own_stack_group(item)
-            if group is not None:
-                item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist controller: tell each worker how tests are distributed (workers parse only the command line)."""
-    node.workerinput["harness_dist"] = node.config.option.dist
+    """xdist controller: where each worker writes the groups of the tests it collected (see below)."""
+    node.workerinput["harness_groups"] = str(_groups_file(node.config))
+
+
+def _groups_file(config: pytest.Config) -> Path:
+    return shared_dir(config.stash[_STATE].settings.state_dir) / f"groups-{os.getpid()}.json"
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` (xdist's ``load``): the tests that share a stack of their own go to one worker as a unit, so that
+    stack starts once; every other test is scheduled alone, as ``load`` does. (xdist's ``xdist_group`` renames
+    node ids, which pytest 9.2 no longer honours; this needs no renaming.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from harness.xdist_groups import OwnStackScheduling
+
+    return OwnStackScheduling(config, log, _groups_file(config))
 
 
 def own_stack_group(item: pytest.Item) -> str | None:
@@ -250,9 +254,6 @@ def own_stack_group(item: pytest.Item) -> str | None:
             if defs and defs[-1].scope in ("module", "package", "session"):
                 params.append(f"{arg}={value}")
     return "harness-" + module + (f"[{','.join(params)}]" if params else "")
-
-
-_GROUP_SUFFIX = re.compile(r"@harness-[^@]*$")
 
 
 ATTACH_OWN_STACK = ("starts a stack of its own (strict TLS, drill or backup round-trip stack); attach mode "
@@ -513,7 +514,7 @@ class _Recorder:
         elif report.failed and report.longrepr is not None:
             # Cut after redaction (the report is redacted in makereport): a cut secret would escape it.
             reason = str(getattr(report.longrepr, "reprcrash", None) or report.longrepr)[:300]
-        self.outcomes.add(_GROUP_SUFFIX.sub("", report.nodeid), report.when, report.outcome, report.duration, reason)
+        self.outcomes.add(report.nodeid, report.when, report.outcome, report.duration, reason)
 
 
 def _session_figures(state: _State) -> dict[str, Any]:
@@ -579,6 +580,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         workeroutput["devstack_harness"] = json.dumps(redact_data(json.loads(json.dumps(payload, default=str))))
         return
     sessions = [w["session"] for w in state.workers]
+    if state.workers:
+        _groups_file(session.config).unlink(missing_ok=True)
     if state.workers:
         stack_json = _merge_workers(state) or stack_json
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))

@@ -569,6 +569,9 @@ class SharedStack:
                 return "kept"
             engine.remove(self.settings, record.run_id)
             self.record_path.unlink(missing_ok=True)
+            if not self.persist:  # this run's lock files go with it (every user is done)
+                for suffix in ("gate", "rw"):
+                    (self.record_path.parent / f"{self.key}.{suffix}").unlink(missing_ok=True)
             return "removed"
 
 
