@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also print the parallel-start benchmark (ratio of whole-stack time to the bound)")
     up.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
 
-    down = sub.add_parser("down", help="remove stacks started by `up`")
+    down = sub.add_parser("down", help="remove stacks started by `up` or kept by `pytest --reuse`")
     down.add_argument("--stale", action="store_true",
                       help="also remove containers/networks of killed runs (owner process gone)")
 
@@ -278,9 +278,12 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from harness.engine import remove_kept, remove_stale
     from harness.runstate import prune_run_state
 
+    from harness.reuse import forget_all
+
     client = docker_client()
     removed = remove_kept(client)
-    console.print(f"removed {removed} container(s) of stacks started by `up`")
+    forget_all(settings.state_dir)  # the records of kept `pytest --reuse` stacks: their containers are gone
+    console.print(f"removed {removed} container(s) of stacks started by `up` or kept by `pytest --reuse`")
     if args.stale:
         stale = remove_stale(client)
         console.print(f"removed {stale} container(s) left behind by killed runs")

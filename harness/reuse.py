@@ -575,14 +575,13 @@ class SharedStack:
             return "removed"
 
 
-def forget_all(state_dir: Path) -> int:
-    """Delete every shared-stack record (``down`` removed their containers); returns how many."""
-    directory = state_dir / "shared"
-    count = 0
-    for path in directory.glob("*.json") if directory.is_dir() else []:
-        path.unlink(missing_ok=True)
-        count += 1
-    return count
+def forget_all(state_dir: Path) -> bool:
+    """Delete the record of the kept ``--reuse`` stack (``down`` removed its containers); whether there was one.
+    Records of stacks shared by a running xdist run are theirs to remove."""
+    path = state_dir / "shared" / f"{REUSE_KEY}.json"
+    existed = path.is_file()
+    path.unlink(missing_ok=True)
+    return existed
 
 
 def process_start_time() -> float:
