@@ -276,9 +276,8 @@ def _print_endpoints(stack: Any) -> None:
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.engine import remove_kept, remove_stale
-    from harness.runstate import prune_run_state
-
     from harness.reuse import forget_all
+    from harness.runstate import prune_run_state
 
     client = docker_client()
     removed = remove_kept(client)

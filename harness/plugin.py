@@ -45,7 +45,16 @@ from harness.redact import (
     register_state_dir,
 )
 from harness.report import Outcomes, build_report, write_report
-from harness.reuse import SharedStack, key_for, process_start_time, shared_dir, stack_access
+from harness.reuse import (
+    SharedStack,
+    bump_generation,
+    generation,
+    key_for,
+    process_start_time,
+    refresh,
+    shared_dir,
+    stack_access,
+)
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
@@ -65,6 +74,7 @@ class _State:
     shared: SharedStack | None = None
     first_test_at: float | None = None  # epoch seconds: the first test's call phase began
     workers: list[dict[str, Any]] = field(default_factory=list)  # xdist controller: what each worker sent
+    generation: int = 0  # the shared stack's change count this worker's service objects reflect
 
 
 _STATE = pytest.StashKey[_State]()
@@ -437,15 +447,26 @@ def _harness_marked_services(request: pytest.FixtureRequest) -> Iterator[None]:
     stack shared with other xdist workers, a destructive test runs alone (the others' tests wait meanwhile)."""
     needs = services_of(request.node)
     request.node.stash[_USED] = needs
-    for name in needs:
-        request.getfixturevalue(registry.get(name).fixture)
     state = request.config.stash[_STATE]
-    if not needs or state.shared is None or state.shared.private or not hasattr(request.config, "workerinput"):
+    if needs:
+        request.getfixturevalue("harness_stack")
+    shared = state.shared
+    if not needs or shared is None or shared.private or not hasattr(request.config, "workerinput"):
+        for name in needs:
+            request.getfixturevalue(registry.get(name).fixture)
         yield
         return
     exclusive = request.node.get_closest_marker("destructive") is not None
-    with stack_access(state.settings.state_dir, state.shared.key, exclusive):
+    with stack_access(state.settings.state_dir, shared.key, exclusive):
+        seen = generation(state.settings.state_dir, shared.key)
+        if seen != state.generation and isinstance(state.stack, Stack):
+            refresh(state.stack)  # another worker's destructive test changed passwords or certificates
+            state.generation = seen
+        for name in needs:
+            request.getfixturevalue(registry.get(name).fixture)
         yield
+        if exclusive:
+            state.generation = bump_generation(state.settings.state_dir, shared.key)
 
 
 @pytest.hookimpl(tryfirst=True)

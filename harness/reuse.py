@@ -240,6 +240,21 @@ def stack_access(state_dir: Path, key: str, exclusive: bool) -> Iterator[None]:
         os.close(fd)
 
 
+def generation(state_dir: Path, key: str) -> int:
+    """How many destructive tests have changed the shared stack so far (its ``<key>.gen`` file)."""
+    try:
+        return int((shared_dir(state_dir) / f"{key}.gen").read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def bump_generation(state_dir: Path, key: str) -> int:
+    """Count one more change (call while holding the exclusive :func:`stack_access`)."""
+    value = generation(state_dir, key) + 1
+    write_file(shared_dir(state_dir) / f"{key}.gen", str(value))
+    return value
+
+
 # --------------------------------------------------------------------------------------------- the engine
 
 
@@ -328,25 +343,47 @@ def adopt(settings: Settings, record: SharedRecord, log: Log) -> Stack:
         stack.errors[name] = HarnessError(error)
     wanted = [n for n in with_dependencies(record.services) if n not in record.errors
               and stack.unavailable_reason(n) is None]
+    if not _bind_services(stack, ctx, containers, wanted, init):
+        raise Unhealthy("Vault is sealed")
+    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+        refusals = [r for r in pool.map(lambda n: _login_refusal(n, stack.services[n]), wanted) if r]
+    if refusals:
+        raise Unhealthy(refusals[0])
+    return stack
+
+
+def refresh(stack: Stack) -> None:
+    """Rebuild the service objects of a shared stack from what Vault and the run state hold now: another process
+    rotated a password or a certificate (each process's objects keep what they were built with)."""
+    ctx, bootstrap = stack._ctx, stack.vault_bootstrap
+    if ctx is None or bootstrap is None:
+        return
+    containers = {c.name: c for c in stack.client.containers.list(
+        all=True, filters={"label": f"{LABEL_RUN_ID}={stack.run_id}"})}
+    _bind_services(stack, ctx, containers, list(stack.services), VaultInit.load(stack.state_dir / "vault-init.json"))
+
+
+def _bind_services(stack: Stack, ctx: RunContext, containers: Mapping[str, Any], wanted: Sequence[str],
+                   init: VaultInit) -> bool:
+    """Make every service object of ``wanted`` with its module's factory and bind it to its running containers;
+    False (and nothing bound) when Vault is sealed."""
+    assert stack.vault_bootstrap is not None
+    bootstrap = stack.vault_bootstrap
     vault = _make(stack, "vault", {}, ctx, containers)
     if not isinstance(vault, VaultContainer):
         raise Unhealthy("the vault module's factory did not make a Vault container")
     vault.init_result = init
     vault.admin_token = bootstrap.admin_token
     if vault.health().get("sealed", True):
-        raise Unhealthy("Vault is sealed")
-    stack._vault = vault
-    stack.services["vault"] = vault
+        return False
     others = [n for n in wanted if n != "vault"]
     with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
         made = dict(zip(others, pool.map(lambda n: _make(stack, n, _secret(vault.url, bootstrap, n), ctx,
                                                          containers), others), strict=True))
+    stack._vault = vault
+    stack.services["vault"] = vault
     stack.services.update(made)
-    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        refusals = [r for r in pool.map(lambda n: _login_refusal(n, stack.services[n]), wanted) if r]
-    if refusals:
-        raise Unhealthy(refusals[0])
-    return stack
+    return True
 
 
 def _report(record: SharedRecord) -> StackReport:
@@ -570,7 +607,7 @@ class SharedStack:
             engine.remove(self.settings, record.run_id)
             self.record_path.unlink(missing_ok=True)
             if not self.persist:  # this run's lock files go with it (every user is done)
-                for suffix in ("gate", "rw"):
+                for suffix in ("gate", "rw", "gen"):
                     (self.record_path.parent / f"{self.key}.{suffix}").unlink(missing_ok=True)
             return "removed"
 

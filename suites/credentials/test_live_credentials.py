@@ -100,6 +100,7 @@ def _user(name, secret) -> str:
     return "default" if name == "redis" else str(secret["user"])  # Redis: requirepass is the default user's
 
 
+@pytest.mark.destructive  # rotates the password every other user of the stack holds (xdist workers, --reuse)
 @pytest.mark.parametrize("name", service_params(SERVICES))
 def test_vault_password_is_live_and_rotation_takes_effect(name, harness_stack, vault_service, request):
     endpoint = request.getfixturevalue(f"{name}_service")
