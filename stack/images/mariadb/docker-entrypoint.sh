@@ -175,6 +175,22 @@ run_init_files() {
     shopt -u nullglob
 }
 
+# The image's pre-initialised datadir (build-template.sh) stands in for
+# mariadb-install-db + the time zone load when the result would be the same:
+# time zones wanted, and no server option that changes how the files are laid
+# out (page size, table name case, data files, character set or collation).
+TEMPLATE=/usr/share/devstack-harness/mysql-template
+use_template() {
+    [[ -d "$TEMPLATE/mysql" && -z "$MARIADB_INITDB_SKIP_TZINFO" && -d /usr/share/zoneinfo ]] || return 1
+    local arg
+    for arg; do
+        if [[ "$arg" =~ (page[-_]size|lower[-_]case[-_]table|innodb[-_]data[-_]|character[-_]set|collation) ]]; then
+            return 1
+        fi
+    done
+    [[ -z "$(ls -A "$DATADIR")" ]]
+}
+
 init_database() {
     if [[ -z "$MYSQL_ROOT_PASSWORD" && -z "$MARIADB_ALLOW_EMPTY_ROOT_PASSWORD" && -z "$MARIADB_RANDOM_ROOT_PASSWORD" ]]; then
         die $'Database is uninitialized and password option is not specified\n\tYou need to specify one of MARIADB_ROOT_PASSWORD, MARIADB_ALLOW_EMPTY_ROOT_PASSWORD and MARIADB_RANDOM_ROOT_PASSWORD\n\t(or their MYSQL_* equivalents)'
@@ -183,31 +199,40 @@ init_database() {
         die 'MARIADB_USER/MYSQL_USER="root": these variables configure a regular user; use the *_ROOT_PASSWORD variables for root'
     fi
 
-    note "Initializing database files"
-    # Server options given to the container also apply here (e.g. page size),
-    # except ones containing whitespace, which mariadb-install-db cannot pass on.
-    local arg install_args=()
-    for arg; do
-        if [[ "$arg" =~ [[:space:]] ]]; then
-            warn "Not passing argument '$arg' to mariadb-install-db (contains whitespace)"
-        else
-            install_args+=("$arg")
-        fi
-    done
-    # auth-root-authentication-method=normal: root@localhost gets a password
-    # (set below) instead of unix_socket auth, as in the official image.
-    mariadb-install-db --datadir="$DATADIR" --rpm --auth-root-authentication-method=normal \
-        "${install_args[@]}" \
-        --skip-test-db --old-mode='UTF8_IS_UTF8MB3' --default-time-zone=SYSTEM \
-        --enforce-storage-engine= --skip-log-bin --expire-logs-days=0 \
-        --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0
+    local from_template=''
+    if use_template "$@"; then
+        # The image's pre-initialised datadir (system and time zone tables,
+        # no users or passwords): what the two steps below would produce.
+        note "Copying the pre-initialised data directory $TEMPLATE"
+        cp -a "$TEMPLATE/." "$DATADIR/"
+        from_template=yes
+    else
+        note "Initializing database files"
+        # Server options given to the container also apply here (e.g. page size),
+        # except ones containing whitespace, which mariadb-install-db cannot pass on.
+        local arg install_args=()
+        for arg; do
+            if [[ "$arg" =~ [[:space:]] ]]; then
+                warn "Not passing argument '$arg' to mariadb-install-db (contains whitespace)"
+            else
+                install_args+=("$arg")
+            fi
+        done
+        # auth-root-authentication-method=normal: root@localhost gets a password
+        # (set below) instead of unix_socket auth, as in the official image.
+        mariadb-install-db --datadir="$DATADIR" --rpm --auth-root-authentication-method=normal \
+            "${install_args[@]}" \
+            --skip-test-db --old-mode='UTF8_IS_UTF8MB3' --default-time-zone=SYSTEM \
+            --enforce-storage-engine= --skip-log-bin --expire-logs-days=0 \
+            --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0
+    fi
     note "Database files initialized"
 
     note "Starting temporary server"
     temp_server_start "$@"
     note "Temporary server started"
 
-    if [[ -z "$MARIADB_INITDB_SKIP_TZINFO" && -d /usr/share/zoneinfo ]]; then
+    if [[ -z "$from_template" && -z "$MARIADB_INITDB_SKIP_TZINFO" && -d /usr/share/zoneinfo ]]; then
         # Time zone tables, like the official image (CONVERT_TZ with names).
         mariadb-tzinfo-to-sql --skip-write-binlog /usr/share/zoneinfo 2>/dev/null \
             | MYSQL_DATABASE='' process_sql --no-root-password --database=mysql
