@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +24,9 @@ from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, HarnessError
 from stack.files import write_file
+
+if TYPE_CHECKING:
+    from harness.kept_stack import KeptStack
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
 console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)
@@ -316,45 +319,31 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.certs import find_up_stack, rotate_up_stack, status
-    from harness.docker_env import docker_client
-    from stack.base import LABEL_RUN_ID
+    from harness.certs import rotate_certificate, status
+    from harness.running import RunningStack
 
+    stack: RunningStack
     if args.stack == "compose" or (args.stack is None and settings.stack == "compose"):
-        return _certs_compose(args, settings)
-    client = docker_client()
-    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
-    stack = find_up_stack(settings.state_dir, live)
+        from harness.attach import AttachedStack
+
+        attached = AttachedStack(settings)
+        attached.start(attached.state.services)
+        stack = attached
+    else:
+        stack = _kept_stack(settings)
     if args.certs_command == "rotate":
-        names = args.service or [n for n, ep in stack.endpoints().items() if getattr(ep, "tls", None)]
-        table = Table(title=f"rotated (run {stack.run_id})", title_justify="left")
+        names = args.service or [n for n in stack.running() if getattr(stack.endpoint(n), "tls", None)]
+        table = Table(title=f"rotated ({stack.run_id})", title_justify="left")
         for col in ("service", "old serial", "new serial", "applied", "seconds"):
             table.add_column(col, overflow="fold")
         for name in names:
             t0 = time.monotonic()
-            old, new, how = rotate_up_stack(stack, client, name)
-            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
+            done = rotate_certificate(stack, name)
+            table.add_row(name, done.old_serial, done.new_serial, done.how, f"{time.monotonic() - t0:.2f}")
         out.print(table)
-        _export_certs(stack.state_dir / "pki", Path("certs"))
-    return _print_cert_status(status(stack.endpoints()), stack.run_id, settings)
-
-
-def _certs_compose(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.attach import AttachedStack
-    from harness.certs import status
-
-    stack = AttachedStack(settings)
-    stack.start(stack.state.services)
-    if args.certs_command == "rotate":
-        table = Table(title=f"rotated ({stack.run_id})", title_justify="left")
-        for col in ("service", "old serial", "new serial", "applied", "seconds"):
-            table.add_column(col, overflow="fold")
-        for name in args.service or stack.state.services:
-            t0 = time.monotonic()
-            old, new, how = stack.rotate_certificate(name)
-            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
-        out.print(table)
-    return _print_cert_status(status({n: stack.endpoint(n) for n in stack.state.services}), stack.run_id, settings)
+        if not stack.run_id.startswith("compose:"):
+            _export_certs(stack.state_dir / "pki", Path("certs"))
+    return _print_cert_status(status({n: stack.endpoint(n) for n in stack.running()}), stack.run_id, settings)
 
 
 def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
@@ -460,15 +449,12 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     return _backup_restore(args, settings, root, passphrase)
 
 
-def _up_target() -> Any:
-    from harness.backup_services import UpStackTarget
-    from harness.certs import find_up_stack
+def _kept_stack(settings: Settings) -> KeptStack:
+    """The newest stack left running by ``up``."""
     from harness.docker_env import docker_client
-    from stack.base import LABEL_RUN_ID
+    from harness.kept_stack import find_kept_stack
 
-    client = docker_client()
-    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
-    return UpStackTarget(find_up_stack(load_settings().state_dir, live), client)
+    return find_kept_stack(settings.state_dir, docker_client(), settings.ready_timeout)
 
 
 def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
@@ -486,7 +472,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
             raise ConfigError("--incremental needs an earlier backup to build on; run a full backup first")
         parent = previous[-1].id
     t0 = time.monotonic()
-    manifest = create(_up_target(), root, args.services, passphrase, parent, log=console.print)
+    manifest = create(_kept_stack(settings), root, args.services, passphrase, parent, log=console.print)
     console.print(f"backup {manifest.id} ({manifest.type}{', parent ' + parent if parent else ''}): "
                   f"{manifest.totals['stored']} of {manifest.totals['artifacts']} artifacts stored, "
                   f"{manifest.totals['stored_bytes']} bytes, {time.monotonic() - t0:.2f} s -> {root / manifest.id}")
@@ -496,7 +482,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness import engine
     from harness.backup import read_artifacts
-    from harness.backup_services import StackTarget, restore_verified, services_in
+    from harness.backup_services import restore_verified, services_in
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
@@ -511,12 +497,10 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
     if args.fresh:
         stack = engine.Stack(settings, keep=True, log=_log(t0))
         stack.start(args.services or services_in(artifacts))
-        target: Any = StackTarget(stack)
-        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
+        timings = restore_verified(stack, artifacts, args.services)
         stack.write_state()
     else:
-        target = _up_target()
-        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
+        timings = restore_verified(_kept_stack(settings), artifacts, args.services)
     detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
     console.print(f"restored {args.id} in {time.monotonic() - t0:.2f} s ({detail})")
     return 0

@@ -115,16 +115,6 @@ class MongoContainer(LoopbackContainer):
     def _ping(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the root user's password on the running server (updateUser on admin)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="mongodb", combined=True)
-        return reload_tls(self.endpoint())
-
     def endpoint(self) -> MongoEndpoint:
         return MongoEndpoint(host="127.0.0.1", port=self.host_port(MONGO_PORT), user=self.user,
                              password=self.password, database=self.database,

@@ -132,16 +132,6 @@ class MySqlContainer(LoopbackContainer):
     def _login(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the application user's password on the running server (ALTER USER, as root)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="mysql")
-        return reload_tls(self.endpoint())
-
     def endpoint(self) -> MySqlEndpoint:
         return MySqlEndpoint(host="127.0.0.1", port=self.host_port(MYSQL_PORT), user=self.user,
                              password=self.password, database=self.database, root_password=self.root_password,

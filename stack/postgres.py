@@ -132,16 +132,6 @@ class PostgresContainer(LoopbackContainer):
     def _login(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the application user's password on the running server (ALTER ROLE, as that user)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="postgres")
-        return reload_tls(self.endpoint())
-
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(host="127.0.0.1", port=self.host_port(POSTGRES_PORT), user=self.user,
                                 password=self.password, dbname=self.dbname,

@@ -150,16 +150,6 @@ class RabbitMqContainer(LoopbackContainer):
     def _probe(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the user's password through the management API (PUT /api/users/{user})."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate; new AMQPS/HTTPS connections use it once the PEM cache is cleared."""
-        self.install_tls(tls, owner="rabbitmq")
-        return reload_tls(self.get_wrapped_container())
-
     def endpoint(self) -> RabbitMqEndpoint:
         tls = self.tls_info(AMQPS_PORT, "tls", self.tls_strict)
         return RabbitMqEndpoint(host="127.0.0.1", port=self.host_port(AMQP_PORT),

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from harness.backup import basic_format_check, verify
-from harness.backup_services import StackTarget, create, restore
+from harness.backup_services import create, restore
 from harness.engine import Stack
 
 PG_TABLES = {"customers": 200, "orders": 500, "items": 50}
@@ -344,7 +344,7 @@ def run_round_trip(settings: Any, services: list[str], root: Path, passphrase: b
         missing_at_backup = missing_seed(source, services)
         expected = fingerprints(source, services)
         t0 = time.monotonic()
-        manifest = create(StackTarget(source), root, None, passphrase)
+        manifest = create(source, root, None, passphrase)
         backup_s = time.monotonic() - t0
         write_marker(source, services, "after")  # taken after the backup: must not come back
     finally:
@@ -357,9 +357,8 @@ def run_round_trip(settings: Any, services: list[str], root: Path, passphrase: b
         fresh.start(services)
         missing_in_empty_stack = missing_seed(fresh, services)  # the control: the check finds the seed absent
         fresh_passwords = {n: fresh.endpoint(n).password for n in services if n != "vault"}
-        target = StackTarget(fresh)
         t0 = time.monotonic()
-        timings = restore(target, root, manifest.id, passphrase, None, target.adopt_vault)
+        timings = restore(fresh, root, manifest.id, passphrase, None)
         restore_s = time.monotonic() - t0
         benchmarks[key] = {
             "backup_s": round(backup_s, 2), "verify_s": round(verify_s, 3), "restore_s (RTO)": round(restore_s, 2),
