@@ -61,12 +61,15 @@ class BackupOps:
         version: the server's version string, recorded in the manifest.
         live_credentials: the KV fields (equal to endpoint attributes) whose live values are written back into
             a restored Vault, so the restored KV matches the running server.
+        format_check: the local check of its artifacts' format (``name, data`` -> problem or None) that ``backup
+            verify`` runs instead of the generic checks by file extension, or None for those.
     """
 
     capture: Callable[[BackupSource], list[Captured]]
     restore: Callable[[BackupSource, Mapping[str, bytes]], None]
     version: Callable[[Any], str]
     live_credentials: tuple[str, ...] = ("password",)
+    format_check: Callable[[str, bytes], str | None] | None = None
 
 
 def run_checked(container: Any, cmd: list[str], user: str = "", what: str = "") -> bytes:

@@ -196,6 +196,14 @@ def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of the artifacts: the database is a ``pg_dump -Fc`` archive (``PGDMP`` header);
+    the globals are plain SQL from ``pg_dumpall``, which carries no header to check."""
+    if name.endswith(".dump") and not data.startswith(b"PGDMP"):
+        return "not a pg_dump custom-format archive (no PGDMP header)"
+    return None
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """``pg_dump -Fc`` of the application database and ``pg_dumpall --globals-only --no-role-passwords`` (roles
     without passwords, so a restore never changes a live login)."""
@@ -249,7 +257,7 @@ SPEC = ServiceSpec(
     compose_services=("postgres",),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
