@@ -21,7 +21,16 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, private_files, run_checked, timed
+from stack.backup_ops import (
+    RESTORE_DIR,
+    BackupOps,
+    BackupSeed,
+    BackupSource,
+    Captured,
+    private_files,
+    run_checked,
+    timed,
+)
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -247,6 +256,56 @@ def server_version(endpoint: PostgresEndpoint) -> str:
         return str(row[0] if row else "unknown")
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+PG_TABLES = {"customers": 200, "orders": 500, "items": 50}
+
+
+def _seed(ep: PostgresEndpoint) -> None:
+    with ep.connect() as conn:
+        for table, rows in PG_TABLES.items():
+            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, name text, amount numeric)")
+            inserted = conn.execute(
+                f"INSERT INTO {table} SELECT g, '{table}-' || g, g * 1.25 FROM generate_series(1, {rows}) g").rowcount
+            assert inserted == rows, f"postgres: INSERT into {table} wrote {inserted} rows, expected {rows}"
+        conn.execute("CREATE TABLE canary (note text)")
+
+
+def _row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return tuple(row)
+
+
+def _seed_missing(ep: PostgresEndpoint) -> list[str]:
+    missing = []
+    with ep.connect() as conn:
+        for table, rows in PG_TABLES.items():
+            if _row(conn.execute("SELECT to_regclass(%s)", (table,)))[0] is None:
+                missing.append(f"postgres.{table}: no such table")
+                continue
+            count = _row(conn.execute(f"SELECT count(*) FROM {table}"))[0]
+            if count != rows:
+                missing.append(f"postgres.{table}: {count} rows, seeded {rows}")
+    return missing
+
+
+def _seed_fingerprints(ep: PostgresEndpoint) -> dict[str, str]:
+    prints = {}
+    with ep.connect() as conn:
+        for table in [*PG_TABLES, "canary"]:
+            count, digest = _row(conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"))
+            prints[f"postgres.{table}"] = f"{count}:{digest}"
+    return prints
+
+
+def _seed_mark(ep: PostgresEndpoint, label: str) -> None:
+    with ep.connect() as conn:
+        conn.execute("INSERT INTO canary VALUES (%s)", (label,))
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
@@ -257,7 +316,8 @@ SPEC = ServiceSpec(
     compose_services=("postgres",),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

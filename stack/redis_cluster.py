@@ -18,6 +18,7 @@ Readiness: every node answers an authenticated PING; then ``redis-cli --cluster 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
 import time
@@ -32,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.retry import Retry
 
-from stack.backup_ops import BackupOps, BackupSource, Captured
+from stack.backup_ops import BackupOps, BackupSeed, BackupSource, Captured
 from stack.base import (
     TLS_CA,
     TLS_CERT,
@@ -464,6 +465,62 @@ def server_version(endpoint: RedisClusterEndpoint) -> str:
         return str(client.info("server")["redis_version"])
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+REDIS_KEYS = 300
+
+
+def _seed(ep: RedisClusterEndpoint) -> None:
+    cluster = ep.client()
+    try:
+        for i in range(REDIS_KEYS):
+            assert cluster.set(f"seed:{i}", f"value-{i}", ex=3600 if i % 3 == 0 else None) is True, f"SET seed:{i}"
+        assert cluster.hset("seed:hash", mapping={"a": "1", "b": "2"}) == 2, "HSET seed:hash added fewer than 2 fields"
+    finally:
+        cluster.close()
+
+
+def _seed_missing(ep: RedisClusterEndpoint) -> list[str]:
+    missing = []
+    cluster = ep.client()
+    try:
+        absent = [i for i in range(REDIS_KEYS) if cluster.get(f"seed:{i}") != f"value-{i}"]
+        if absent:
+            missing.append(f"redis.seed: {len(absent)} of {REDIS_KEYS} keys absent or different (first: "
+                           f"seed:{absent[0]})")
+        if cluster.hgetall("seed:hash") != {"a": "1", "b": "2"}:
+            missing.append("redis.seed:hash: absent or different")
+    finally:
+        cluster.close()
+    return missing
+
+
+def _seed_fingerprints(ep: RedisClusterEndpoint) -> dict[str, str]:
+    prints = {}
+    for node in ep.nodes:
+        with ep.node_client(node) as client:
+            if client.execute_command("ROLE")[0] != "master":
+                continue
+            slots = sorted((int(s[0]), int(s[1])) for s in client.execute_command("CLUSTER", "SLOTS")
+                           if s[2][0] == node.internal_ip)
+            items = []
+            for key in sorted(client.scan_iter(match="*", count=1000)):
+                kind = client.type(key)
+                value = client.get(key) if kind == "string" else json.dumps(client.hgetall(key), sort_keys=True)
+                items.append(f"{key}={value}:{'ttl' if client.pttl(key) > 0 else 'persist'}")
+            prints[f"redis.{slots}"] = f"{len(items)}:{hashlib.sha256('|'.join(items).encode()).hexdigest()}"
+    return prints
+
+
+def _seed_mark(ep: RedisClusterEndpoint, label: str) -> None:
+    cluster = ep.client()
+    try:
+        cluster.set(f"marker:{label}", label)
+    finally:
+        cluster.close()
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
@@ -473,7 +530,8 @@ SPEC = ServiceSpec(
     compose_services=("redis-1", "redis-2", "redis-3"),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
