@@ -459,7 +459,7 @@ def _kept_stack(settings: Settings) -> KeptStack:
 
 def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness.backup import list_backups
-    from harness.backup_services import create
+    from harness.stack_backup import create
 
     if args.encrypt and passphrase is None:
         raise ConfigError("--encrypt needs --passphrase-file")
@@ -482,7 +482,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness import engine
     from harness.backup import read_artifacts
-    from harness.backup_services import restore_verified, services_in
+    from harness.stack_backup import restore_verified, services_in
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
@@ -507,14 +507,14 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
 
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import compose_run
+    from harness import compose_lifecycle
 
     t0 = time.monotonic()
     if args.compose_command == "down":
-        compose_run.down(settings, volumes=args.volumes, log=_log(t0))
+        compose_lifecycle.down(settings, volumes=args.volumes, log=_log(t0))
         return 0
     if args.compose_command == "status":
-        rows = compose_run.status(settings)
+        rows = compose_lifecycle.status(settings)
         if not rows:
             console.print(f"no compose stack (project {settings.compose_project}): start it with "
                           "`python -m harness compose up`")
@@ -526,7 +526,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(row["service"], row["state"], row["ports"], row["image"])
         out.print(table)
         return 0 if all(r["state"] == "running (healthy)" for r in rows) else 1
-    state = compose_run.up(settings, log=_log(t0))
+    state = compose_lifecycle.up(settings, log=_log(t0))
     table = Table(title=f"compose stack {state.project} ({'new' if state.vault_initialised_now else 'kept'} Vault)")
     for col in ("service", "image", "source", "ready after (s)"):
         table.add_column(col)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import backup_services as bs
+from harness import stack_backup as bs
 from harness.backup import BackupError, list_backups, read_artifacts
 from stack import registry
 from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed

@@ -22,8 +22,8 @@ import hvac.exceptions
 import pytest
 
 from harness.backup import basic_format_check, verify
-from harness.backup_services import create, restore
 from harness.engine import Stack
+from harness.stack_backup import create, restore
 from stack import registry
 from stack.service import MissingCapability
 

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from harness.backup import BackupError, basic_format_check, verify
-from harness.backup_services import create, restore
 from harness.backup_tamper import CASES, Chain, named
 from harness.engine import Stack
+from harness.stack_backup import create, restore
 from stack import registry
 from stack.backup_ops import RESTORE_DIR
 from stack.mysql import MYSQL_OPTIONS

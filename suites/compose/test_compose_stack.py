@@ -21,7 +21,7 @@ import redis
 from harness.attach import probe, published
 from harness.certs import OWNERS, served, targets
 from harness.compose import COMPOSE_SERVICES, file_name, project_containers
-from harness.compose_run import status
+from harness.compose_lifecycle import status
 from harness.plugin import service_params
 from stack import mysql, postgres, redis_cluster, registry
 from stack.waiting import poll

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import backup_services as bs
+from harness import stack_backup as bs
 from harness.backup import BackupError
 from stack.mongodb import MONGO_CONFIG
 from stack.mysql import MYSQL_OPTIONS
