@@ -15,7 +15,6 @@ import pytest
 
 from harness.engine import with_dependencies
 from harness.plugin import service_params
-from harness.vault_bootstrap import service_names
 from stack import registry
 
 pytestmark = [pytest.mark.backup, pytest.mark.destructive, pytest.mark.own_stack]
@@ -53,7 +52,7 @@ def test_round_trip_of_one_service_leaves_vault_usable(one_service):
     name = one_service["services"][-1]
     vault = fresh.endpoint("vault").client()
     if registry.get(name).tls:
-        issued = vault.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0],
+        issued = vault.write_data(f"pki_int/issue/{name}", data={"common_name": fresh.vault_bootstrap.names[name][0],
                                                                  "ttl": "1h"})["data"]
         assert "BEGIN CERTIFICATE" in issued["certificate"]
         assert issued["issuing_ca"].strip() == one_service["expected"]["vault.ca"].strip()
