@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="also remove its data volumes, Vault's keys and certs/compose (start over)")
     compose_sub.add_parser("status", help="state, health and ports of the compose stack's containers")
 
+    services = sub.add_parser("services", help="the registered services (stack.registry), in order")
+    services.add_argument("--matrix", action="store_true",
+                          help="print the nightly workflow's per-service job matrix as one line of JSON")
     report = sub.add_parser("report", help="JSON run reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     summarize = report_sub.add_parser("summarize", help="Markdown summary of run reports (e.g. for "
@@ -159,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
                    "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
-                   "compose": cmd_compose}[args.command]
+                   "compose": cmd_compose, "services": cmd_services}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -562,6 +565,23 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"[red]error:[/red] cannot write {escape(str(args.output))}: {exc.strerror or exc}")
             return 2
     return summary.exit_code
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    """The registry: each service's marker, dependencies and capabilities; or the workflow's matrix (one group
+    per service, selected by its marker), so that a new service gets its nightly job with no workflow edit."""
+    specs = registry.specs()
+    if args.matrix:
+        sys.stdout.write(json.dumps({"include": [{"group": s.name, "marker": s.marker} for s in specs]}) + "\n")
+        return 0
+    table = Table()
+    for col in ("service", "depends on", "capabilities", "module"):
+        table.add_column(col)
+    for s in specs:
+        flags = [f for f in ("tls", "combined_pem", "rotatable_password", "backup", "image_optional") if getattr(s, f)]
+        table.add_row(s.name, ", ".join(s.depends_on) or "-", ", ".join(flags), registry.MODULES[s.name])
+    out.print(table)
+    return 0
 
 
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
