@@ -326,7 +326,8 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
     from harness.running import RunningStack
 
     stack: RunningStack
-    if args.stack == "compose" or (args.stack is None and settings.stack == "compose"):
+    compose = args.stack == "compose" or (args.stack is None and settings.stack == "compose")
+    if compose:
         from harness.attach import AttachedStack
 
         attached = AttachedStack(settings)
@@ -344,7 +345,7 @@ def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
             done = rotate_certificate(stack, name)
             table.add_row(name, done.old_serial, done.new_serial, done.how, f"{time.monotonic() - t0:.2f}")
         out.print(table)
-        if not stack.run_id.startswith("compose:"):
+        if not compose:  # the compose stack keeps its own copy in certs/compose/
             _export_certs(stack.state_dir / "pki", Path("certs"))
     return _print_cert_status(status({n: stack.endpoint(n) for n in stack.running()}), stack.run_id, settings)
 
