@@ -23,8 +23,8 @@ split-brain writes must be 0.
 **latency**: the victim master's packets towards its peers (not the gateway) are delayed by
 ``drill_latency_ms``, below ``cluster-node-timeout``: with ``tc netem`` where the kernel has ``sch_netem``, else
 with the NFQUEUE delayer :mod:`harness.nfq_delay` (same effect on the packets: each is held for the delay, in
-order). Four client workers run ``SET`` + ``WAIT 1`` on the victim's slot without pause (bounded in count and
-time); the replication stream crosses the delayed link, so ``WAIT`` feels it. Reported: client p50/p99 before
+order). Eight client workers run ``SET`` + ``WAIT 1`` on the victim's slot, each at most one every 20 ms
+(bounded in count and time); the replication stream crosses the delayed link, so ``WAIT`` feels it. Reported: client p50/p99 before
 and during, ``added_p50_ms`` (which proves the delay took effect) and whether any node flagged a node
 ``pfail``/``fail`` or a failover happened (none may, the delay being below the node timeout).
 
@@ -76,7 +76,8 @@ CHAIN_IN, CHAIN_OUT, CHAIN_DELAY = "DSH-PART-IN", "DSH-PART-OUT", "DSH-DELAY"
 NFQUEUE_NUM = 7
 NFQ_DIR = "/tmp/dsh-nfq"
 HELPER_LIFETIME_S = 3600  # the helper's own bound (`sleep`); each round removes it long before
-LATENCY_WORKERS = 4
+LATENCY_WORKERS = 8
+PACE_S = 0.02  # each latency worker starts at most one operation per 20 ms (8 workers: 400 operations/s at most)
 BEFORE_S = 3.0
 
 
@@ -599,7 +600,7 @@ def _fill_partition(result: PartitionRound, seen: dict[str, float], writer: NetW
 
 
 class LatencyWorker(threading.Thread):
-    """``SET`` + ``WAIT 1`` on one node, back to back; records (time, milliseconds) per completed operation."""
+    """``SET`` + ``WAIT 1`` on one node at a steady pace; records (time, milliseconds) per completed operation."""
 
     def __init__(self, view: ClusterView, node: RedisNodeContainer, key: str, wait_ms: int, deadline: float,
                  max_ops: int = 100_000) -> None:
@@ -625,8 +626,12 @@ class LatencyWorker(threading.Thread):
                              password=self.view.cluster.password, decode_responses=True,
                              socket_timeout=(self.wait_ms + 2000) / 1000, socket_connect_timeout=2)
         ops = 0
+        next_at = time.monotonic()
         try:
             while not self.stopping.is_set() and time.monotonic() < self.deadline and ops < self.max_ops:
+                # Steady: one operation per PACE_S per worker, or back to back when an operation takes longer.
+                self.stopping.wait(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + PACE_S, time.monotonic())
                 ops += 1
                 start = time.perf_counter()
                 try:
