@@ -24,9 +24,9 @@ split-brain writes must be 0.
 ``drill_latency_ms``, below ``cluster-node-timeout``: with ``tc netem`` where the kernel has ``sch_netem``, else
 with the NFQUEUE delayer :mod:`harness.nfq_delay` (same effect on the packets: each is held for the delay, in
 order). Eight client workers run ``SET`` + ``WAIT 1`` on the victim's slot, each at most one every 20 ms
-(bounded in count and time); the replication stream crosses the delayed link, so ``WAIT`` feels it. Reported: client p50/p99 before
-and during, ``added_p50_ms`` (which proves the delay took effect) and whether any node flagged a node
-``pfail``/``fail`` or a failover happened (none may, the delay being below the node timeout).
+(bounded in count and time); the replication stream crosses the delayed link, so ``WAIT`` feels it. Reported:
+client p50/p99 before and during, ``added_p50_ms`` (which proves the delay took effect) and whether any node
+flagged a node ``pfail``/``fail`` or a failover happened (none may, the delay being below the node timeout).
 
 Before every fault: the cluster is whole, the victim's replica is online and caught up with the master's
 replication offset (polled with a deadline). The undo runs in ``finally``; the helper container is removed.
@@ -257,7 +257,7 @@ def apply_delay(helper: NetHelper, route: Route, delay_ms: int, method: str) -> 
             helper.run(f"tc qdisc del dev {route.interface} root 2>/dev/null; true", "removing a half-made qdisc")
             if method == "netem":
                 raise
-            note = f"netem refused, NFQUEUE delayer used: {str(exc).rsplit(': ', 1)[-1]}"
+            note = f"netem refused, NFQUEUE delayer used: {str(exc).split('): ', 1)[-1]}"
         else:
             def undo_netem() -> list[str]:
                 helper.run(f"tc qdisc del dev {route.interface} root", "removing the netem qdisc")
