@@ -636,7 +636,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.images import ImageResolver, build_images
-    from stack.images import CATALOGUE
+    from stack.images import CATALOGUE, image_spec
 
     client = docker_client()
     if args.images_command == "list":
@@ -644,7 +644,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         table = Table()
         for col in ("service", "image", "source", "available", "why"):
             table.add_column(col)
-        for name in CATALOGUE:
+        for name in [*CATALOGUE, *TOOL_IMAGES]:
             image = resolver.resolve(name)
             table.add_row(name, image.ref or "-", image.source, "yes" if image.available else "no",
                           image.reason + (" (stale: rebuild)" if image.stale else ""))
@@ -652,7 +652,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.set == "auto" and settings.images != "debian":
         resolver = ImageResolver(client, settings.with_overrides(images="official"))
-        if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):
+        if all(resolver.resolve(n).available for n in [*CATALOGUE, *TOOL_IMAGES] if image_spec(n).debian):
             console.print("official images are available: nothing to build (use --set debian to build anyway)")
             return 0
     t0 = time.monotonic()

@@ -412,3 +412,28 @@ def test_nfq_wire_format():
     other = nfq_delay.message(1, 7, b"")
     assert nfq_delay.packet_ids(packet + other + packet) == [42, 42]
     assert nfq_delay.packet_ids(b"\x00" * 8) == []
+
+
+# ---------------------------------------------------------------------------------- image and setting
+
+
+def test_nettools_is_a_pinned_buildable_tool_image():
+    from harness.images import debian_specs
+    from stack.images import CATALOGUE, TOOL_IMAGES
+
+    spec = TOOL_IMAGES["nettools"]
+    assert "nettools" not in CATALOGUE  # a tool, not a service: nothing starts it as one
+    assert spec in debian_specs(None) and debian_specs(["nettools"]) == [spec]
+    name, _, tag = spec.official.rpartition(":")
+    assert name == "nicolaka/netshoot" and tag.startswith("v") and tag != "latest"
+    assert spec.context_dir is not None and (spec.context_dir / "Dockerfile").is_file()
+
+
+def test_latency_setting_must_stay_below_the_node_timeout():
+    from harness.settings import Settings
+    from stack.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        Settings(drill_latency_ms=1000, drill_node_timeout_ms=1000)
+    assert str(raised.value) == ("drill_latency_ms must be above 0 and below drill_node_timeout_ms (1000), not 1000: "
+                                 "the latency drill checks that a delay below the node timeout triggers no failover")
