@@ -636,7 +636,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.images import ImageResolver, build_images
-    from stack.images import CATALOGUE, image_spec
+    from stack.images import CATALOGUE
 
     client = docker_client()
     if args.images_command == "list":
@@ -652,7 +652,8 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.set == "auto" and settings.images != "debian":
         resolver = ImageResolver(client, settings.with_overrides(images="official"))
-        if all(resolver.resolve(n).available for n in [*CATALOGUE, *TOOL_IMAGES] if image_spec(n).debian):
+        # Services only: a tool image's official build (netshoot) is pulled by the drill that needs it.
+        if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):
             console.print("official images are available: nothing to build (use --set debian to build anyway)")
             return 0
     t0 = time.monotonic()
