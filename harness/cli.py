@@ -446,6 +446,10 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
     if args.kind == "latency" and args.fault not in ("cycle", "auto", "netem", "nfqueue"):
         console.print("[red]error:[/red] latency: --fault is how to delay: auto, netem or nfqueue")
         return 2
+    if args.kind == "redis-partition" and args.fault != "cycle":
+        console.print("[red]error:[/red] redis-partition has one fault (iptables in the node's namespace); "
+                      "--fault does not apply")
+        return 2
     chosen = drill_settings(settings, replicas=1)
     t0 = time.monotonic()
     stack = Stack(chosen, log=_log(t0))

@@ -437,3 +437,25 @@ def test_latency_setting_must_stay_below_the_node_timeout():
         Settings(drill_latency_ms=1000, drill_node_timeout_ms=1000)
     assert str(raised.value) == ("drill_latency_ms must be above 0 and below drill_node_timeout_ms (1000), not 1000: "
                                  "the latency drill checks that a delay below the node timeout triggers no failover")
+
+
+# -------------------------------------------------------------------------------------------- the CLI
+
+
+def _cli(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
+
+
+def test_cli_refuses_a_fault_the_network_drill_does_not_have():
+    proc = _cli("drill", "redis-partition", "--fault", "kill")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("redis-partition has one fault (iptables in the node's namespace); --fault does not apply"
+            in " ".join(proc.stderr.split()))
+    proc = _cli("drill", "latency", "--fault", "pause")
+    assert proc.returncode == 2
+    assert "latency: --fault is how to delay: auto, netem or nfqueue" in " ".join(proc.stderr.split())
