@@ -24,6 +24,7 @@ from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, HarnessError
 from stack.files import write_file
+from stack.images import TOOL_IMAGES
 
 if TYPE_CHECKING:
     from harness.kept_stack import KeptStack
@@ -90,11 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
     drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
-    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss"],
-                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas")
+    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss", "redis-partition", "latency"],
+                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
+                            "redis-partition, latency: 3+3, network faults in one node's namespace (docs/redis.md)")
     drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
-    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle"], default="cycle",
-                       help="failover fault; cycle (default) takes kill, stop, pause, disconnect in turn")
+    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle", "auto", "netem", "nfqueue"],
+                       default="cycle", help="failover fault; cycle (default) takes kill, stop, pause, disconnect in "
+                       "turn. latency: how to delay (auto = netem, else the NFQUEUE delayer)")
+    drill.add_argument("--min-replicas", choices=["0", "1", "both"], default="both",
+                       help="redis-partition: min-replicas-to-write of the masters; both (default) alternates")
     drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
                        help="node loss: cluster-require-full-coverage; both (default) alternates")
     drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--set", choices=["debian", "auto"], default="auto",
                        help="debian: always build; auto (default): build only when the official images "
                             "are neither present nor pullable")
-    build.add_argument("--service", action="append", choices=[s.name for s in registry.specs() if not s.image_optional],
+    buildable = [*(s.name for s in registry.specs() if not s.image_optional), *TOOL_IMAGES]
+    build.add_argument("--service", action="append", choices=buildable,
                        help="build only this service's image (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
     images_sub.add_parser("list", help="show which image each service would run")
@@ -387,6 +393,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[red]error:[/red] --rounds must be between 1 and {settings.drill_max_rounds} "
                       "(HARNESS_DRILL_MAX_ROUNDS)")
         return 2
+    if args.kind in ("redis-partition", "latency"):
+        return _cmd_net_drill(args, settings)
     failover = args.kind == "redis-failover"
     chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
@@ -410,6 +418,55 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         stack.close()
     data = report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms,
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
+    for line in drill_lines(data):
+        out.print(line, highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    if data["failed_rounds"]:
+        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
+        return 1
+    return 0
+
+
+def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """redis-partition / latency (harness/drills_net.py) on a 3+3 cluster of their own."""
+    from harness.drills import drill_lines, drill_settings
+    from harness.drills_net import latency_round, net_report, nettools_image, partition_round
+    from harness.engine import Stack
+    from stack.redis_cluster import RedisCluster
+
+    if args.kind == "latency" and args.fault not in ("cycle", "auto", "netem", "nfqueue"):
+        console.print("[red]error:[/red] latency: --fault is how to delay: auto, netem or nfqueue")
+        return 2
+    if args.kind == "redis-partition" and args.fault != "cycle":
+        console.print("[red]error:[/red] redis-partition has one fault (iptables in the node's namespace); "
+                      "--fault does not apply")
+        return 2
+    chosen = drill_settings(settings, replicas=1)
+    t0 = time.monotonic()
+    stack = Stack(chosen, log=_log(t0))
+    rounds: list[Any] = []
+    budget = settings.drill_round_timeout_s
+    try:
+        image = nettools_image(chosen)
+        stack.start(["redis"])
+        cluster = stack.require("redis")
+        assert isinstance(cluster, RedisCluster)
+        for number in range(args.rounds):
+            if args.kind == "redis-partition":
+                floor = number % 2 if args.min_replicas == "both" else int(args.min_replicas)
+                console.print(f"round {number}: partition a master (min-replicas-to-write {floor})")
+                rounds.append(partition_round(cluster, number, floor, budget, image))
+            else:
+                method = "auto" if args.fault == "cycle" else args.fault
+                console.print(f"round {number}: delay a master by {chosen.drill_latency_ms} ms ({method})")
+                rounds.append(latency_round(cluster, number, chosen.drill_latency_ms, method, budget, image))
+    finally:
+        stack.close()
+    data = net_report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms, "topology": "3+3",
+                                          "rounds": args.rounds, **({"delay_ms": chosen.drill_latency_ms}
+                                                                    if args.kind == "latency" else {})})
     for line in drill_lines(data):
         out.print(line, highlight=False, markup=False)
     path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
@@ -596,7 +653,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         table = Table()
         for col in ("service", "image", "source", "available", "why"):
             table.add_column(col)
-        for name in CATALOGUE:
+        for name in [*CATALOGUE, *TOOL_IMAGES]:
             image = resolver.resolve(name)
             table.add_row(name, image.ref or "-", image.source, "yes" if image.available else "no",
                           image.reason + (" (stale: rebuild)" if image.stale else ""))
@@ -604,6 +661,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.set == "auto" and settings.images != "debian":
         resolver = ImageResolver(client, settings.with_overrides(images="official"))
+        # Services only: a tool image's official build (netshoot) is pulled by the drill that needs it.
         if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):
             console.print("official images are available: nothing to build (use --set debian to build anyway)")
             return 0
