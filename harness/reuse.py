@@ -131,7 +131,9 @@ def config_digest(inputs: Mapping[str, Any]) -> str:
 def describe_mismatch(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> str:
     """What changed between two sets of inputs, e.g. ``settings.redis_replicas 0 -> 1``."""
     a, b = _flatten(old), _flatten(new)
-    changed = [key for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    rank = {"services": 0, "harness": 1, "settings": 2, "images": 3}  # the likeliest cause first
+    changed = sorted((key for key in set(a) | set(b) if a.get(key) != b.get(key)),
+                     key=lambda key: (rank.get(key.split(".", 1)[0], 9), key))
     parts = [f"{key} {_short(a.get(key))} -> {_short(b.get(key))}" for key in changed[:limit]]
     if len(changed) > limit:
         parts.append(f"and {len(changed) - limit} more")

@@ -108,8 +108,8 @@ def test_mismatch_names_what_changed():
     new = config_inputs(Settings(redis_replicas=1), ["vault", "postgres", "redis"],
                         {**IMAGES, "vault": {**IMAGES["vault"], "id": "sha256:" + "d" * 64}}, "v1")
     assert describe_mismatch(old, new) == (
-        "images.vault.id sha256:aaaaaaaaaaaa -> sha256:dddddddddddd; services postgres,vault -> postgres,redis,vault; "
-        "settings.redis_replicas 0 -> 1")
+        "services postgres,vault -> postgres,redis,vault; settings.redis_replicas 0 -> 1; "
+        "images.vault.id sha256:aaaaaaaaaaaa -> sha256:dddddddddddd")
     assert describe_mismatch(old, new, limit=1).endswith("; and 2 more")
 
 
