@@ -327,7 +327,7 @@ def _shared(request: pytest.FixtureRequest, state: _State, key: str, log: Callab
     """The session stack shared with other processes: kept between runs (``--reuse``) or among xdist workers."""
     workerinput = getattr(request.config, "workerinput", None)
     shared = SharedStack(state.settings, state.needed, key=key, persist=state.reuse, log=log,
-                         owner_pid=os.getppid() if workerinput else os.getpid())
+                         owner_pid=os.getppid() if workerinput else os.getpid(), keep=state.keep)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capman = request.config.pluginmanager.getplugin("capturemanager")
     progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()

@@ -500,6 +500,7 @@ class SharedStack:
         persist: keep the stack after the last user (``--reuse``).
         owner_pid: the process named as owner in the labels of a stack started here (the xdist controller for
             a per-run stack, so ``down --stale`` leaves it alone while the run lasts).
+        keep: ``--keep-stack``: the last user leaves a per-run stack running too (labelled keep=true).
     """
 
     settings: Settings
@@ -509,6 +510,7 @@ class SharedStack:
     log: Log
     owner_pid: int = field(default_factory=os.getpid)
     engine: Engine | None = None
+    keep: bool = False
     record: SharedRecord | None = None
     outcome: str = ""  # started | attached | replaced | private
     why: str = ""
@@ -564,8 +566,8 @@ class SharedStack:
                     self.outcome = "started"
                     if self.persist:
                         self.log("reuse: no kept stack; starting one (kept at exit for the next --reuse run)")
-                labels = {LABEL_KEEP: "true"} if self.persist else {LABEL_KEEP: "false",
-                                                                     LABEL_OWNER_PID: str(self.owner_pid)}
+                labels = {LABEL_KEEP: "true"} if self.persist or self.keep else {
+                    LABEL_KEEP: "false", LABEL_OWNER_PID: str(self.owner_pid)}
                 self.stack = engine.start(self.settings, self.services, labels, self.log)
                 record = SharedRecord(run_id=self.stack.run_id, digest=digest, inputs=inputs,
                                       services=list(self.services), persist=self.persist,
@@ -586,9 +588,8 @@ class SharedStack:
             return f"configuration changed ({describe_mismatch(record.inputs, inputs)})"
         return None
 
-    def release(self, keep: bool = True) -> str:
-        """Stop using the stack; the last user removes it unless it persists (and ``keep``). Returns what was
-        done, for the run report."""
+    def release(self) -> str:
+        """Stop using the stack; the last user removes it unless it persists or is kept. Returns what was done."""
         if self.stack is None:
             return "none"
         engine = self._engine
@@ -603,9 +604,12 @@ class SharedStack:
             if record.users:
                 record.save(self.record_path)
                 return "left to other users"
-            if self.persist and keep:
+            if self.persist:
                 record.save(self.record_path)
                 return "kept"
+            if self.keep:
+                self.record_path.unlink(missing_ok=True)
+                return "kept (--keep-stack: remove with `python -m harness down`)"
             engine.remove(self.settings, record.run_id)
             self.record_path.unlink(missing_ok=True)
             if not self.persist:  # this run's lock files go with it (every user is done)

@@ -330,3 +330,12 @@ def test_xdist_is_installed():
     import xdist  # noqa: F401  (a dependency: pyproject lists pytest-xdist)
 
     assert "xdist" in sys.modules
+
+
+def test_keep_stack_with_workers_leaves_the_shared_stack_for_down(pytester, fake_project):
+    result, _ = _run(pytester, "-n", "2", "--keep-stack")
+    result.assert_outcomes(passed=6)
+    events = _events(fake_project)
+    assert [e["event"] for e in events].count("start") == 1
+    assert not [e for e in events if e["event"] == "remove"], events
+    assert events[0]["labels"] == {"devstack-harness.keep": "true"}  # `down` removes it, `down --stale` never does
