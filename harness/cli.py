@@ -86,12 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--service", action="append", choices=list(registry.names()),
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
-    drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
-    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss"],
-                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas")
+    from harness.drill_kit import drill_names, service_drills
+    from stack.drill_ops import FAULT_HELP
+
+    drill = sub.add_parser("drill", help="resilience drills on a stack of their own, with measured figures "
+                                         "(docs/drills.md)")
+    drill.add_argument("kind", choices=drill_names(), metavar="NAME",
+                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
+                            + "; ".join(f"{n}: {d.summary}" for n, (_, d) in service_drills().items()))
     drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
-    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle"], default="cycle",
-                       help="failover fault; cycle (default) takes kill, stop, pause, disconnect in turn")
+    faults = dict.fromkeys(["kill", "stop", "pause", "disconnect", *FAULT_HELP, "cycle"])
+    drill.add_argument("--fault", choices=list(faults),
+                       default="cycle", help="the fault of every round; cycle (default) takes the drill's faults in "
+                                             "turn (redis-failover: kill, stop, pause, disconnect; a service drill: "
+                                             "those its service declares)")
     drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
                        help="node loss: cluster-require-full-coverage; both (default) alternates")
     drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
@@ -386,6 +394,7 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
 
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
+    from harness.drill_kit import REDIS_DRILLS
     from harness.drills import FAULTS, drill_lines, drill_settings, failover_round, node_loss_round, report
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
@@ -394,6 +403,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[red]error:[/red] --rounds must be between 1 and {settings.drill_max_rounds} "
                       "(HARNESS_DRILL_MAX_ROUNDS)")
         return 2
+    if args.kind not in REDIS_DRILLS:
+        return _service_drill(args, settings)
     failover = args.kind == "redis-failover"
     chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
@@ -419,6 +430,36 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
     for line in drill_lines(data):
         out.print(line, highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    if data["failed_rounds"]:
+        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
+        return 1
+    return 0
+
+
+def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """A drill a service declares (``ServiceSpec.drills``): Vault and that service on a stack of their own."""
+    from harness.drill_kit import pick_fault, run_service_drill, service_drills
+    from harness.drills import drill_lines
+    from harness.engine import Stack
+
+    _, drill = service_drills()[args.kind]
+    try:
+        pick_fault(drill, 0, args.fault)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    t0 = time.monotonic()
+    stack = Stack(settings, log=_log(t0))
+    try:
+        data = run_service_drill(stack, args.kind, args.rounds, args.fault, settings.drill_round_timeout_s,
+                                 on_round=lambda n, f: console.print(f"round {n}: {f}"))
+    finally:
+        stack.close()
+    for line in drill_lines(data):
+        out.print(redact(line), highlight=False, markup=False)
     path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
     write_file(path, json.dumps(data, indent=2), 0o644)
     console.print(f"report: {path}")

@@ -535,8 +535,11 @@ def summarize(rounds: list[Any], metrics: tuple[str, ...]) -> dict[str, dict[str
     return table
 
 
-def report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[str, Any]:
-    metrics = FAILOVER_METRICS if kind == "redis-failover" else NODE_LOSS_METRICS
+def report(kind: str, rounds: list[Any], settings: dict[str, Any],
+           metrics: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A drill's JSON: settings, every round, median/p95/max of ``metrics`` (default: the Redis drill's own)."""
+    if metrics is None:
+        metrics = FAILOVER_METRICS if kind == "redis-failover" else NODE_LOSS_METRICS
     return {"drill": kind, "settings": settings, "rounds": [asdict(r) for r in rounds],
             "summary": summarize(rounds, metrics),
             "failed_rounds": [r.round for r in rounds if r.problems]}
@@ -544,9 +547,9 @@ def report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[str, 
 
 def drill_lines(data: dict[str, Any]) -> list[str]:
     """A drill report as plain text lines: every round's figures, then median/p95/max."""
-    metrics = FAILOVER_METRICS if data["drill"] == "redis-failover" else NODE_LOSS_METRICS
+    metrics = tuple(data["summary"])  # in the order report() measured them
     lines = [f"{data['drill']} ({', '.join(f'{k}={v}' for k, v in data['settings'].items())})"]
-    head = ["round", "fault" if data["drill"] == "redis-failover" else "full_coverage", "victim", *metrics]
+    head = ["round", "full_coverage" if data["drill"] == "redis-node-loss" else "fault", "victim", *metrics]
     rows = [[str(r["round"]), str(r.get("fault", r.get("full_coverage"))), r["victim"],
              *(_cell(r.get(m)) for m in metrics)] for r in data["rounds"]]
     rows += [[stat, "", "", *(_cell(data["summary"][m][stat]) for m in metrics)] for stat in ("median", "p95", "max")]

@@ -38,6 +38,7 @@ from stack.base import (
     main_tls_listener,
     random_secret,
 )
+from stack.drill_ops import ServiceDrill, SqlCrashOps, find_pids, sigkill
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -249,6 +250,44 @@ def server_version(endpoint: PostgresEndpoint) -> str:
         return str(row[0] if row else "unknown")
 
 
+# ------------------------------------------------------------------------------------------- the crash drill
+
+def drill_connect(endpoint: PostgresEndpoint) -> psycopg.Connection[Any]:
+    """The drill writer's connection: autocommit off, 2 s to connect, TCP and statements bounded to 5 s."""
+    return endpoint.connect(connect_timeout=2, tcp_user_timeout=5000, options="-c statement_timeout=5000")
+
+
+def drill_durability(conn: psycopg.Connection[Any]) -> list[str]:
+    """An acknowledged commit survives a crash only with its WAL flushed first (``fsync``, ``synchronous_commit``)
+    and torn pages repairable (``full_page_writes``)."""
+    problems = []
+    for name in ("fsync", "synchronous_commit", "full_page_writes"):
+        row = conn.execute(f"SHOW {name}").fetchone()
+        if row is None or row[0] != "on":
+            problems.append(f"{name} = {row[0] if row else '?'} (an acknowledged commit may not survive a crash)")
+    conn.rollback()
+    return problems
+
+
+def drill_kill_server(container: Any) -> str:
+    """SIGKILL of the checkpointer: the postmaster (the container's PID 1) then ends every backend, resets shared
+    memory and replays the WAL from the last checkpoint (crash recovery) without the container stopping."""
+    pids = find_pids(container, "postgres: checkpointer", "postgres")
+    if not pids:
+        raise RuntimeError("no 'postgres: checkpointer' process in the container")
+    sigkill(container, pids[0], "postgres")
+    return f"SIGKILL of the checkpointer (pid {pids[0]} in the container): the postmaster runs crash recovery"
+
+
+DRILLS = (ServiceDrill(
+    name="postgres-crash", kind="sql-crash", faults=("sigkill", "docker-kill"),
+    summary="numbered commits while the server is SIGKILLed or its container killed; 0 committed rows may be lost",
+    ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
+                    insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
+                    drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
+                    kill_server=drill_kill_server)),)
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
@@ -273,4 +312,5 @@ SPEC = ServiceSpec(
         "compose_files": compose_files,
         "compose_env": compose_env,
     },
+    drills=DRILLS,
 )

@@ -19,6 +19,7 @@ from typing import Any
 
 from stack.backup_ops import BackupOps
 from stack.base import RunContext, TlsMaterial
+from stack.drill_ops import ServiceDrill
 from stack.images import ImageSpec
 
 
@@ -99,6 +100,7 @@ class ServiceSpec:
             ``tls_targets(endpoint)`` -> ``(alias, port, protocol)`` of every TLS listener; ``compose_files(secret,
             options)`` -> the container's files besides TLS; ``compose_env(secret)`` -> compose variables.
         settings: names of the harness settings its container factory reads (passed as ``MakeRequest.options``).
+        drills: the resilience drills it offers (:class:`~stack.drill_ops.ServiceDrill`; ``python -m harness drill``).
     """
 
     name: str
@@ -118,6 +120,7 @@ class ServiceSpec:
     change_password: Callable[[Any, str], None] | None = None
     ops: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
+    drills: tuple[ServiceDrill, ...] = ()
 
     @property
     def image_optional(self) -> bool:
