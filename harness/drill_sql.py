@@ -42,7 +42,7 @@ from harness.drill_kit import (
     wait_acks,
 )
 from stack import registry
-from stack.drill_ops import ServiceDrill, SqlCrashOps
+from stack.drill_ops import ServiceDrill, SqlCrashOps, sigkill
 from stack.errors import ReadinessTimeout
 from stack.waiting import poll
 
@@ -65,6 +65,7 @@ class SqlCrashRound:
     in_flight_present: int = 0
     in_doubt: int = 0
     in_doubt_present: int = 0
+    recovery_logged: bool = False
     writer_errors: dict[str, int] = field(default_factory=dict)
     fault_detail: str = ""
     problems: list[str] = field(default_factory=list)
@@ -189,7 +190,7 @@ def sql_crash_round(stack: Any, service: str, drill: ServiceDrill, number: int, 
     ops = drill.ops
     if not isinstance(ops, SqlCrashOps):
         raise DrillError(f"drill {drill.name}: a sql-crash drill needs SqlCrashOps, {service}'s SPEC gives {ops!r}")
-    if fault == "sigkill" and ops.kill_server is None:
+    if fault == "sigkill" and ops.server_process is None:
         raise DrillError(f"drill {drill.name}: {service} declares no server process to SIGKILL (faults: "
                          f"{', '.join(drill.faults)})")
     container = stack.require(service)
@@ -225,15 +226,23 @@ def sql_crash_round(stack: Any, service: str, drill: ServiceDrill, number: int, 
              "in-flight insert", timeout=timeout, interval=POLL_S, accept=lambda n: n >= AROUND_IN_FLIGHT,
              hint="the writer stalled: the in-flight transaction may hold a lock it waits for")
 
-        def apply() -> None:
-            if fault == "docker-kill":
-                wrapped.kill()
-            elif fault == "sigkill":
-                assert ops.kill_server is not None
-                result.fault_detail = ops.kill_server(wrapped)
-            else:
-                raise DrillError(f"drill {drill.name}: unknown fault {fault!r}; one of {', '.join(drill.faults)}")
+        victim = None
+        if fault == "sigkill":
+            assert ops.server_process is not None
+            victim = ops.server_process(wrapped)
+            result.fault_detail = f"SIGKILL of {victim.what}"
+        elif fault == "docker-kill":
+            result.fault_detail = "docker kill of the container (SIGKILL of its PID 1)"
+        else:
+            raise DrillError(f"drill {drill.name}: unknown fault {fault!r}; one of {', '.join(drill.faults)}")
 
+        def apply() -> None:
+            if victim is None:
+                wrapped.kill()
+            else:
+                sigkill(wrapped, victim.pid, victim.user)
+
+        log_since = int(time.time())  # docker logs: whole seconds
         t0 = time.monotonic()
         with fault_applied(apply, lambda: ensure_running(wrapped)) as undo:
             _await_crash(in_flight, service, fault, timeout, result)
@@ -251,6 +260,10 @@ def sql_crash_round(stack: Any, service: str, drill: ServiceDrill, number: int, 
         except ReadinessTimeout as exc:
             result.problems.append(str(exc))
         writer.stop()
+        log = wrapped.logs(since=log_since).decode(errors="replace")
+        result.recovery_logged = ops.recovery_log in log
+        if not result.recovery_logged:
+            result.problems.append(f"{service} logged no {ops.recovery_log!r} after the {fault}: was it a crash?")
         result.client_outage_ms = outage_ms([at for _, at in writer.timeline.acks], t0)
         result.rows_committed = len(writer.timeline.acks)
         result.writer_errors = dict(writer.timeline.errors)

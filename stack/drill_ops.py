@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stack.errors import HarnessError
+
 DRILL_KINDS = ("sql-crash", "broker-loss", "vault-seal")
 #: Every fault a service drill may declare, with what it does (``--fault`` help and docs).
 FAULT_HELP = {
@@ -33,6 +35,10 @@ FAULT_HELP = {
     "restart": "docker restart (graceful stop, start); Vault comes back sealed",
     "kill": "docker kill + start; Vault comes back sealed",
 }
+
+
+class FaultError(HarnessError):
+    """A fault could not be injected (the message says which command failed and how)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,10 @@ class SqlCrashOps:
         drop: remove ``{table}``.
         durability: ``(connection) -> problems``: the server settings that would let an acknowledged commit be
             lost in a crash (empty when every acknowledged commit is flushed to the log first).
-        kill_server: ``(container) -> what was killed``: SIGKILL of a server process inside the running
-            container (the ``sigkill`` fault), or None when the server is the container's PID 1.
+        recovery_log: text the server logs when it starts crash recovery (the proof that the fault was a crash,
+            not a clean shutdown); the harness looks for it in the log written after the fault.
+        server_process: ``(container) -> ServerProcess``: the server process inside the running container that the
+            ``sigkill`` fault kills, or None when the server is the container's PID 1.
     """
 
     connect: Callable[[Any], Any]
@@ -59,7 +67,17 @@ class SqlCrashOps:
     select: str
     drop: str
     durability: Callable[[Any], list[str]]
-    kill_server: Callable[[Any], str] | None = None
+    recovery_log: str
+    server_process: Callable[[Any], ServerProcess] | None = None
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A process inside a container: its PID there, its owner, and what killing it does."""
+
+    pid: int
+    user: str
+    what: str
 
 
 @dataclass(frozen=True)
@@ -108,13 +126,14 @@ def find_pids(container: Any, prefix: str, user: str) -> list[int]:
               'case "$c" in "$0"*) echo "${d#/proc/}";; esac; done')
     result = container.exec_run(["sh", "-c", script, prefix], user=user)
     if result.exit_code != 0:
-        raise RuntimeError(f"listing processes in the container exited {result.exit_code}: "
+        raise FaultError(f"listing processes in the container exited {result.exit_code}: "
                            f"{result.output.decode(errors='replace')[-300:]}")
     return [int(p) for p in result.output.decode().split() if p.isdigit()]
 
 
 def sigkill(container: Any, pid: int, user: str) -> None:
-    """``kill -9 <pid>`` inside ``container`` as ``user`` (the process's owner)."""
-    result = container.exec_run(["kill", "-9", str(pid)], user=user)
+    """``kill -9 <pid>`` inside ``container`` as ``user`` (the process's owner; the shell's builtin ``kill``: the
+    images ship no kill binary)."""
+    result = container.exec_run(["sh", "-c", 'kill -9 "$0"', str(pid)], user=user)
     if result.exit_code != 0:
-        raise RuntimeError(f"kill -9 {pid} exited {result.exit_code}: {result.output.decode(errors='replace')[-300:]}")
+        raise FaultError(f"kill -9 {pid} exited {result.exit_code}: {result.output.decode(errors='replace')[-300:]}")

@@ -297,7 +297,8 @@ DRILLS = (ServiceDrill(
     summary="numbered InnoDB commits while the container is killed; 0 committed rows may be lost",
     ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
                     insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
-                    drop="DROP TABLE IF EXISTS {table}", durability=drill_durability)),)
+                    drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
+                    recovery_log="crash recovery")),)
 
 
 SPEC = ServiceSpec(

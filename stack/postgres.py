@@ -38,7 +38,7 @@ from stack.base import (
     main_tls_listener,
     random_secret,
 )
-from stack.drill_ops import ServiceDrill, SqlCrashOps, find_pids, sigkill
+from stack.drill_ops import FaultError, ServerProcess, ServiceDrill, SqlCrashOps, find_pids
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -269,14 +269,13 @@ def drill_durability(conn: psycopg.Connection[Any]) -> list[str]:
     return problems
 
 
-def drill_kill_server(container: Any) -> str:
-    """SIGKILL of the checkpointer: the postmaster (the container's PID 1) then ends every backend, resets shared
-    memory and replays the WAL from the last checkpoint (crash recovery) without the container stopping."""
+def drill_server_process(container: Any) -> ServerProcess:
+    """The checkpointer: when it dies by SIGKILL the postmaster (the container's PID 1) ends every backend, resets
+    shared memory and replays the WAL from the last checkpoint (crash recovery) without the container stopping."""
     pids = find_pids(container, "postgres: checkpointer", "postgres")
     if not pids:
-        raise RuntimeError("no 'postgres: checkpointer' process in the container")
-    sigkill(container, pids[0], "postgres")
-    return f"SIGKILL of the checkpointer (pid {pids[0]} in the container): the postmaster runs crash recovery"
+        raise FaultError("no 'postgres: checkpointer' process in the container to SIGKILL")
+    return ServerProcess(pids[0], "postgres", f"the checkpointer (pid {pids[0]}); the postmaster runs crash recovery")
 
 
 DRILLS = (ServiceDrill(
@@ -285,7 +284,7 @@ DRILLS = (ServiceDrill(
     ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
                     insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
                     drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
-                    kill_server=drill_kill_server)),)
+                    recovery_log="automatic recovery in progress", server_process=drill_server_process)),)
 
 
 SPEC = ServiceSpec(
