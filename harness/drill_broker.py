@@ -72,6 +72,7 @@ class BrokerRound:
     publisher_errors: dict[str, int] = field(default_factory=dict)
     consumer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    log_excerpt: list[str] = field(default_factory=list)  # the broker's warnings and errors, when a round failed
 
 
 def _few(numbers: list[int], limit: int = 10) -> str:
@@ -238,6 +239,7 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
         setup.channel().queue_declare(queue, durable=True)
     finally:
         _close(setup)
+    declared = time.monotonic()
     deadline = time.monotonic() + 4 * timeout
     publisher, consumer = Publisher(connect, queue, deadline), Consumer(connect, queue, deadline)
     consumer.start()
@@ -249,6 +251,7 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
              f"publishes and {DELIVERED_BEFORE} deliveries before the fault", timeout=timeout, interval=POLL_S,
              accept=lambda n: n[0] >= BEFORE_FAULT and n[1] >= DELIVERED_BEFORE,
              hint="publisher or consumer stalled: see their errors")
+        log_since = int(time.time())  # docker logs: whole seconds
         t0 = time.monotonic()
         with fault_applied(wrapped.kill, lambda: ensure_running(wrapped)) as undo:
             undo()
@@ -260,6 +263,13 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
                 return result
             back = time.monotonic()
             result.broker_back_ms = ms(t0, back)
+        try:
+            queue_state()
+        except Exception as exc:  # the durable queue must have survived: say so, with what the broker logged
+            result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
+                                   f"is gone after the restart: {type(exc).__name__}: {exc}")
+            result.log_excerpt = [line for line in wrapped.logs(since=log_since).decode(errors="replace")
+                                  .splitlines() if "[warning]" in line or "[error]" in line][-20:]
         try:
             wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
         except ReadinessTimeout as exc:
