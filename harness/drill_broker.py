@@ -72,7 +72,7 @@ class BrokerRound:
     publisher_errors: dict[str, int] = field(default_factory=dict)
     consumer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    log_excerpt: list[str] = field(default_factory=list)  # the broker's warnings and errors, when a round failed
+    log_excerpt: list[str] = field(default_factory=list)  # the broker's recovery, warnings and errors, when it failed
 
 
 def _few(numbers: list[int], limit: int = 10) -> str:
@@ -269,7 +269,8 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
             result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
                                    f"is gone after the restart: {type(exc).__name__}: {exc}")
             result.log_excerpt = [line for line in wrapped.logs(since=log_since).decode(errors="replace")
-                                  .splitlines() if "[warning]" in line or "[error]" in line][-20:]
+                                  .splitlines() if "[warning]" in line or "[error]" in line
+                                  or "Recovering" in line][-20:]
         try:
             wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
         except ReadinessTimeout as exc:

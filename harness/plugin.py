@@ -294,6 +294,13 @@ def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack | Attac
 
 
 @pytest.fixture(scope="session")
+def drill_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+    """Vault and the services whose drills the selected tests run (their service markers), on a stack of their own:
+    the service drills (``ServiceSpec.drills``) kill, crash and seal them."""
+    yield from _extra_stack(request, "drill_stack", "service drill stack", lambda s, _: s)
+
+
+@pytest.fixture(scope="session")
 def harness_benchmarks(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Suites put measured figures here (name -> value); printed at the end and saved in the report."""
     return request.config.stash[_STATE].benchmarks
