@@ -69,6 +69,7 @@ class BrokerRound:
     unconfirmed_lost: int = 0
     duplicates: int = 0
     redelivered: int = 0
+    queue_age_ms: float | None = None  # the queue's declaration -> the fault
     publisher_errors: dict[str, int] = field(default_factory=dict)
     consumer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -253,6 +254,7 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
              hint="publisher or consumer stalled: see their errors")
         log_since = int(time.time())  # docker logs: whole seconds
         t0 = time.monotonic()
+        result.queue_age_ms = ms(declared, t0)
         with fault_applied(wrapped.kill, lambda: ensure_running(wrapped)) as undo:
             undo()
             try:
