@@ -21,8 +21,8 @@ from stack.drill_ops import ServiceDrill
 from stack.errors import HarnessError
 from stack.waiting import poll
 
-#: The Redis cluster drills of :mod:`harness.drills` (and the helpers' modules beside it), run by the CLI itself.
-REDIS_DRILLS = ("redis-failover", "redis-node-loss")
+#: The Redis cluster drills of :mod:`harness.drills` and :mod:`harness.drills_net`, run by the CLI itself.
+REDIS_DRILLS = ("redis-failover", "redis-node-loss", "redis-partition", "latency")
 POLL_S = 0.05
 
 
@@ -36,8 +36,8 @@ def service_drills() -> dict[str, tuple[str, ServiceDrill]]:
     for spec in registry.specs():
         for drill in spec.drills:
             if drill.name in found or drill.name in REDIS_DRILLS:
-                raise DrillError(f"drill {drill.name!r} is declared twice ({found.get(drill.name, ('redis',))[0]} "
-                                 f"and {spec.name})")
+                first = found[drill.name][0] if drill.name in found else "the Redis drills"
+                raise DrillError(f"drill {drill.name!r} is declared twice ({first} and {spec.name})")
             found[drill.name] = (spec.name, drill)
     return found
 

@@ -547,7 +547,7 @@ def report(kind: str, rounds: list[Any], settings: dict[str, Any],
 
 def drill_lines(data: dict[str, Any]) -> list[str]:
     """A drill report as plain text lines: every round's figures, then median/p95/max."""
-    metrics = tuple(data["summary"])  # in the order report() measured them
+    metrics = tuple(data["summary"])  # every kind's metrics, in its order (harness.drills_net's drills too)
     lines = [f"{data['drill']} ({', '.join(f'{k}={v}' for k, v in data['settings'].items())})"]
     head = ["round", "full_coverage" if data["drill"] == "redis-node-loss" else "fault", "victim", *metrics]
     rows = [[str(r["round"]), str(r.get("fault", r.get("full_coverage"))), r["victim"],
