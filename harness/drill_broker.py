@@ -265,23 +265,29 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
                 return result
             back = time.monotonic()
             result.broker_back_ms = ms(t0, back)
+        queue_gone = False
         try:
-            queue_state()
-        except Exception as exc:  # the durable queue must have survived: say so, with what the broker logged
+            poll(queue_state, what=f"the durable queue {queue} to answer a passive declare after the {fault}",
+                 timeout=min(timeout, 10.0), interval=0.2, accept=lambda _: True, hint="see log_excerpt")
+        except ReadinessTimeout as exc:  # the durable queue must have survived: say so, with what the broker logged
+            queue_gone = True
             result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
-                                   f"is gone after the restart: {type(exc).__name__}: {exc}")
+                                   f"is gone after the restart: {exc.last_seen}")
             result.log_excerpt = [line for line in wrapped.logs(since=log_since).decode(errors="replace")
                                   .splitlines() if "[warning]" in line or "[error]" in line
                                   or "Recovering" in line][-20:]
         try:
-            wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
+            if not queue_gone:  # without its queue nothing can be confirmed or drained: no point waiting
+                wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
         except ReadinessTimeout as exc:
             result.problems.append(str(exc))
         publisher.stop()
         try:
-            poll(lambda: (time.monotonic() - consumer.last_activity, queue_state()[0]),
-                 what=f"the consumer to drain {queue}", timeout=timeout, interval=0.2,
-                 accept=lambda s: s[0] >= QUIET_S and s[1] == 0, hint="the consumer stopped consuming: see its errors")
+            if not queue_gone:
+                poll(lambda: (time.monotonic() - consumer.last_activity, queue_state()[0]),
+                     what=f"the consumer to drain {queue}", timeout=timeout, interval=0.2,
+                     accept=lambda s: s[0] >= QUIET_S and s[1] == 0,
+                     hint="the consumer stopped consuming: see its errors")
         except ReadinessTimeout as exc:
             result.problems.append(str(exc))
         consumer.stop()
