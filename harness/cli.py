@@ -407,6 +407,9 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     if args.kind not in REDIS_DRILLS:
         return _service_drill(args, settings)
     failover = args.kind == "redis-failover"
+    if failover and args.fault not in (*FAULTS, "cycle"):
+        console.print(f"[red]error:[/red] {args.kind} faults: {', '.join(FAULTS)} or cycle, not {args.fault!r}")
+        return 2
     chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
     stack = Stack(chosen, log=_log(t0))

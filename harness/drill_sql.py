@@ -16,7 +16,8 @@ A round, on the drill's own table ``drill_<hex>``:
    acknowledged commits around the fault; it reconnects by itself, 2 s connect timeout), ``in_doubt`` (commits
    whose answer the crash swallowed: either outcome is correct).
 4. Invariants (:func:`sql_verdict`): ``committed_missing`` = acknowledged rows not read back (must be 0);
-   ``in_flight_present`` = the uncommitted row read back (must be 0); rows nobody committed (must be none).
+   ``in_flight_present`` = the uncommitted row read back (must be 0); rows nobody committed (must be none). And the
+   server's log after the fault shows crash recovery (``SqlCrashOps.recovery_log``): otherwise it was no crash.
 """
 
 from __future__ import annotations

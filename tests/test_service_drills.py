@@ -4,6 +4,9 @@ writer's bookkeeping against a fake database, the shared plumbing, and the regis
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -263,3 +266,18 @@ def test_report_and_text_lines_of_a_service_drill():
     lines = drill_lines(data)
     assert lines[1].split() == ["round", "fault", "victim", *METRICS["sql-crash"]]
     assert lines[-1] == "round 1: PROBLEM: 1 committed row(s) missing after the crash: 7"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
+
+
+def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything():
+    proc = _cli("drill", "mysql-crash", "--fault", "sigkill")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "drill mysql-crash offers the faults docker-kill, not 'sigkill'" in " ".join(proc.stderr.split())
+    proc = _cli("drill", "redis-failover", "--fault", "docker-kill")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'"
+            in " ".join(proc.stderr.split()))
