@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
     summarize.add_argument("--output", type=Path, default=None, metavar="FILE",
                            help="also write the Markdown to FILE (replaced)")
+    page = report_sub.add_parser("html", help="self-contained HTML page with charts of run reports (start timeline, "
+                                 "suites, failures, drills, backup, TLS; trends with --previous)")
+    page.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="run report(s) of this run, merged")
+    page.add_argument("--previous", type=Path, action="append", default=[], metavar="PREV",
+                      help="an earlier run report (repeat, oldest first): trend of every figure, regressions "
+                           "flagged against the last one as `report summarize` flags them")
+    page.add_argument("--tolerance", type=_tolerance_arg, default=None, metavar="T",
+                      help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
+    page.add_argument("-o", "--output", type=Path, default=None, metavar="PATH",
+                      help="where to write the page (default: the first REPORT with .html)")
     return parser
 
 
@@ -562,6 +572,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from harness.summary import ReportInputError, load_report, load_reports, summarize
 
     tolerance = settings.report_tolerance if args.tolerance is None else args.tolerance
+    if args.report_command == "html":
+        return _report_html(args, tolerance)
     try:
         reports = load_reports(args.reports)
         previous = load_report(args.previous) if args.previous is not None else None
@@ -578,6 +590,28 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"[red]error:[/red] cannot write {escape(str(args.output))}: {exc.strerror or exc}")
             return 2
     return summary.exit_code
+
+
+def _report_html(args: argparse.Namespace, tolerance: float) -> int:
+    """Write the HTML page of run reports; exit 2 on unreadable input or an unwritable output (the verdict is
+    `report summarize`'s exit status)."""
+    from harness.html_report import html_path, render, write_html
+    from harness.summary import ReportInputError, load_reports
+
+    try:
+        reports = load_reports(args.reports)
+        previous = load_reports(args.previous) if args.previous else []
+    except ReportInputError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    target = args.output or html_path(args.reports[0])
+    try:
+        write_html(target, render(reports, previous, tolerance))
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write {escape(str(target))}: {exc.strerror or exc}")
+        return 2
+    console.print(f"html report: {target}")
+    return 0
 
 
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:

@@ -121,6 +121,7 @@ class ServiceRecord:
     time_to_ready_s: float | None = None
     error: str | None = None
     bootstrap_s: dict[str, float] | None = None  # Vault only: seconds per bootstrap step
+    bootstrap_started_s: float | None = None  # Vault only: when its bootstrap began (steps follow in order)
 
 
 @dataclass
@@ -274,6 +275,7 @@ class Stack:
         try:
             service.start()
             if isinstance(service, VaultContainer):
+                rec.bootstrap_started_s = round(time.monotonic() - t0, 3)
                 self._bootstrap_vault(service, rec)
         except Exception as exc:  # recorded per service; re-raised by require()
             self._fail(name, exc)
