@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
     page.add_argument("-o", "--output", type=Path, default=None, metavar="PATH",
                       help="where to write the page (default: the first REPORT with .html)")
+    page.add_argument("--screenshot", type=Path, default=None, metavar="PNG",
+                      help="also render the page in headless Chromium and save a PNG of it")
     return parser
 
 
@@ -595,7 +597,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def _report_html(args: argparse.Namespace, tolerance: float) -> int:
     """Write the HTML page of run reports; exit 2 on unreadable input or an unwritable output (the verdict is
     `report summarize`'s exit status)."""
-    from harness.html_report import html_path, render, write_html
+    from harness.html_report import html_path, render, screenshot, write_html
     from harness.summary import ReportInputError, load_reports
 
     try:
@@ -611,6 +613,8 @@ def _report_html(args: argparse.Namespace, tolerance: float) -> int:
         console.print(f"[red]error:[/red] cannot write {escape(str(target))}: {exc.strerror or exc}")
         return 2
     console.print(f"html report: {target}")
+    if args.screenshot is not None:
+        console.print(f"screenshot: {screenshot(target, args.screenshot)}")
     return 0
 
 

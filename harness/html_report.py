@@ -22,6 +22,9 @@ import html
 import io
 import math
 import re
+import shutil
+import subprocess
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,7 @@ from harness.summary import (
     unit_of,
     with_unit,
 )
+from stack.errors import ConfigError, HarnessError
 
 COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#6a1b9a", "skipped": "#f9a825"}
 STATUS_COLOURS = {"ready": "#1565c0", "failed": "#c62828", "unavailable": "#9e9e9e", "pending": "#9e9e9e"}
@@ -675,3 +679,58 @@ def write_beside(report_path: Path, tolerance: float = 0.25) -> Path:
     return write_html(html_path(report_path), render([load_report(report_path)], (), tolerance))
 
 
+
+
+# ------------------------------------------------------------------------------------------ browser
+
+#: Debian's package, then the names other systems (and GitHub's runners) give a Chromium-based browser.
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Headless and without any network feature: no QUIC, no first-run, no background updates, sync or networking.
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-extensions", "--hide-scrollbars", "--mute-audio")
+BROWSER_TIMEOUT_S = 120.0  # a hang guard: a page renders in a few seconds
+
+
+def find_browser() -> str | None:
+    """The first Chromium-based browser on PATH, or None."""
+    return next((path for name in BROWSERS if (path := shutil.which(name)) is not None), None)
+
+
+def _browser(page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    browser = find_browser()
+    if browser is None:
+        raise ConfigError(f"no Chromium-based browser on PATH (looked for {', '.join(BROWSERS)}); install Debian's "
+                          "chromium (`bash scripts/setup.sh` does, as root)")
+    with tempfile.TemporaryDirectory(prefix="dsh-chromium-") as profile:
+        argv = [browser, *BROWSER_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False,
+                                  cwd=profile)
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"{browser} did not finish rendering {page} within {BROWSER_TIMEOUT_S:.0f} s; "
+                               f"run `{' '.join(argv)}` by hand to see where it hangs") from None
+    if proc.returncode != 0:
+        raise HarnessError(f"{browser} exited {proc.returncode} rendering {page}: {proc.stderr.strip()[-600:]}")
+    return proc
+
+
+def dump_dom(page: Path) -> str:
+    """The page's DOM as the browser built it (``--dump-dom``)."""
+    return _browser(page, "--dump-dom").stdout
+
+
+def screenshot(page: Path, png: Path, width: int = 1280, height: int = 12000) -> Path:
+    """A PNG of the whole page: rendered in a window ``height`` pixels tall, then cut below the last content."""
+    from PIL import Image, ImageChops
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    _browser(page, f"--window-size={width},{height}", f"--screenshot={png.resolve()}")
+    if not png.is_file():
+        raise HarnessError(f"the browser wrote no screenshot to {png}")
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+    box = ImageChops.difference(rgb, Image.new("RGB", rgb.size, "white")).getbbox()
+    if box is not None:
+        rgb.crop((0, 0, width, min(height, box[3] + 24))).save(png)
+    return png
