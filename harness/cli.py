@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                               help="also remove its data volumes, Vault's keys and certs/compose (start over)")
     compose_sub.add_parser("status", help="state, health and ports of the compose stack's containers")
 
+    doctor = sub.add_parser("doctor", help="check the machine (engine, compose, images, ports, stacks, Vault, "
+                            "certificates, leftovers, .venv): one line per check with its fix; exit 1 if one fails")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
+
     report = sub.add_parser("report", help="JSON run reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     summarize = report_sub.add_parser("summarize", help="Markdown summary of run reports (e.g. for "
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
                    "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
-                   "compose": cmd_compose}[args.command]
+                   "compose": cmd_compose, "doctor": cmd_doctor}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -616,6 +620,30 @@ def _report_html(args: argparse.Namespace, tolerance: float) -> int:
     if args.screenshot is not None:
         console.print(f"screenshot: {screenshot(target, args.screenshot)}")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per check, with its fix when it fails; exit 1 when one fails."""
+    from harness.doctor import FAIL, OK, run_checks, to_json
+
+    t0 = time.monotonic()
+    checks = run_checks(settings, Path.cwd())
+    if args.json:
+        print(json.dumps(to_json(checks), indent=2))
+    else:
+        table = Table(title="harness doctor", title_justify="left")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colours = {OK: "green", FAIL: "red"}
+        for c in checks:
+            status = f"[{colours[c.status]}]{c.status}[/]" if c.status in colours else c.status
+            table.add_row(escape(c.check), status, escape(redact(c.detail)), escape(c.fix) if c.failed else "")
+        out.print(table)
+        console.print(f"{len(checks)} checks in {time.monotonic() - t0:.1f} s")
+    failed = sum(1 for c in checks if c.failed)
+    if failed:
+        console.print(f"[red]error:[/red] {failed} check(s) failed; each FAIL line says how to fix it")
+    return 1 if failed else 0
 
 
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
