@@ -549,7 +549,9 @@ def tls_html(reports: Sequence[LoadedReport]) -> str:
                          esc(row.get("tls12_cipher", "-")),
                          {True: "yes", False: '<span class="bad">NO</span>'}.get(matches, "-") if isinstance(
                              matches, bool) else "-"])
-            classes.append("regression" if low or matches is False else "")
+            if row.get("error"):  # the handshake failed: what it said, in the last column
+                rows[-1][-1] = f'<span class="bad">{esc(row["error"])}</span>'
+            classes.append("regression" if low or matches is False or row.get("error") else "")
         if rows:
             where = f" — {esc(report.name)}" if len(reports) > 1 else ""
             out.append(f"<h3>Served certificates{where}</h3>" + _table(

@@ -6,6 +6,7 @@ tests/test_html_browser.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets
@@ -13,10 +14,12 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from harness.certs import CertStatus, TlsTarget, tls_row
 from harness.drills import FailoverRound, NodeLossRound
 from harness.drills import report as drill_report
 from harness.engine import ServiceRecord, StackReport
@@ -363,3 +366,78 @@ def test_no_browser_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match=r"^no Chromium-based browser on PATH \(looked for chromium, "):
         dump_dom(tmp_path / "x.html")
+
+
+def test_tls_rows_as_the_suite_records_them():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    target = TlsTarget("postgres", "postgres", 5432, "postgres", "0a:0b", "/ca.pem")
+    served = CertStatus(target, "0a:0b", now + dt.timedelta(days=1), 1.0, "TLSv1.3", "TLS_AES_128_GCM_SHA256",
+                        "ECDHE-RSA-AES128-GCM-SHA256")
+    other = TlsTarget("redis", "redis-1", 6380, "redis", "01", "/ca.pem")
+    data = run_report(failing=False)
+    data["tls"] = [tls_row(served, 2), tls_row((other, "ConnectionRefusedError: refused"), 2)]
+    doc = Elements(render([loaded(data)]))
+    rows = [a for t, a in doc.elements if t == "tr"]
+    tls = doc.text[doc.text.index("Served certificates"):]
+    assert "0a:0b" in tls and "2026-01-02 00:00" in tls and "1.0" in tls
+    assert "ConnectionRefusedError: refused" in tls
+    assert len([a for a in rows if a.get("class") == "regression"]) == 2  # below 2 days; no handshake
+
+
+class FakeStack:
+    """The engine's Stack as the plugin sees it, with no container: a report of a start timeline, logs."""
+
+    def __init__(self, settings, keep=False, log=None):
+        self.settings = settings
+        self.run_id = "20260101T000000-fake00"
+        self.state_dir = Path("/nonexistent")
+        self.vault_bootstrap = None
+        self.report = SimpleNamespace(to_json=lambda: stack_json())
+
+    def resolve(self, services):
+        return {}
+
+    def start(self, services):
+        pass
+
+    def unavailable_reason(self, name):
+        return None
+
+    def endpoint(self, name):
+        return f"endpoint-of-{name}"
+
+    def logs(self, name, tail=200):
+        return f"{name} log: FATAL something broke"
+
+    def close(self):
+        pass
+
+
+def test_pytest_writes_the_html_beside_the_json_report(pytester, monkeypatch):
+    import harness.plugin
+
+    monkeypatch.setattr(harness.plugin, "Stack", FakeStack)
+    pytester.makepyfile(test_suite="""
+import pytest
+
+@pytest.mark.postgres
+def test_ok():
+    pass
+
+@pytest.mark.postgres
+def test_broken():
+    assert 1 == 2, "the answer is wrong"
+""")
+    report = pytester.path / "out" / "report.json"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}")
+    result.assert_outcomes(passed=1, failed=1)
+    page = report.with_suffix(".html")
+    result.stdout.fnmatch_lines([f"html report: {page}"])
+    doc = Elements(page.read_text())
+    assert [a["id"] for a in doc.by_class("li", "failure")] == ["failure-0"]
+    assert "AssertionError: the answer is wrong" in page.read_text()
+    assert doc.ids("logs-") == ["logs-0"]  # the attached postgres log, linked from the failure
+    assert "postgres log: FATAL something broke" in page.read_text()
+    assert sorted(doc.ids("bar-")) == ["bar-postgres", "bar-redis", "bar-vault"]
+    assert json.loads(report.read_text())["service_logs"] == {
+        "test_suite.py::test_broken": {"postgres": "postgres log: FATAL something broke"}}
