@@ -364,12 +364,13 @@ def sparkline(values: Sequence[float | None], flagged: Sequence[bool], chart_id:
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]], table_id: str = "", numeric: Sequence[int] = (),
-           row_class: Sequence[str] | None = None) -> str:
-    """A table from cells that are already HTML (escape before)."""
+           row_class: Sequence[str] | None = None, row_key: Sequence[str] | None = None) -> str:
+    """A table from cells that are already HTML (escape before); ``row_key`` gives rows a ``data-figure``."""
     attr = f' id="{esc(table_id)}"' if table_id else ""
     out = [f"<table{attr}><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
+        cls += f' data-figure="{esc(row_key[i])}"' if row_key else ""
         out.append(f"<tr{cls}>" + "".join(f'<td class="num">{c}</td>' if j in numeric else f"<td>{c}</td>"
                                           for j, c in enumerate(row)) + "</tr>")
     return "".join(out) + "</tbody></table>"
@@ -616,19 +617,11 @@ def trend_html(history: Sequence[LoadedReport], reports: Sequence[LoadedReport],
         classes.append("regression" if any(row.flagged) else ("better" if c is not None and c.verdict == "better"
                                                                 else ""))
     table = _table(["figure", *(esc(n) for n in names), "change", "verdict", "trend"], body, "trend",
-                   numeric=tuple(range(1, len(names) + 2)), row_class=classes)
-    # data-figure keys for readers and tests: which rows regressed
-    table = _tag_rows(table, [r.key for r in rows])
+                   numeric=tuple(range(1, len(names) + 2)), row_class=classes, row_key=[r.key for r in rows])
     floors = "0.05 s, 50 ms, 1 for counts"
     return (f"<h2>Trend</h2><p class=\"muted\">Lower is better. A figure is a REGRESSION (red) when it is worse "
             f"than the run before by more than {tolerance:.0%} and by more than an absolute floor ({floors}): "
             f"the rule of <code>report summarize</code>.</p>{table}")
-
-
-def _tag_rows(table: str, keys: Sequence[str]) -> str:
-    parts = table.split("<tr")
-    head, rows = parts[:2], parts[2:]
-    return "<tr".join([*head, *(f' data-figure="{esc(k)}"{r}' for k, r in zip(keys, rows, strict=True))])
 
 
 # ------------------------------------------------------------------------------------------ the page
