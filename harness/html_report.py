@@ -354,7 +354,7 @@ def sparkline(values: Sequence[float | None], flagged: Sequence[bool], chart_id:
     ax.set_axis_off()
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart_id}):
-        fig.savefig(buffer, format="svg", metadata=NO_METADATA)
+        fig.savefig(buffer, format="svg", metadata=NO_METADATA, transparent=True)  # the row colour shows through
     text = buffer.getvalue()
     return text[text.index("<svg"):].replace("<svg ", f'<svg id="{esc(chart_id)}" role="img" '
                                              f'aria-label="trend" ', 1)
