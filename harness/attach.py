@@ -1,35 +1,29 @@
 """Attach mode: the suites check the running compose stack instead of starting containers.
 
-:class:`AttachedStack` offers what the suites use of a test :class:`~harness.engine.Stack` (endpoints, the
-Vault bootstrap record and CA, container ids, logs, expected versions, certificate rotation), built from the
+:class:`AttachedStack` is a :class:`~harness.running.RunningStack` like the test stack (endpoints, the
+Vault bootstrap record and CA, containers, logs, expected versions, what rotations change), built from the
 compose project's containers (published ports, network addresses) and from Vault: credentials are read
 with each service's own AppRole every time an endpoint is asked for, so an endpoint always carries what
-Vault holds now. A password rotated through :meth:`ComposeService.apply_password` is also written back to
-``certs/compose/``, so the next restart of the container comes up with it.
+Vault holds now. A password or certificate changed while it runs (``record_password``, ``record_tls``) is also
+written back to ``certs/compose/``, so the next restart of the container comes up with it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from docker import DockerClient
 from docker.models.containers import Container
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from harness.certs import reload_server
 from harness.compose import (
     COMPOSE_SERVICES,
     ComposeLayout,
     ComposeState,
-    ComposeVault,
     host_port,
     install_live,
-    issue_tls,
     kept_tls,
     network_ip,
     project_containers,
@@ -40,12 +34,13 @@ from harness.compose import (
 from harness.docker_env import docker_client
 from harness.engine import ServiceRecord, StackReport
 from harness.pki import CaChain
+from harness.running import Endpoint, expected_version
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
-from stack import redis_cluster, registry, vault
+from stack import registry, vault
 from stack.base import TlsMaterial
 from stack.errors import ComposeError, ServiceStartError
-from stack.redis_cluster import RedisClusterEndpoint, RedisNodeEndpoint
+from stack.files import write_file
 from stack.service import PublishedService
 from stack.vault import VAULT_PORT, VaultInit
 from stack.waiting import poll
@@ -53,51 +48,28 @@ from stack.waiting import poll
 Log = Callable[[str], None]
 
 
-def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Container],
-                   secret: Mapping[str, Any], admin_token: str) -> Any:
-    """The endpoint of one service of the compose stack, built by its module (``ops["endpoint"]``)."""
+def published(name: str, layout: ComposeLayout, containers: Mapping[str, Container], secret: Mapping[str, Any],
+              admin_token: str) -> PublishedService:
+    """One service of the compose stack as its module's compose operations see it (``PublishedService``)."""
     spec = registry.get(name)
-    build = spec.op("endpoint")
     serial = (layout.service_dir(name) / "serial").read_text().strip()
-    return build(PublishedService(
+    return PublishedService(
         names=spec.compose_services, port=lambda cname, port: host_port(containers[cname], port),
         ip=lambda cname: network_ip(containers[cname]), container_name=lambda cname: str(containers[cname].name),
-        secret=secret, serial=serial, ca_file=str(layout.state_dir / "pki" / "root-ca.pem"), admin_token=admin_token))
+        secret=secret, serial=serial, ca_file=str(layout.state_dir / "pki" / "root-ca.pem"), admin_token=admin_token,
+        container=lambda cname: containers[cname])
 
 
-def probe(name: str, endpoint: Any) -> bool:
+def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Container],
+                   secret: Mapping[str, Any], admin_token: str) -> Endpoint:
+    """The endpoint of one service of the compose stack, built by its module (``ops["endpoint"]``)."""
+    build = registry.get(name).op("endpoint")
+    return build(published(name, layout, containers, secret, admin_token))
+
+
+def probe(name: str, endpoint: Endpoint) -> bool:
     """A real login from the host with the credentials Vault holds (what the test stacks' readiness does)."""
     return bool(registry.get(name).op("login")(endpoint))
-
-
-def cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:
-    with endpoint.node_client(node, retry=Retry(NoBackoff(), 0)) as client:
-        return redis_cluster.parse_cluster_info(client.cluster("info"))
-
-
-def ensure_cluster(layout: ComposeLayout, containers: Mapping[str, Container], endpoint: RedisClusterEndpoint,
-                   timeout: float, log: Log) -> bool:
-    """Create the cluster over TLS on a first start (every node empty and alone); then wait until every node
-    reports ``cluster_state:ok`` with all slots assigned. Returns whether it was created now."""
-    infos = [cluster_info(endpoint, node) for node in endpoint.nodes]
-    created = False
-    if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
-        port = redis_cluster.REDIS_TLS_PORT
-        redis_cluster.create_cluster(containers["redis-1"], [f"{ip}:{port}" for ip in layout.redis_ips()], 0,
-                                     True, endpoint.password)
-        created = True
-        log("redis: cluster created over TLS (3 masters, 16384 slots)")
-
-    def cluster_ok(info: dict[str, str]) -> bool:
-        slots = str(redis_cluster.CLUSTER_SLOTS)
-        return info.get("cluster_state") == "ok" and info.get("cluster_slots_assigned") == slots
-
-    for node in endpoint.nodes:
-        poll(partial(cluster_info, endpoint, node), what=f"{node.alias} to report cluster_state:ok with "
-             f"{redis_cluster.CLUSTER_SLOTS} slots assigned", timeout=timeout, accept=cluster_ok,
-             hint="after a restart the nodes find each other at the fixed addresses in nodes.conf; a node "
-                  "recreated with another address (compose_subnet_prefix changed?) cannot rejoin")
-    return created
 
 
 class ComposeService:
@@ -106,7 +78,6 @@ class ComposeService:
     def __init__(self, stack: AttachedStack, name: str) -> None:
         self.stack = stack
         self.name = name
-        self._endpoint = stack.endpoint(name)  # credentials as they are now, before a rotation writes Vault
 
     def containers(self) -> list[Container]:
         return self.stack.containers(self.name)
@@ -117,17 +88,8 @@ class ComposeService:
     def logs(self, tail: int = 200) -> str:
         return self.stack.logs(self.name, tail)
 
-    def endpoint(self) -> Any:
+    def endpoint(self) -> Endpoint:
         return self.stack.endpoint(self.name)
-
-    def apply_password(self, new: str) -> None:
-        """Change the password on the running server, then in certs/compose so a restart keeps it."""
-        changer = registry.get(self.name).op("change_password")
-        changer(self._endpoint, new)
-        self._endpoint = replace(self._endpoint, password=new)
-        files = self.stack.rewrite_material(self.name, password=new)
-        for container in self.containers():  # the running container's copies too, as a restart would install them
-            install_live(container, self.name, files)
 
     # Vault only: the restart drill of suites/vault/test_vault_restart.py
     def restart(self, timeout: float | None = None) -> dict[str, Any]:
@@ -145,7 +107,8 @@ class ComposeService:
 
 
 class AttachedStack:
-    """The running compose stack, in the shape the pytest plugin and the suites expect of a Stack."""
+    """The running compose stack as a :class:`~harness.running.RunningStack` (what the plugin, certs, credentials
+    and backup use of any stack)."""
 
     def __init__(self, settings: Settings, *, log: Log | None = None, client: DockerClient | None = None) -> None:
         self.settings = settings
@@ -207,7 +170,7 @@ class AttachedStack:
             raise ServiceStartError(f"{name}: {self.errors[name]}") from self.errors[name]
         return ComposeService(self, name)
 
-    def endpoint(self, name: str) -> Any:
+    def endpoint(self, name: str) -> Endpoint:
         if name in self.errors:
             raise ServiceStartError(f"{name}: {self.errors[name]}") from self.errors[name]
         containers = project_containers(self.client, self.layout.project)
@@ -220,13 +183,15 @@ class AttachedStack:
         return f"http://127.0.0.1:{host_port(containers['vault'], VAULT_PORT)}"
 
     def expected_version(self, name: str) -> str | None:
-        from stack.images import CATALOGUE
-
         image = self.state.images.get(name)
-        if image is None or image["source"] == "override":
-            return None
-        spec = CATALOGUE[name]
-        return spec.official_version if image["source"] == "official" else spec.debian_version
+        return expected_version(name, image["source"] if image is not None else None)
+
+    @property
+    def ready_timeout(self) -> float:
+        return self.settings.ready_timeout
+
+    def running(self) -> list[str]:
+        return [name for name in self.state.services if name not in self.errors]
 
     def logs(self, name: str, tail: int = 200) -> str:
         parts = []
@@ -255,20 +220,21 @@ class AttachedStack:
         write_material(self.layout, name, files, tls.serial)
         return files
 
-    def rotate_certificate(self, name: str) -> tuple[str, str, str]:
-        """Issue a new leaf with the service's AppRole, install it in the running containers and in
-        certs/compose, and make the servers use it without a restart: (old serial, new serial, how)."""
-        old = self.endpoint(name).tls.serial
-        containers = project_containers(self.client, self.layout.project)
-        compose_vault = ComposeVault(self._vault_url(containers), self.vault_bootstrap, self.ca, False, {})
-        tls = issue_tls(compose_vault, name)
+    def record_tls(self, name: str, tls: TlsMaterial) -> None:
+        """A rotated certificate: written to certs/compose so that a restart of the container keeps it."""
         self.rewrite_material(name, tls=tls)
-        files = {p: c for p, (c, _) in registry.get(name).tls_files(tls).items()}
-        running = self.containers(name)
-        for container in running:
+
+    def record_password(self, name: str, new: str) -> None:
+        """A changed password: written to certs/compose and to the running containers' copies (what a restart
+        would install), so the next start comes up with it."""
+        files = self.rewrite_material(name, password=new)
+        for container in self.containers(name):
             install_live(container, name, files)
-        how = reload_server(name, self.endpoint(name), running[0], self.settings.ready_timeout)
-        return old, tls.serial, how
+
+    def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
+        write_file(self.state_dir / "vault-init.json", json.dumps(init))
+        self.vault_bootstrap = BootstrapResult(**bootstrap)
+        self.vault_bootstrap.save(self.state_dir / "vault-bootstrap.json")
 
 
 def _describe(container: Container | None) -> str:
@@ -280,7 +246,7 @@ def _describe(container: Container | None) -> str:
     return f"{state.get('Status', 'unknown')}, {health}" if health else str(state.get("Status", "unknown"))
 
 
-def wait_ready(name: str, layout: ComposeLayout, client: DockerClient, endpoint_of: Callable[[], Any],
+def wait_ready(name: str, layout: ComposeLayout, client: DockerClient, endpoint_of: Callable[[], Endpoint],
                timeout: float, log: Log) -> float:
     """Wait until every container of the service reports healthy and the host-side probe logs in; seconds."""
     t0 = time.monotonic()

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from harness.redact import register
+from stack import registry
 from stack.backup_ops import Captured as Captured  # re-exported: one artifact as a capture returns it
 from stack.errors import ConfigError, HarnessError
 from stack.files import write_file
@@ -409,10 +410,15 @@ class _Verifier:
 
 
 def basic_format_check(name: str, data: bytes) -> str | None:
-    """Cheap local checks of each artifact kind (no server needed)."""
+    """Cheap local checks of each artifact kind (no server needed): the service's own ``format_check`` where its
+    spec declares one (artifacts are named ``<service>/...``), else checks by file extension."""
+    service = name.split("/", 1)[0]
+    ops = registry.get(service).backup_ops if service in registry.names() else None
+    if ops is not None and ops.format_check is not None:
+        return ops.format_check(name, data)
     if name.endswith(".dump") and not data.startswith(b"PGDMP"):
         return "not a pg_dump custom-format archive (no PGDMP header)"
-    if name.endswith(".sql") and b"-- " not in data[:200] and name != "postgres/globals.sql":
+    if name.endswith(".sql") and b"-- " not in data[:200]:
         return "not a SQL dump"
     if name.endswith(".snap") and not data.startswith(b"\x1f\x8b"):
         return "not a gzip raft snapshot"

@@ -3,26 +3,29 @@
 Status reads the certificate off the wire (a verified handshake against the exported root CA), so it reports
 what clients get, not what a file on disk says. Rotation issues a new leaf with the service's own AppRole,
 installs it as 0600 files owned by the service user and makes the server reload it (see each ``stack``
-module's ``reload_tls``). Both work on a pytest session's :class:`~harness.engine.Stack` and on a stack left
-running by ``python -m harness up`` (found through its state file and container labels).
+module's ``reload_tls``). Both work on every kind of running stack (:class:`~harness.running.RunningStack`): a
+pytest session's, the compose stack and a stack left running by ``python -m harness up``. This is the one
+rotation path: the engine's swap of Vault's placeholder certificate and ``compose up``'s renewal of a kept
+container's certificate use the same :func:`install_tls` and :func:`reload_tls`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, is_dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from docker.models.containers import Container
+
 from harness.pki import write_service_pem
-from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, fetch_material
+from harness.redact import register_fields
+from harness.running import Endpoint, RunningStack
+from harness.vault_bootstrap import fetch_material
 from stack import registry
-from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsInfo, client_tls_context, put_private_files
+from stack.base import TlsInfo, TlsMaterial, client_tls_context, put_private_files
 from stack.errors import ConfigError, HarnessError
-from stack.files import write_file
 from stack.service import MissingCapability
 from stack.tlsprobe import TlsProbeError, handshake, int_to_serial, serial_to_int, tls12_only
 
@@ -63,7 +66,7 @@ class CertStatus:
         return serial_to_int(self.served_serial) == serial_to_int(self.target.expected_serial)
 
 
-def targets(endpoints: Mapping[str, Any]) -> list[TlsTarget]:
+def targets(endpoints: Mapping[str, Endpoint]) -> list[TlsTarget]:
     """Every TLS listener of the given endpoints, as each service's ``tls_targets`` lists them (each Redis node
     is its own listener). A service with TLS on but no ``tls_targets`` raises :class:`MissingCapability`."""
     found: list[TlsTarget] = []
@@ -90,7 +93,7 @@ def served(target: TlsTarget, now: dt.datetime | None = None) -> CertStatus:
                       cipher=result.cipher, tls12_cipher=tls12.cipher)
 
 
-def status(endpoints: Mapping[str, Any]) -> list[CertStatus | tuple[TlsTarget, str]]:
+def status(endpoints: Mapping[str, Endpoint]) -> list[CertStatus | tuple[TlsTarget, str]]:
     """The served certificate of every listener, or (target, error) where the handshake failed."""
     rows: list[CertStatus | tuple[TlsTarget, str]] = []
     for target in targets(endpoints):
@@ -112,86 +115,69 @@ def tls_row(row: CertStatus | tuple[TlsTarget, str], min_days_left: float) -> di
             "cipher": row.cipher, "tls12_cipher": row.tls12_cipher, "matches": row.matches}
 
 
-# ------------------------------------------------------------------------------ a stack left by `up`
+# ------------------------------------------------------------------------------ rotation, on any running stack
 
 
-def endpoint_from_json(service: str, data: Mapping[str, Any]) -> Any:
-    """Rebuild a service endpoint from the JSON in a stack state file (its module's ``endpoint_from_json``)."""
-    return registry.get(service).op("endpoint_from_json")(data)
+def issue_tls(stack: RunningStack, name: str) -> TlsMaterial:
+    """A new leaf for ``name``, issued with the service's own AppRole from the stack's Vault, as the files its
+    server reads (the one way a rotation gets its certificate)."""
+    boot, ca = stack.vault_bootstrap, stack.ca
+    if boot is None or ca is None:
+        raise ConfigError(f"{name}: the stack's Vault is not bootstrapped (run {stack.run_id})")
+    material = fetch_material(stack.endpoint("vault").url, name, boot.approles[name], boot.names[name])
+    register_fields(material)  # the new private key
+    write_service_pem(stack.state_dir / "pki" / name, material)
+    return material.tls(ca)
 
 
-@dataclass
-class UpStack:
-    """A stack left running by ``python -m harness up``: its state file and endpoints."""
-
-    state_file: Path
-    data: dict[str, Any]
-
-    @property
-    def run_id(self) -> str:
-        return str(self.data["run_id"])
-
-    @property
-    def state_dir(self) -> Path:
-        return self.state_file.parent
-
-    def endpoints(self) -> dict[str, Any]:
-        return {name: endpoint_from_json(name, ep) for name, ep in self.data["endpoints"].items()}
-
-    def save(self, endpoints: Mapping[str, Any]) -> None:
-        self.data["endpoints"] = {name: asdict(ep) for name, ep in endpoints.items()
-                                  if is_dataclass(ep) and not isinstance(ep, type)}
-        write_file(self.state_file, json.dumps(self.data, indent=2, default=str))
-
-
-def find_up_stack(state_root: Path, live_run_ids: Iterable[str]) -> UpStack:
-    """The newest ``up`` stack whose containers still exist."""
-    live = set(live_run_ids)
-    candidates = sorted((state_root / "runs").glob("*/stack.json"), reverse=True)
-    for path in candidates:
-        data = json.loads(path.read_text())
-        if data.get("run_id") in live:
-            return UpStack(path, data)
-    raise ConfigError(f"no running stack started by `python -m harness up` (looked in {state_root / 'runs'}); "
-                      "start one with: python -m harness up")
-
-
-def rotate_up_stack(stack: UpStack, client: Any, service: str) -> tuple[str, str, str]:
-    """Rotate one service's certificate on an ``up`` stack: (old serial, new serial, how applied)."""
-    endpoints = stack.endpoints()
-    ep = endpoints.get(service)
-    if ep is None or ep.tls is None:
-        raise ConfigError(f"{service} is not running with TLS in run {stack.run_id}")
-    bootstrap = BootstrapResult.load(stack.state_dir / "vault-bootstrap.json")
-    material: ServiceMaterial = fetch_material(endpoints["vault"].url, service, bootstrap.approles[service],
-                                               bootstrap.names[service])
-    root = Path(ep.tls.ca_file).read_text()
-    tls = material.tls(root, root)
-    containers = client.containers.list(filters={"label": [f"{LABEL_RUN_ID}={stack.run_id}",
-                                                           f"{LABEL_SERVICE}={service}"]})
-    if not containers:
-        raise HarnessError(f"no running {service} container in run {stack.run_id}")
+def install_tls(name: str, tls: TlsMaterial, containers: Iterable[Container]) -> None:
+    """Put a certificate into running containers of ``name`` as the files its server reads (0600, owned by the
+    spec's ``owner``; chain and key in one file too where the spec says ``combined_pem``)."""
+    files = registry.get(name).tls_files(tls)
     for container in containers:
-        put_private_files(container, registry.get(service).tls_files(tls), what=service)
-    write_service_pem(stack.state_dir / "pki" / service, material)
-    new_ep = _with_serial(ep, material.serial)
-    how = reload_server(service, new_ep, containers[0], 60)
-    endpoints[service] = new_ep
-    stack.save(endpoints)
-    return ep.tls.serial, material.serial, how
+        put_private_files(container, files, what=f"{name} ({container.name})")
 
 
-def reload_server(service: str, endpoint: Any, container: Any, timeout: float) -> str:
+def reload_tls(service: str, endpoint: Endpoint, container: Container, timeout: float) -> str:
     """Make a running server use the certificate files just installed, without a restart, through its module's
     ``reload_tls``. ``endpoint`` carries the new serial (Vault's reload is asynchronous: it is awaited);
     ``container`` is one of the service's containers (RabbitMQ and Vault are reloaded from inside). An unknown
-    service raises :class:`~stack.registry.UnknownService`; one without TLS :class:`MissingCapability`."""
+    service raises :class:`~stack.registry.UnknownService`; one without TLS, or without a ``reload_tls``
+    operation, :class:`MissingCapability` naming it."""
     spec = registry.get(service)
     if not spec.tls:
         raise MissingCapability(service, "tls")
-    reload: Any = spec.op("reload_tls")
-    return str(reload(endpoint, container, timeout))
+    return str(spec.op("reload_tls")(endpoint, container, timeout))
 
 
-def _with_serial(ep: Any, serial: str) -> Any:
-    return replace(ep, tls=replace(ep.tls, serial=serial))
+@dataclass(frozen=True)
+class Rotated:
+    """One certificate rotation: the serial served before, the new one, and how the server took it."""
+
+    service: str
+    old_serial: str
+    new_serial: str
+    how: str
+
+
+def rotate_certificate(stack: RunningStack, name: str) -> Rotated:
+    """Rotate ``name``'s certificate on a running stack of any kind: issue a new leaf with its AppRole, install it
+    in every container of the service, let the stack keep it, and make the server use it without a restart.
+
+    The service's ``reload_tls`` capability is checked before anything is issued or installed, so a service that
+    cannot take a new certificate live is refused with :class:`MissingCapability` and left as it was."""
+    spec = registry.get(name)
+    if not spec.tls:
+        raise MissingCapability(name, "tls")
+    spec.op("reload_tls")
+    before: TlsInfo | None = getattr(stack.endpoint(name), "tls", None)
+    if before is None:
+        raise ConfigError(f"{name} is not running with TLS in run {stack.run_id}")
+    containers = stack.containers(name)
+    if not containers:
+        raise HarnessError(f"no running {name} container in run {stack.run_id}")
+    tls = issue_tls(stack, name)
+    install_tls(name, tls, containers)
+    stack.record_tls(name, tls)
+    how = reload_tls(name, stack.endpoint(name), containers[0], stack.ready_timeout)
+    return Rotated(name, before.serial, tls.serial, how)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +24,10 @@ from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, HarnessError
 from stack.files import write_file
+from stack.images import TOOL_IMAGES
+
+if TYPE_CHECKING:
+    from harness.kept_stack import KeptStack
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
 console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)
@@ -87,11 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
     drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
-    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss"],
-                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas")
+    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss", "redis-partition", "latency"],
+                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
+                            "redis-partition, latency: 3+3, network faults in one node's namespace (docs/redis.md)")
     drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
-    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle"], default="cycle",
-                       help="failover fault; cycle (default) takes kill, stop, pause, disconnect in turn")
+    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle", "auto", "netem", "nfqueue"],
+                       default="cycle", help="failover fault; cycle (default) takes kill, stop, pause, disconnect in "
+                       "turn. latency: how to delay (auto = netem, else the NFQUEUE delayer)")
+    drill.add_argument("--min-replicas", choices=["0", "1", "both"], default="both",
+                       help="redis-partition: min-replicas-to-write of the masters; both (default) alternates")
     drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
                        help="node loss: cluster-require-full-coverage; both (default) alternates")
     drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
@@ -121,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--set", choices=["debian", "auto"], default="auto",
                        help="debian: always build; auto (default): build only when the official images "
                             "are neither present nor pullable")
-    build.add_argument("--service", action="append", choices=[s.name for s in registry.specs() if not s.image_optional],
+    buildable = [*(s.name for s in registry.specs() if not s.image_optional), *TOOL_IMAGES]
+    build.add_argument("--service", action="append", choices=buildable,
                        help="build only this service's image (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
     images_sub.add_parser("list", help="show which image each service would run")
@@ -134,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     compose_down.add_argument("--volumes", action="store_true",
                               help="also remove its data volumes, Vault's keys and certs/compose (start over)")
     compose_sub.add_parser("status", help="state, health and ports of the compose stack's containers")
+
+    services = sub.add_parser("services", help="the registered services (stack.registry), in order")
+    services.add_argument("--matrix", action="store_true",
+                          help="print the nightly workflow's per-service job matrix as one line of JSON")
 
     doctor = sub.add_parser("doctor", help="check the machine (engine, compose, images, ports, stacks, Vault, "
                             "certificates, leftovers, .venv): one line per check with its fix; exit 1 if one fails")
@@ -172,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
                    "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
-                   "compose": cmd_compose, "doctor": cmd_doctor}[args.command]
+                   "compose": cmd_compose, "services": cmd_services, "doctor": cmd_doctor}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -332,45 +345,32 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.certs import find_up_stack, rotate_up_stack, status
-    from harness.docker_env import docker_client
-    from stack.base import LABEL_RUN_ID
+    from harness.certs import rotate_certificate, status
+    from harness.running import RunningStack
 
-    if args.stack == "compose" or (args.stack is None and settings.stack == "compose"):
-        return _certs_compose(args, settings)
-    client = docker_client()
-    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
-    stack = find_up_stack(settings.state_dir, live)
+    stack: RunningStack
+    compose = args.stack == "compose" or (args.stack is None and settings.stack == "compose")
+    if compose:
+        from harness.attach import AttachedStack
+
+        attached = AttachedStack(settings)
+        attached.start(attached.state.services)
+        stack = attached
+    else:
+        stack = _kept_stack(settings)
     if args.certs_command == "rotate":
-        names = args.service or [n for n, ep in stack.endpoints().items() if getattr(ep, "tls", None)]
-        table = Table(title=f"rotated (run {stack.run_id})", title_justify="left")
+        names = args.service or [n for n in stack.running() if getattr(stack.endpoint(n), "tls", None)]
+        table = Table(title=f"rotated ({stack.run_id})", title_justify="left")
         for col in ("service", "old serial", "new serial", "applied", "seconds"):
             table.add_column(col, overflow="fold")
         for name in names:
             t0 = time.monotonic()
-            old, new, how = rotate_up_stack(stack, client, name)
-            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
+            done = rotate_certificate(stack, name)
+            table.add_row(name, done.old_serial, done.new_serial, done.how, f"{time.monotonic() - t0:.2f}")
         out.print(table)
-        _export_certs(stack.state_dir / "pki", Path("certs"))
-    return _print_cert_status(status(stack.endpoints()), stack.run_id, settings)
-
-
-def _certs_compose(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.attach import AttachedStack
-    from harness.certs import status
-
-    stack = AttachedStack(settings)
-    stack.start(stack.state.services)
-    if args.certs_command == "rotate":
-        table = Table(title=f"rotated ({stack.run_id})", title_justify="left")
-        for col in ("service", "old serial", "new serial", "applied", "seconds"):
-            table.add_column(col, overflow="fold")
-        for name in args.service or stack.state.services:
-            t0 = time.monotonic()
-            old, new, how = stack.rotate_certificate(name)
-            table.add_row(name, old, new, how, f"{time.monotonic() - t0:.2f}")
-        out.print(table)
-    return _print_cert_status(status({n: stack.endpoint(n) for n in stack.state.services}), stack.run_id, settings)
+        if not compose:  # the compose stack keeps its own copy in certs/compose/
+            _export_certs(stack.state_dir / "pki", Path("certs"))
+    return _print_cert_status(status({n: stack.endpoint(n) for n in stack.running()}), stack.run_id, settings)
 
 
 def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
@@ -410,6 +410,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[red]error:[/red] --rounds must be between 1 and {settings.drill_max_rounds} "
                       "(HARNESS_DRILL_MAX_ROUNDS)")
         return 2
+    if args.kind in ("redis-partition", "latency"):
+        return _cmd_net_drill(args, settings)
     failover = args.kind == "redis-failover"
     chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
@@ -433,6 +435,55 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         stack.close()
     data = report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms,
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
+    for line in drill_lines(data):
+        out.print(line, highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    if data["failed_rounds"]:
+        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
+        return 1
+    return 0
+
+
+def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """redis-partition / latency (harness/drills_net.py) on a 3+3 cluster of their own."""
+    from harness.drills import drill_lines, drill_settings
+    from harness.drills_net import latency_round, net_report, nettools_image, partition_round
+    from harness.engine import Stack
+    from stack.redis_cluster import RedisCluster
+
+    if args.kind == "latency" and args.fault not in ("cycle", "auto", "netem", "nfqueue"):
+        console.print("[red]error:[/red] latency: --fault is how to delay: auto, netem or nfqueue")
+        return 2
+    if args.kind == "redis-partition" and args.fault != "cycle":
+        console.print("[red]error:[/red] redis-partition has one fault (iptables in the node's namespace); "
+                      "--fault does not apply")
+        return 2
+    chosen = drill_settings(settings, replicas=1)
+    t0 = time.monotonic()
+    stack = Stack(chosen, log=_log(t0))
+    rounds: list[Any] = []
+    budget = settings.drill_round_timeout_s
+    try:
+        image = nettools_image(chosen)
+        stack.start(["redis"])
+        cluster = stack.require("redis")
+        assert isinstance(cluster, RedisCluster)
+        for number in range(args.rounds):
+            if args.kind == "redis-partition":
+                floor = number % 2 if args.min_replicas == "both" else int(args.min_replicas)
+                console.print(f"round {number}: partition a master (min-replicas-to-write {floor})")
+                rounds.append(partition_round(cluster, number, floor, budget, image))
+            else:
+                method = "auto" if args.fault == "cycle" else args.fault
+                console.print(f"round {number}: delay a master by {chosen.drill_latency_ms} ms ({method})")
+                rounds.append(latency_round(cluster, number, chosen.drill_latency_ms, method, budget, image))
+    finally:
+        stack.close()
+    data = net_report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms, "topology": "3+3",
+                                          "rounds": args.rounds, **({"delay_ms": chosen.drill_latency_ms}
+                                                                    if args.kind == "latency" else {})})
     for line in drill_lines(data):
         out.print(line, highlight=False, markup=False)
     path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
@@ -476,20 +527,17 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     return _backup_restore(args, settings, root, passphrase)
 
 
-def _up_target() -> Any:
-    from harness.backup_services import UpStackTarget
-    from harness.certs import find_up_stack
+def _kept_stack(settings: Settings) -> KeptStack:
+    """The newest stack left running by ``up``."""
     from harness.docker_env import docker_client
-    from stack.base import LABEL_RUN_ID
+    from harness.kept_stack import find_kept_stack
 
-    client = docker_client()
-    live = {c.labels.get(LABEL_RUN_ID, "") for c in client.containers.list(filters={"label": LABEL_RUN_ID})}
-    return UpStackTarget(find_up_stack(load_settings().state_dir, live), client)
+    return find_kept_stack(settings.state_dir, docker_client(), settings.ready_timeout)
 
 
 def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness.backup import list_backups
-    from harness.backup_services import create
+    from harness.stack_backup import create
 
     if args.encrypt and passphrase is None:
         raise ConfigError("--encrypt needs --passphrase-file")
@@ -502,7 +550,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
             raise ConfigError("--incremental needs an earlier backup to build on; run a full backup first")
         parent = previous[-1].id
     t0 = time.monotonic()
-    manifest = create(_up_target(), root, args.services, passphrase, parent, log=console.print)
+    manifest = create(_kept_stack(settings), root, args.services, passphrase, parent, log=console.print)
     console.print(f"backup {manifest.id} ({manifest.type}{', parent ' + parent if parent else ''}): "
                   f"{manifest.totals['stored']} of {manifest.totals['artifacts']} artifacts stored, "
                   f"{manifest.totals['stored_bytes']} bytes, {time.monotonic() - t0:.2f} s -> {root / manifest.id}")
@@ -512,7 +560,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness import engine
     from harness.backup import read_artifacts
-    from harness.backup_services import StackTarget, restore_verified, services_in
+    from harness.stack_backup import restore_verified, services_in
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
@@ -527,26 +575,24 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
     if args.fresh:
         stack = engine.Stack(settings, keep=True, log=_log(t0))
         stack.start(args.services or services_in(artifacts))
-        target: Any = StackTarget(stack)
-        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
+        timings = restore_verified(stack, artifacts, args.services)
         stack.write_state()
     else:
-        target = _up_target()
-        timings = restore_verified(target, artifacts, args.services, target.adopt_vault)
+        timings = restore_verified(_kept_stack(settings), artifacts, args.services)
     detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
     console.print(f"restored {args.id} in {time.monotonic() - t0:.2f} s ({detail})")
     return 0
 
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import compose_run
+    from harness import compose_lifecycle
 
     t0 = time.monotonic()
     if args.compose_command == "down":
-        compose_run.down(settings, volumes=args.volumes, log=_log(t0))
+        compose_lifecycle.down(settings, volumes=args.volumes, log=_log(t0))
         return 0
     if args.compose_command == "status":
-        rows = compose_run.status(settings)
+        rows = compose_lifecycle.status(settings)
         if not rows:
             console.print(f"no compose stack (project {settings.compose_project}): start it with "
                           "`python -m harness compose up`")
@@ -558,7 +604,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(row["service"], row["state"], row["ports"], row["image"])
         out.print(table)
         return 0 if all(r["state"] == "running (healthy)" for r in rows) else 1
-    state = compose_run.up(settings, log=_log(t0))
+    state = compose_lifecycle.up(settings, log=_log(t0))
     table = Table(title=f"compose stack {state.project} ({'new' if state.vault_initialised_now else 'kept'} Vault)")
     for col in ("service", "image", "source", "ready after (s)"):
         table.add_column(col)
@@ -646,6 +692,23 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    """The registry: each service's marker, dependencies and capabilities; or the workflow's matrix (one group
+    per service, selected by its marker), so that a new service gets its nightly job with no workflow edit."""
+    specs = registry.specs()
+    if args.matrix:
+        sys.stdout.write(json.dumps({"include": [{"group": s.name, "marker": s.marker} for s in specs]}) + "\n")
+        return 0
+    table = Table()
+    for col in ("service", "depends on", "capabilities", "module"):
+        table.add_column(col)
+    for s in specs:
+        flags = [f for f in ("tls", "combined_pem", "rotatable_password", "backup", "image_optional") if getattr(s, f)]
+        table.add_row(s.name, ", ".join(s.depends_on) or "-", ", ".join(flags), registry.MODULES[s.name])
+    out.print(table)
+    return 0
+
+
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.images import ImageResolver, build_images
@@ -657,7 +720,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         table = Table()
         for col in ("service", "image", "source", "available", "why"):
             table.add_column(col)
-        for name in CATALOGUE:
+        for name in [*CATALOGUE, *TOOL_IMAGES]:
             image = resolver.resolve(name)
             table.add_row(name, image.ref or "-", image.source, "yes" if image.available else "no",
                           image.reason + (" (stale: rebuild)" if image.stale else ""))
@@ -665,6 +728,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.set == "auto" and settings.images != "debian":
         resolver = ImageResolver(client, settings.with_overrides(images="official"))
+        # Services only: a tool image's official build (netshoot) is pulled by the drill that needs it.
         if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):
             console.print("official images are available: nothing to build (use --set debian to build anyway)")
             return 0

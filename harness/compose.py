@@ -56,7 +56,9 @@ Log = Callable[[str], None]
 
 #: compose services of each harness service (each module's ``SPEC.compose_services``)
 COMPOSE_SERVICES: Mapping[str, tuple[str, ...]] = registry.view(lambda spec: spec.compose_services)
-REDIS_HOST_OCTETS = (11, 12, 13)  # redis-N's fixed address in the compose network (docker-compose.yml)
+#: the names each service's certificate carries in the compose stack: its compose services (the containers'
+#: host names on the compose network)
+COMPOSE_ALIASES: Mapping[str, tuple[str, ...]] = COMPOSE_SERVICES
 ADMIN_TOKEN_PERIOD = "768h"  # renewed at every `compose up`; a month of idleness ends it
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
@@ -90,20 +92,11 @@ class ComposeLayout:
     def service_dir(self, service: str) -> Path:
         return self.material_dir / service
 
-    def redis_ips(self) -> tuple[str, ...]:
-        return tuple(f"{self.subnet_prefix}.{octet}" for octet in REDIS_HOST_OCTETS)
-
     def volume(self, name: str) -> str:
         return f"{self.project}_{name}"
 
 
 # ------------------------------------------------------------------------------------ pure pieces
-
-
-def _redis_nodes() -> int:
-    """Nodes of the compose stack's Redis cluster (one certificate names them all); the Redis drills and this
-    count are Redis-specific by nature."""
-    return len(COMPOSE_SERVICES["redis"]) if "redis" in registry.names() else 0
 
 
 def compose_drift(compose_services: Iterable[str]) -> list[str]:
@@ -288,7 +281,7 @@ def prepare_vault(layout: ComposeLayout, settings: Settings, url: str, other_vol
         timings["init and unseal"] = round(time.monotonic() - t0, 3)
         root = hvac.Client(url=url, token=init.root_token, timeout=30)
         boot = bootstrap(root, services=list(registry.names()), internal_url=f"http://vault:{VAULT_PORT}",
-                         pki=settings.pki(), approle=settings.approle(), redis_nodes=_redis_nodes(),
+                         pki=settings.pki(), approle=settings.approle(), aliases=COMPOSE_ALIASES,
                          admin_period=ADMIN_TOKEN_PERIOD)
         boot.save(record)
         timings.update({f"bootstrap {k}": v for k, v in boot.timings.items()})
@@ -349,7 +342,7 @@ def issue_tls(vault: ComposeVault, service: str) -> TlsMaterial:
     """A new leaf issued with the service's own AppRole."""
     material: ServiceMaterial = fetch_material(vault.url, service, vault.bootstrap.approles[service],
                                                vault.bootstrap.names[service])
-    return material.tls(vault.ca.chain, vault.ca.root)
+    return material.tls(vault.ca)
 
 
 def write_material(layout: ComposeLayout, service: str, files: Mapping[str, bytes], serial: str) -> None:

@@ -7,30 +7,19 @@ disagree for longer than the call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
 
 import hvac
 
 from harness.redact import register
+from harness.running import RunningStack
 from stack import registry
 from stack.base import random_secret
 from stack.errors import HarnessError
-
-if TYPE_CHECKING:
-    from harness.engine import Stack
-
 
 
 def rotatable() -> list[str]:
     """The services whose spec declares ``rotatable_password`` (they change their password live)."""
     return registry.with_capability("rotatable_password")
-
-
-
-class _Rotatable(Protocol):
-    password: str
-
-    def apply_password(self, new: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,15 +30,18 @@ class Rotation:
     kv_version: int
 
 
-def rotate_password(stack: Stack, service: str) -> Rotation:
-    """Rotate ``service``'s password: write a new KV version with the harness-admin token, apply it.
+def rotate_password(stack: RunningStack, service: str) -> Rotation:
+    """Rotate ``service``'s password on a running stack of any kind: write a new KV version with the
+    harness-admin token, change it on the running server (its spec's ``change_password``, with the credentials
+    the server has now) and let the stack keep it (``record_password``).
 
     Supported methods: GET/POST /v1/secret/data/{service} (Vault), then the service's own password change
     (ALTER ROLE, ALTER USER, updateUser, CONFIG SET requirepass, PUT /api/users/{user}).
     """
     if service not in rotatable():
         raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(rotatable())}")
-    target = cast("_Rotatable", stack.require(service))  # a rotatable service's running object has apply_password
+    change = registry.get(service).op("change_password")
+    before = stack.endpoint(service)  # the credentials the server has now (attach mode reads them from Vault)
     admin: hvac.Client = stack.endpoint("vault").client()
     current = admin.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",
                                                       raise_on_deleted_version=True)["data"]["data"]
@@ -59,8 +51,9 @@ def rotate_password(stack: Stack, service: str) -> Rotation:
     written = admin.secrets.kv.v2.create_or_update_secret(path=service, secret={**current, "password": new},
                                                           mount_point="secret")
     try:
-        target.apply_password(new)
+        change(before, new)
     except Exception as exc:
         admin.secrets.kv.v2.create_or_update_secret(path=service, secret=current, mount_point="secret")
         raise HarnessError(f"{service} refused the new password ({exc}); Vault was set back to the old one") from exc
+    stack.record_password(service, new)
     return Rotation(service=service, old_password=old, new_password=new, kv_version=int(written["data"]["version"]))

@@ -313,15 +313,16 @@ def cert_checks(where: str, rows: Iterable[Any], min_days: float, fix: str) -> l
 def check_certificates(client: Any, settings: Settings, live: set[str], compose: Mapping[str, Any]) -> list[Check]:
     """Days left of every TLS listener of the running ``up`` stacks (state under this state directory) and of the
     compose stack."""
-    from harness.certs import UpStack, status
+    from harness.certs import status
+    from harness.kept_stack import KeptStack
 
     checks: list[Check] = []
     for path in sorted((settings.state_dir / "runs").glob("*/stack.json")):
         try:
-            stack = UpStack(path, json.loads(path.read_text()))
+            stack = KeptStack(path, json.loads(path.read_text()), client)
             if stack.run_id not in live:
                 continue
-            rows = status(stack.endpoints())
+            rows = status({name: stack.endpoint(name) for name in stack.running()})
         except (OSError, ValueError, KeyError, HarnessError) as exc:
             checks.append(Check(f"certificates ({path.parent.name})", FAIL, f"unreadable state: {exc}",
                                 "run `python -m harness down` and `python -m harness up` again"))

@@ -544,9 +544,9 @@ def report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[str, 
 
 def drill_lines(data: dict[str, Any]) -> list[str]:
     """A drill report as plain text lines: every round's figures, then median/p95/max."""
-    metrics = FAILOVER_METRICS if data["drill"] == "redis-failover" else NODE_LOSS_METRICS
+    metrics = tuple(data["summary"])  # every kind's metrics, in its order (harness.drills_net's drills too)
     lines = [f"{data['drill']} ({', '.join(f'{k}={v}' for k, v in data['settings'].items())})"]
-    head = ["round", "fault" if data["drill"] == "redis-failover" else "full_coverage", "victim", *metrics]
+    head = ["round", "full_coverage" if data["drill"] == "redis-node-loss" else "fault", "victim", *metrics]
     rows = [[str(r["round"]), str(r.get("fault", r.get("full_coverage"))), r["victim"],
              *(_cell(r.get(m)) for m in metrics)] for r in data["rounds"]]
     rows += [[stat, "", "", *(_cell(data["summary"][m][stat]) for m in metrics)] for stat in ("median", "p95", "max")]

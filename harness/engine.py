@@ -26,12 +26,15 @@ from typing import Any
 import docker.errors
 import hvac
 from docker import DockerClient
+from docker.models.containers import Container
 from testcontainers.core.network import Network
 
+from harness.certs import install_tls, reload_tls
 from harness.docker_env import configure_testcontainers, docker_client
 from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
 from harness.redact import register_fields
+from harness.running import expected_version
 from harness.runstate import prune_run_state, write_owner
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
@@ -48,7 +51,7 @@ from stack.base import (
 from stack.errors import ConfigError, HarnessError, ImageMissing, ServiceStartError
 from stack.files import write_file
 from stack.service import MakeRequest
-from stack.vault import VaultContainer
+from stack.vault import VaultContainer, VaultInit
 
 Log = Callable[[str], None]
 
@@ -69,6 +72,13 @@ def validate_services(names: Iterable[str]) -> list[str]:
         if name not in result:
             result.append(name)
     return result
+
+
+def network_aliases(settings: Settings) -> dict[str, list[str]]:
+    """The network aliases of each service's containers in a test stack with these settings, where its spec
+    declares them (``ops["aliases"]``: every node of a cluster); the others use their name."""
+    return {spec.name: spec.op("aliases")({key: getattr(settings, key) for key in spec.settings})
+            for spec in registry.specs() if "aliases" in spec.ops}
 
 
 def with_dependencies(services: Iterable[str]) -> list[str]:
@@ -307,7 +317,7 @@ class Stack:
         s = self.settings
         client = hvac.Client(url=vault.url, token=vault.init_result.root_token, timeout=30)
         result = bootstrap(client, services=list(registry.names()), internal_url=f"http://{vault.alias}:8200",
-                           pki=s.pki(), approle=s.approle(), redis_nodes=s.redis_masters * (1 + s.redis_replicas),
+                           pki=s.pki(), approle=s.approle(), aliases=network_aliases(s),
                            tls_strict=s.tls_strict)
         register_fields(result)  # admin token and AppRole secret-ids
         result.save(self.state_dir / "vault-bootstrap.json")
@@ -317,7 +327,10 @@ class Stack:
         self.ca = export_ca(vault.url, self.state_dir / "pki")
         # Vault's HTTPS listener: swap the placeholder for a certificate from Vault's own PKI (its AppRole).
         t0 = time.monotonic()
-        vault.rotate_tls(self._tls_material(self.material("vault")))
+        tls = self._tls_material(self.material("vault"))
+        install_tls("vault", tls, [vault.get_wrapped_container()])
+        vault.use_tls(tls)
+        reload_tls("vault", vault.endpoint(), vault.get_wrapped_container(), self.settings.ready_timeout)
         result.timings["https listener"] = round(time.monotonic() - t0, 3)
         result.timings["total"] = round(result.timings["total"] + result.timings["https listener"], 3)
         rec.bootstrap_s = result.timings
@@ -352,20 +365,7 @@ class Stack:
 
     def _tls_material(self, material: ServiceMaterial) -> TlsMaterial:
         assert self.ca is not None
-        return material.tls(self.ca.chain, self.ca.root)
-
-    def rotate_certificate(self, name: str) -> tuple[str, str, str]:
-        """Issue a new leaf for a running service (with its AppRole) and make the server use it.
-
-        Returns (old serial, new serial, how it was applied)."""
-        service = self.require(name)
-        rotate = getattr(service, "rotate_tls", None)
-        old = getattr(service.endpoint(), "tls", None)
-        if rotate is None or old is None:
-            raise ServiceStartError(f"{name} has no TLS listener to rotate")
-        material = self.material(name)
-        how: str = rotate(self._tls_material(material))
-        return old.serial, material.serial, how
+        return material.tls(self.ca)
 
     # ------------------------------------------------------------------------------------------- access
 
@@ -383,13 +383,38 @@ class Stack:
 
     def expected_version(self, name: str) -> str | None:
         """The version prefix the service's server must report, or None for an override image."""
-        from stack.images import CATALOGUE
-
         rec = self.report.services.get(name)
-        if rec is None or rec.image_source == "override":
-            return None
-        spec = CATALOGUE[name]
-        return spec.official_version if rec.image_source == "official" else spec.debian_version
+        return expected_version(name, rec.image_source if rec is not None else None)
+
+    # The rest of harness.running.RunningStack: what certs, credentials and backup use.
+
+    @property
+    def ready_timeout(self) -> float:
+        return self.settings.ready_timeout
+
+    def running(self) -> list[str]:
+        return list(self.services)
+
+    def containers(self, name: str) -> list[Container]:
+        return [self.client.containers.get(cid) for cid in self.require(name).container_ids()]
+
+    def record_tls(self, name: str, tls: TlsMaterial) -> None:
+        self.require(name).use_tls(tls)
+
+    def record_password(self, name: str, new: str) -> None:
+        self.require(name).use_password(new)
+
+    def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
+        vault = self._vault
+        if vault is None:
+            raise ServiceStartError("vault was not started in this run")
+        vault.init_result = VaultInit(keys=list(init["keys"]), root_token=str(init["root_token"]),
+                                      shares=int(init["shares"]), threshold=int(init["threshold"]))
+        vault.init_result.save(vault.keys_file)
+        result = BootstrapResult(**bootstrap)
+        result.save(self.state_dir / "vault-bootstrap.json")
+        vault.admin_token = result.admin_token
+        self.vault_bootstrap = result
 
     def logs(self, name: str, tail: int = 200) -> str:
         if name in self.services:

@@ -32,7 +32,15 @@ from docker import DockerClient
 from harness.docker_env import image_present
 from harness.settings import Settings
 from stack.errors import ConfigError, ImageBuildError
-from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE, OPENBAO_VERSION, ImageSpec
+from stack.images import (
+    BASE_IMAGE_LOCAL,
+    BASE_IMAGE_OFFICIAL,
+    CATALOGUE,
+    OPENBAO_VERSION,
+    TOOL_IMAGES,
+    ImageSpec,
+    image_spec,
+)
 
 Log = Callable[[str], None]
 
@@ -181,12 +189,14 @@ class BuildResult:
 
 
 def debian_specs(services: Iterable[str] | None) -> list[ImageSpec]:
-    names = list(services) if services else [s for s, spec in CATALOGUE.items() if spec.debian]
+    """The Debian-set images to build: those named (services or tool images), else every one."""
+    names = list(services) if services else [s for s, spec in [*CATALOGUE.items(), *TOOL_IMAGES.items()]
+                                             if spec.debian]
     specs = []
     for name in names:
-        if name not in CATALOGUE:
-            raise ConfigError(f"unknown service {name!r}; valid: {', '.join(CATALOGUE)}")
-        spec = CATALOGUE[name]
+        if name not in CATALOGUE and name not in TOOL_IMAGES:
+            raise ConfigError(f"unknown service {name!r}; valid: {', '.join([*CATALOGUE, *TOOL_IMAGES])}")
+        spec = image_spec(name)
         if spec.debian is None:
             raise ConfigError(f"{name} has no Debian build ({spec.product} is not packaged by Debian); "
                               f"use the official image {spec.official} or set HARNESS_IMAGE_{name.upper()}")
@@ -279,7 +289,7 @@ class ImageResolver:
         return True
 
     def resolve(self, service: str) -> ResolvedImage:
-        spec = CATALOGUE[service]
+        spec = image_spec(service)  # a service or a tool image (nettools)
         override = self.settings.image_overrides.get(service)
         if override:
             ok = self._obtain(override)

@@ -33,6 +33,7 @@ from harness.drills import drill_lines, drill_settings
 from harness.engine import Stack, validate_services, with_dependencies
 from harness.redact import active, contains_secret, redact, redact_in_place, register_fields, register_state_dir
 from harness.report import Outcomes, build_report, write_report
+from harness.running import Endpoint, RunningStack
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
@@ -315,7 +316,7 @@ def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 
 def _service_fixture(name: str, fixture_name: str) -> Callable[..., Any]:
-    def fixture(harness_stack: Stack | AttachedStack) -> Any:
+    def fixture(harness_stack: RunningStack) -> Endpoint:
         reason = harness_stack.unavailable_reason(name)
         if reason is not None:
             pytest.skip(reason=f"{name} unavailable here: {reason}")
@@ -366,7 +367,7 @@ def pytest_runtest_makereport(
 LOGS_TITLE = " logs (last 80 lines)"
 
 
-def _learn_secrets(stack: Stack | AttachedStack, services: list[str]) -> None:
+def _learn_secrets(stack: RunningStack, services: list[str]) -> None:
     """Register what the stack holds now: its private files (keys, tokens, secret-ids, also when a restore
     replaced them), its bootstrap record and the current endpoints of ``services`` (rotated passwords)."""
     with contextlib.suppress(Exception):  # whatever cannot be read cannot be missed here: redaction still runs

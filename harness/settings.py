@@ -22,6 +22,7 @@ from typing import Any, Literal, cast, get_args
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 from stack import registry
 from stack.errors import ConfigError
+from stack.images import TOOL_IMAGES
 
 ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]
@@ -52,6 +53,8 @@ class Settings:
         drill_promote_max_ms: a failover drill fails if the replica owns the slots later than this after the fault.
         drill_round_timeout_s: the longest a drill round may take (fault, measurements, restore).
         drill_max_rounds: upper bound for ``--rounds``.
+        drill_latency_ms: delay the latency drill adds to one Redis node's packets towards its peers (below
+            ``drill_node_timeout_ms``: no failover may follow).
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
         keep_run_state: private state directories (Vault keys, tokens, certificates) of finished runs kept
@@ -91,6 +94,7 @@ class Settings:
     drill_promote_max_ms: int = 5000
     drill_round_timeout_s: float = 60.0
     drill_max_rounds: int = 20
+    drill_latency_ms: int = 250
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
@@ -136,9 +140,10 @@ class Settings:
         if self.images not in get_args(ImageSet):
             raise ConfigError(f"images must be one of {', '.join(get_args(ImageSet))}, not {self.images!r}")
         services = registry.names()
-        unknown = sorted(set(self.image_overrides) - set(services))
+        unknown = sorted(set(self.image_overrides) - set(services) - set(TOOL_IMAGES))
         if unknown:
-            raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(services)}")
+            raise ConfigError(f"image override for unknown service {unknown}; valid services: {', '.join(services)} "
+                              f"(tool images: {', '.join(TOOL_IMAGES)})")
         if self.redis_masters < 3:
             raise ConfigError(f"redis_masters must be at least 3 (a Redis cluster needs 3), not {self.redis_masters}")
         if self.redis_replicas < 0:
@@ -161,6 +166,10 @@ class Settings:
         if self.keep_run_state < 0:
             raise ConfigError(f"keep_run_state must be >= 0 (0 keeps no finished run's state), not "
                               f"{self.keep_run_state}")
+        if not 0 < self.drill_latency_ms < self.drill_node_timeout_ms:
+            raise ConfigError(f"drill_latency_ms must be above 0 and below drill_node_timeout_ms "
+                              f"({self.drill_node_timeout_ms}), not {self.drill_latency_ms}: the latency drill "
+                              "checks that a delay below the node timeout triggers no failover")
         if self.drill_max_rounds < 1:
             raise ConfigError("drill_max_rounds must be at least 1")
         for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):

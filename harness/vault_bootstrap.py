@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hvac
 import hvac.exceptions
@@ -32,6 +32,9 @@ from stack.base import TlsMaterial
 from stack.errors import VaultError
 from stack.files import write_file
 from stack.waiting import poll
+
+if TYPE_CHECKING:
+    from harness.pki import CaChain
 
 ADMIN_POLICY = "harness-admin"
 
@@ -70,11 +73,10 @@ def ttl_seconds(text: str) -> int:
     return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
 
 
-def service_names(service: str, redis_nodes: int = 3) -> list[str]:
-    """DNS names a service's clients use: its network alias(es) and localhost (plus IP SAN 127.0.0.1)."""
-    if service == "redis":
-        return [f"redis-{i + 1}" for i in range(redis_nodes)] + ["localhost"]
-    return [service, "localhost"]
+def service_names(service: str, aliases: Sequence[str] = ()) -> list[str]:
+    """DNS names a service's clients use: its network aliases (default: the service name; a cluster names every
+    node) and localhost (plus IP SAN 127.0.0.1)."""
+    return [*(aliases or (service,)), "localhost"]
 
 
 def initial_secret(service: str, strict: bool = False) -> dict[str, Any]:
@@ -153,7 +155,7 @@ class _Steps:
 
 
 def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pki: PkiSettings,
-              approle: AppRoleSettings, redis_nodes: int = 3, revoke_root: bool = True,
+              approle: AppRoleSettings, aliases: Mapping[str, Sequence[str]] | None = None, revoke_root: bool = True,
               tls_strict: Iterable[str] = (), admin_period: str = "24h") -> BootstrapResult:
     """Configure PKI, KV, policies and AppRoles for ``services`` using the root token held by ``client``.
 
@@ -162,7 +164,8 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
         services: every service of the stack (Vault included, for its own HTTPS certificate later).
         internal_url: Vault's URL on the stack network (issuing/CRL URLs point there).
         pki / approle: settings.
-        redis_nodes: number of Redis nodes (their aliases go into the redis role).
+        aliases: the network aliases of each service's containers where they are not just its name (every node
+            of a cluster): they go into its PKI role and certificates.
         revoke_root: revoke the root token at the end (the default).
         tls_strict: services whose ``tls_strict`` flag is set (they will serve TLS only).
         admin_period: renewal period of the harness-admin token (a periodic token lives as long as it is
@@ -196,7 +199,7 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
     def roles() -> dict[str, list[str]]:
         names = {}
         for svc in services:
-            names[svc] = service_names(svc, redis_nodes)
+            names[svc] = service_names(svc, (aliases or {}).get(svc, ()))
             client.write_data(f"pki_int/roles/{svc}", data={
                 "allowed_domains": names[svc], "allow_bare_domains": True, "allow_subdomains": False,
                 "allow_glob_domains": False, "allow_localhost": True, "allow_ip_sans": True,
@@ -284,10 +287,11 @@ class ServiceMaterial:
         """Leaf then intermediate: what a server presents so clients trusting only the root can verify it."""
         return self.certificate.rstrip("\n") + "\n" + self.issuing_ca
 
-    def tls(self, ca_chain: str, root_ca: str) -> TlsMaterial:
-        """The certificate as the files a server reads (the one way the harness builds TLS material)."""
-        return TlsMaterial(certificate=self.fullchain, private_key=self.private_key, ca_chain=ca_chain,
-                           root_ca=root_ca, serial=self.serial)
+    def tls(self, ca: CaChain) -> TlsMaterial:
+        """The certificate as the files a server reads, with the stack's CA chain (the one way the harness builds
+        TLS material)."""
+        return TlsMaterial(certificate=self.fullchain, private_key=self.private_key, ca_chain=ca.chain,
+                           root_ca=ca.root, serial=self.serial)
 
 
 def approle_login(url: str, role_id: str, secret_id: str) -> hvac.Client:

@@ -15,10 +15,14 @@ What it does, per job (and per matrix entry, in order):
 * ``env:`` of the workflow, the job and the step, with every ``${{ ... }}`` substituted from a small known
   set: ``matrix.*``, ``inputs.*`` (the workflow's defaults, ``--input NAME=VALUE`` overrides; ``image_set``
   defaults to ``debian`` here, the registry-free set), ``github.*`` (the values printed by ``--dry-run``),
-  ``runner.*``, ``steps.<id>.outcome|conclusion|outputs.*``, ``needs.<job>.result``, ``env.*``; the
-  operators ``! == != < <= > >= && ||`` and the functions ``always() success() failure() cancelled()
-  format() contains() startsWith() endsWith()``. Anything else stops the run with an error: nothing is
-  silently replaced.
+  ``runner.*``, ``steps.<id>.outcome|conclusion|outputs.*``, ``needs.<job>.result|outputs.*``, ``env.*``;
+  the operators ``! == != < <= > >= && ||`` and the functions ``always() success() failure() cancelled()
+  format() contains() startsWith() endsWith() fromJSON()``. Anything else stops the run with an error:
+  nothing is silently replaced.
+* A job's ``outputs:`` are evaluated when it ends and read by the jobs that need it. A matrix built by an
+  expression (``matrix: ${{ fromJSON(needs.<job>.outputs.<name>) }}``) is evaluated right before its job
+  runs, from the jobs it needs; those jobs run first in the same invocation, also with ``--job`` and also in a
+  ``--dry-run`` (announced: their outputs are what the matrix is made of, so they must really run).
 * ``if:`` is honoured like GitHub does (an ``if:`` without a status function means ``success() && ...``):
   after a failing step only the steps whose condition still holds (``always()``, ``failure()``, ...) run.
   Ctrl-C cancels the job like GitHub's cancel button: the running step is stopped, ``always()`` steps run.
@@ -243,6 +247,7 @@ class Evaluator:
                                              any(compare("==", item, needle) for item in hay)),
             "startsWith": lambda s, p: to_text(s).lower().startswith(to_text(p).lower()),
             "endsWith": lambda s, p: to_text(s).lower().endswith(to_text(p).lower()),
+            "fromJSON": _from_json,
         }
         if name not in functions:
             raise WorkflowError(f"the function {name}() is not known to this runner (in {self._text!r})")
@@ -280,6 +285,13 @@ def _member(value: Any, name: str, path: str) -> Any:
                 return value[key]
     raise WorkflowError(f"{path}.{name} is not known to this runner (it has: "
                         f"{', '.join(sorted(map(str, value))) if isinstance(value, dict) else 'no properties'})")
+
+
+def _from_json(text: Any) -> Any:
+    try:
+        return json.loads(to_text(text))
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(f"fromJSON(): not JSON ({exc}): {to_text(text)[:200]!r}") from None
 
 
 def _format(template: Any, *args: Any) -> str:
@@ -419,14 +431,34 @@ def resolve_inputs(workflow: Mapping[str, Any], overrides: Mapping[str, str], ev
     return values
 
 
-def expand_matrix(job_id: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The job's matrix entries: axes' product, minus ``exclude``, with ``include`` merged/added (GitHub's rules)."""
+def matrix_expression(job: Mapping[str, Any]) -> str | None:
+    """The expression a job's matrix is built by (``${{ fromJSON(needs.x.outputs.y) }}``), or None."""
+    matrix = (job.get("strategy") or {}).get("matrix")
+    return matrix if isinstance(matrix, str) else None
+
+
+def matrix_sources(job: Mapping[str, Any]) -> list[str]:
+    """The jobs whose outputs a job's matrix expression reads (they must run before it)."""
+    expression = matrix_expression(job) or ""
+    return sorted(set(re.findall(r"needs\.([A-Za-z_][\w-]*)\.outputs", expression)))
+
+
+def expand_matrix(job_id: str, job: Mapping[str, Any], value: Any = None) -> list[dict[str, Any]]:
+    """The job's matrix entries: axes' product, minus ``exclude``, with ``include`` merged/added (GitHub's rules).
+    A matrix built by an expression is expanded from its evaluated ``value``."""
     strategy = job.get("strategy") or {}
     matrix = strategy.get("matrix")
     if matrix is None:
         return [{}]
-    if isinstance(matrix, str) or any(isinstance(v, str) and "${{" in v for v in matrix.values()):
-        raise WorkflowError(f"job {job_id}: a matrix built by an expression is not supported")
+    if isinstance(matrix, str):
+        if value is None:
+            raise WorkflowError(f"job {job_id}: its matrix is built by {matrix.strip()}, which is known only once "
+                                f"the jobs it needs ({', '.join(matrix_sources(job)) or 'none'}) have run")
+        if not isinstance(value, dict):
+            raise WorkflowError(f"job {job_id}: its matrix expression gave {type(value).__name__}, not a mapping")
+        matrix = value
+    if any(isinstance(v, str) and "${{" in v for v in matrix.values()):
+        raise WorkflowError(f"job {job_id}: a matrix axis built by an expression is not supported")
     axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
     for key, values in axes.items():
         if not isinstance(values, list):
@@ -477,21 +509,21 @@ def needs_of(job: Mapping[str, Any]) -> list[str]:
 
 
 def job_runs(workflow: Mapping[str, Any], job_ids: Sequence[str],
-             matrix_filter: Mapping[str, str]) -> list[JobRun]:
+             matrix_filter: Mapping[str, str], matrix_value: Any = None) -> list[JobRun]:
     runs: list[JobRun] = []
     for job_id in job_ids:
         job = workflow["jobs"][job_id]
         for key in UNSUPPORTED_JOB_KEYS:
             if key in job:
                 raise WorkflowError(f"job {job_id}: `{key}:` is not supported by this runner")
-        entries = expand_matrix(job_id, job)
+        entries = expand_matrix(job_id, job, matrix_value)
         if matrix_filter:
             if entries == [{}]:
                 raise WorkflowError(f"job {job_id} has no matrix, so --group/--matrix do not apply")
             entries = [e for e in entries if all(to_text(e.get(k)) == v for k, v in matrix_filter.items())]
             if not entries:
                 choices = "; ".join(", ".join(f"{k}={to_text(v)}" for k, v in e.items())
-                                    for e in expand_matrix(job_id, job))
+                                    for e in expand_matrix(job_id, job, matrix_value))
                 raise WorkflowError(f"no matrix entry of {job_id} matches {dict(matrix_filter)}; entries: {choices}")
         runs += [JobRun(job_id, job, entry) for entry in entries]
     return runs
@@ -558,6 +590,7 @@ class JobResult:
     seconds: float
     steps: list[StepResult] = field(default_factory=list)
     summary: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 def step_name(step: Mapping[str, Any], index: int) -> str:
@@ -617,6 +650,7 @@ class Runner:
         needs: dict[str, Any] = {}
         for need in needs_of(job):
             runs = [r for r in self.results if r.job_id == need]
+            outputs = Lenient({k: v for r in runs for k, v in r.outputs.items()})
             if runs:
                 results = {r.result for r in runs}
                 result = ("failure" if "failure" in results else "cancelled" if "cancelled" in results
@@ -627,7 +661,7 @@ class Runner:
                 result = "success"  # a dry run assumes every job succeeds
             else:
                 continue  # not known: an expression that reads it stops with an error
-            needs[need] = {"result": result, "outputs": Lenient()}
+            needs[need] = {"result": result, "outputs": outputs}
         return needs
 
     def _contexts(self, run: JobRun, env: Mapping[str, str], steps: Mapping[str, Any],
@@ -648,7 +682,48 @@ class Runner:
 
     # -- jobs
 
-    def run_job(self, run: JobRun) -> JobResult:
+    def run_jobs(self, job_ids: Sequence[str], matrix_filter: Mapping[str, str]) -> None:
+        """Run the jobs in order, each matrix entry in turn; a matrix built by an expression is evaluated right
+        before its job, from the jobs it needs (run first here, see the module docstring)."""
+        jobs = self.workflow["jobs"]
+        sources = {source: job_id for job_id in jobs for source in matrix_sources(jobs[job_id])}
+        for job_id in job_ids:
+            job = jobs[job_id]
+            if job_id in sources and not any(r.job_id == job_id for r in self.results):
+                self._run_source(job_id, sources[job_id])
+                continue
+            value = None
+            expression = matrix_expression(job)
+            if expression is not None:
+                for source in matrix_sources(job):
+                    if not any(r.job_id == source for r in self.results):
+                        self._run_source(source, job_id)
+                needs = self._needs(job)
+                value = Evaluator({"needs": needs, "inputs": self.inputs, "github": self.github}).evaluate(
+                    expression.strip().removeprefix("${{").removesuffix("}}"))
+            for run in job_runs(self.workflow, [job_id], matrix_filter, value):
+                self.run_job(run)
+                if self.interrupted:
+                    self.out("interrupted: not starting further jobs")
+                    return
+
+    def _run_source(self, source: str, job_id: str) -> None:
+        """Run a job whose outputs make another job's matrix: for real, also in a dry run."""
+        self.out(f"\njob {source} runs" + (" (for real, also in this dry run)" if self.dry_run else "")
+                 + f": the matrix of {job_id} is built from its outputs")
+        for run in job_runs(self.workflow, [source], {}):
+            self.run_job(run, dry_run=False)
+
+    def run_job(self, run: JobRun, dry_run: bool | None = None) -> JobResult:
+        saved = self.dry_run
+        if dry_run is not None:
+            self.dry_run = dry_run
+        try:
+            return self._run_job(run)
+        finally:
+            self.dry_run = saved
+
+    def _run_job(self, run: JobRun) -> JobResult:
         started = time.monotonic()
         job = run.job
         needs = self._needs(job)
@@ -758,8 +833,12 @@ class Runner:
             results.append(StepResult(label, name, outcome, code, seconds, note))
             self.out(f"--- {name}: {outcome}, exit {code}, {seconds:.1f} s" + (f" ({note})" if note else ""))
         verdict = "cancelled" if status.cancelled else "failure" if status.failed else "success"
+        outputs: dict[str, str] = {}
+        if job.get("outputs") and not self.dry_run:
+            final = Evaluator(self._contexts(run, env, steps_ctx, needs), status)
+            outputs = {str(k): final.interpolate(v) for k, v in job["outputs"].items()}
         result = JobResult(label, run.job_id, verdict, time.monotonic() - started, results,
-                           "".join(summary_parts))
+                           "".join(summary_parts), outputs)
         self.results.append(result)
         return result
 
@@ -819,7 +898,10 @@ def list_jobs(workflow: Mapping[str, Any], out: Callable[[str], None] = print) -
         job = workflow["jobs"][job_id]
         needs = needs_of(job)
         out(f"{job_id}" + (f"  (needs: {', '.join(needs)})" if needs else ""))
-        for entry in expand_matrix(job_id, job):
+        expression = matrix_expression(job)
+        if expression is not None:
+            out(f"  matrix: built by {expression.strip()} when {', '.join(matrix_sources(job))} has run")
+        for entry in [] if expression is not None else expand_matrix(job_id, job):
             if entry:
                 out("  matrix: " + ", ".join(f"{k}={to_text(v)}" for k, v in entry.items()))
         for index, step in enumerate(job.get("steps") or []):
@@ -885,7 +967,8 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         if args.all and matrix_filter:
             raise WorkflowError("--group/--matrix go with --job")
         job_ids = [args.job] if args.job else job_order(workflow)
-        runs = job_runs(workflow, job_ids, matrix_filter)
+        if not any(matrix_expression(workflow["jobs"][j]) for j in job_ids):
+            job_runs(workflow, job_ids, matrix_filter)  # a plain matrix is checked before anything runs
         github = github_context(args.event, args.default_branch)
         runner = Runner(workflow, inputs, github, _pairs(args.needs, "--needs"), args.dry_run, out)
         out(f"workflow {args.workflow}, event {args.event}, inputs "
@@ -894,11 +977,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
             out("dry run: nothing is executed; every step is assumed to succeed and step outputs are empty")
             out("github: " + ", ".join(f"{k}={v}" for k, v in github.items() if k != "event")
                 + f", event.repository.default_branch={args.default_branch}")
-        for run in runs:
-            runner.run_job(run)
-            if runner.interrupted:
-                out("interrupted: not starting further jobs")
-                break
+        runner.run_jobs(job_ids, matrix_filter)
     except WorkflowError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -1,7 +1,7 @@
 """What a service's backup operations are, and the small tools they share (no harness imports).
 
 A service module that can be backed up declares ``backup_ops=BackupOps(capture, restore, version)`` in its
-``SPEC``; :mod:`harness.backup_services` walks the registry and calls them. Each operation gets a
+``SPEC``; :mod:`harness.stack_backup` walks the registry and calls them. Each operation gets a
 :class:`BackupSource` (the service's endpoint and, on demand, its containers) and reports a failed command as
 :class:`StepFailed`, which the harness turns into its ``BackupError``.
 """
@@ -52,6 +52,24 @@ class BackupSource:
 
 
 @dataclass(frozen=True)
+class BackupSeed:
+    """The deterministic data the backup round trips (``suites/backup/``) write into the service before a backup
+    and find again after a restore into a fresh stack; each gets the service's endpoint.
+
+    Attributes:
+        seed: write the data, checking every step's result.
+        missing: what of the data is not there, as ``<service>.<what>: <seen>`` (empty when all of it is).
+        fingerprints: ``name -> digest`` of the data, compared at backup time and after the restore.
+        mark: write a marker labelled ``label`` (before the backup: must come back; after it: must not), or None.
+    """
+
+    seed: Callable[[Any], None]
+    missing: Callable[[Any], list[str]]
+    fingerprints: Callable[[Any], dict[str, str]]
+    mark: Callable[[Any, str], None] | None = None
+
+
+@dataclass(frozen=True)
 class BackupOps:
     """A service's backup capability.
 
@@ -61,12 +79,18 @@ class BackupOps:
         version: the server's version string, recorded in the manifest.
         live_credentials: the KV fields (equal to endpoint attributes) whose live values are written back into
             a restored Vault, so the restored KV matches the running server.
+        format_check: the local check of its artifacts' format (``name, data`` -> problem or None) that ``backup
+            verify`` runs instead of the generic checks by file extension, or None for those.
+        seed: the data the backup round trips write and find again (:class:`BackupSeed`); the per-service round
+            trip fails naming a backed-up service without one.
     """
 
     capture: Callable[[BackupSource], list[Captured]]
     restore: Callable[[BackupSource, Mapping[str, bytes]], None]
     version: Callable[[Any], str]
     live_credentials: tuple[str, ...] = ("password",)
+    format_check: Callable[[str, bytes], str | None] | None = None
+    seed: BackupSeed | None = None
 
 
 def run_checked(container: Any, cmd: list[str], user: str = "", what: str = "") -> bytes:

@@ -184,6 +184,7 @@ class LoopbackContainer(DockerContainer):
         self.with_network_aliases(self.alias)
         self._private_files: dict[str, tuple[bytes, str]] = {}
         self.tls: TlsMaterial | None = None
+        self.password = ""  # the service's password, for services that have one (set by the subclass)
 
     def with_private_file(self, path: str, content: bytes, owner: str) -> LoopbackContainer:
         """Put ``content`` at ``path`` before the container starts: mode 0600, owned by ``owner``.
@@ -210,10 +211,13 @@ class LoopbackContainer(DockerContainer):
         if self._private_files and self._container is not None:
             put_private_files(self._container, self._private_files, what=f"{self.service} ({self.image})")
 
-    def install_tls(self, tls: TlsMaterial, owner: str, combined: bool = False) -> None:
-        """Replace the TLS files of the running container (a rotation); the caller makes the server reload."""
-        put_private_files(self.get_wrapped_container(), tls.files(owner, combined), what=self.service)
+    def use_tls(self, tls: TlsMaterial) -> None:
+        """Record a certificate just installed in the running container (a rotation): the endpoint reports it."""
         self.tls = tls
+
+    def use_password(self, new: str) -> None:
+        """Record the password the running server was just changed to: the endpoint reports it."""
+        self.password = new
 
     def tls_info(self, port: int, protocol: str, strict: bool) -> TlsInfo | None:
         """What clients need to reach this container's TLS listener (None when TLS is off)."""
@@ -321,7 +325,9 @@ def endpoint_from_json(cls: type, data: Mapping[str, Any], **nested: Callable[[A
 
 
 class Service(Protocol):
-    """What the engine needs from a service: start it, stop it, describe it, show its logs."""
+    """What the engine needs from a service: start it, stop it, describe it, show its logs, and record a
+    certificate or password changed while it runs (rotations: the harness installs and reloads, the service
+    object only keeps what its endpoint reports)."""
 
     name: str
 
@@ -334,3 +340,7 @@ class Service(Protocol):
     def logs(self, tail: int = 200) -> str: ...
 
     def container_ids(self) -> list[str]: ...
+
+    def use_tls(self, tls: TlsMaterial) -> None: ...
+
+    def use_password(self, new: str) -> None: ...

@@ -77,6 +77,21 @@ class _FromRegistry(Mapping[str, _V]):
 #: service -> where its image comes from (each service module's ``SPEC.image``).
 CATALOGUE: Mapping[str, ImageSpec] = _FromRegistry(lambda spec: spec.image)
 
+#: Tool images, not services: ``nettools`` (iproute2/tc, iptables, python3) runs in a drilled Redis node's
+#: network namespace to cut it off from its peers or delay its packets (:mod:`harness.drills_net`). Official:
+#: a pinned netshoot (Alpine, which carries the same tools and python3); Debian: built from
+#: ``stack/images/nettools/`` like the service images, by ``images build`` and ``scripts/setup.sh``.
+TOOL_IMAGES: Mapping[str, ImageSpec] = {
+    "nettools": ImageSpec("nettools", "nicolaka/netshoot:v0.13", "devstack-harness/nettools:bookworm", "nettools",
+                          "iproute2 + iptables + python3", "", ""),
+}
+
+
+def image_spec(name: str) -> ImageSpec:
+    """The image entry of a service or a tool image (KeyError when neither)."""
+    return TOOL_IMAGES[name] if name in TOOL_IMAGES else CATALOGUE[name]
+
+
 #: service -> the ``VOLUME`` paths its pinned official image declares (each module's ``SPEC.official_volumes``).
 #: Docker gives each declared path that nothing mounts an anonymous volume, which ``compose down --volumes``
 #: does not remove: the compose file names every one, and the Debian images declare the same

@@ -13,6 +13,8 @@ optional. A rotated certificate is picked up live by the ``rotateCertificates`` 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,7 +23,16 @@ from typing import Any
 
 import pymongo
 
-from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, private_files, run_checked, timed
+from stack.backup_ops import (
+    RESTORE_DIR,
+    BackupOps,
+    BackupSeed,
+    BackupSource,
+    Captured,
+    private_files,
+    run_checked,
+    timed,
+)
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -114,16 +125,6 @@ class MongoContainer(LoopbackContainer):
 
     def _ping(self) -> bool:
         return login(self.endpoint())
-
-    def apply_password(self, new: str) -> None:
-        """Change the root user's password on the running server (updateUser on admin)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="mongodb", combined=True)
-        return reload_tls(self.endpoint())
 
     def endpoint(self) -> MongoEndpoint:
         return MongoEndpoint(host="127.0.0.1", port=self.host_port(MONGO_PORT), user=self.user,
@@ -225,6 +226,31 @@ def server_version(endpoint: MongoEndpoint) -> str:
         return str(client.server_info()["version"])
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+MONGO_DOCS = 250
+
+
+def _seed(ep: MongoEndpoint) -> None:
+    with ep.client() as client:
+        result = client[ep.database]["seed_docs"].insert_many([{"_id": i, "v": f"doc-{i}"} for i in range(MONGO_DOCS)])
+        assert len(result.inserted_ids) == MONGO_DOCS, f"mongodb: inserted {len(result.inserted_ids)} documents, " \
+                                                       f"expected {MONGO_DOCS}"
+
+
+def _seed_missing(ep: MongoEndpoint) -> list[str]:
+    with ep.client() as client:
+        count = client[ep.database]["seed_docs"].count_documents({})
+    return [] if count == MONGO_DOCS else [f"mongodb.seed_docs: {count} documents, seeded {MONGO_DOCS}"]
+
+
+def _seed_fingerprints(ep: MongoEndpoint) -> dict[str, str]:
+    with ep.client() as client:
+        docs = [json.dumps(d, sort_keys=True) for d in client[ep.database]["seed_docs"].find().sort("_id", 1)]
+    return {"mongodb.seed_docs": f"{len(docs)}:{hashlib.sha256('|'.join(docs).encode()).hexdigest()}"}
+
+
 SPEC = ServiceSpec(
     name="mongodb",
     description="needs MongoDB (and Vault); skipped with the image named where no mongo image exists",
@@ -235,7 +261,8 @@ SPEC = ServiceSpec(
     combined_pem=True,
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -26,6 +26,7 @@ import pymysql
 from stack.backup_ops import (
     RESTORE_DIR,
     BackupOps,
+    BackupSeed,
     BackupSource,
     Captured,
     private_files,
@@ -131,16 +132,6 @@ class MySqlContainer(LoopbackContainer):
 
     def _login(self) -> bool:
         return login(self.endpoint())
-
-    def apply_password(self, new: str) -> None:
-        """Change the application user's password on the running server (ALTER USER, as root)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="mysql")
-        return reload_tls(self.endpoint())
 
     def endpoint(self) -> MySqlEndpoint:
         return MySqlEndpoint(host="127.0.0.1", port=self.host_port(MYSQL_PORT), user=self.user,
@@ -267,6 +258,60 @@ def server_version(endpoint: MySqlEndpoint) -> str:
         conn.close()
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+MY_TABLES = {"accounts": 150, "events": 400}
+
+
+def _seed(ep: MySqlEndpoint) -> None:
+    my = ep.connect()
+    try:
+        with my.cursor() as cur:
+            for table, rows in MY_TABLES.items():
+                cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, label VARCHAR(64), qty INT)")
+                inserted = cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)",
+                                           [(i, f"{table}-{i}", i * 3) for i in range(1, rows + 1)])
+                assert inserted == rows, f"mysql: INSERT into {table} wrote {inserted} rows, expected {rows}"
+        my.commit()
+    finally:
+        my.close()
+
+
+def _seed_missing(ep: MySqlEndpoint) -> list[str]:
+    missing = []
+    my = ep.connect()
+    try:
+        with my.cursor() as cur:
+            for table, rows in MY_TABLES.items():
+                cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND "
+                            "table_name = %s", (table,))
+                if cur.fetchone()[0] == 0:
+                    missing.append(f"mysql.{table}: no such table")
+                    continue
+                cur.execute(f"SELECT COUNT(*) FROM {table}")
+                count = cur.fetchone()[0]
+                if count != rows:
+                    missing.append(f"mysql.{table}: {count} rows, seeded {rows}")
+    finally:
+        my.close()
+    return missing
+
+
+def _seed_fingerprints(ep: MySqlEndpoint) -> dict[str, str]:
+    prints = {}
+    my = ep.connect()
+    try:
+        with my.cursor() as cur:
+            for table in MY_TABLES:
+                cur.execute(f"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', id, label, qty))), 0) FROM {table}")
+                count, crc = cur.fetchone()
+                prints[f"mysql.{table}"] = f"{count}:{crc}"
+    finally:
+        my.close()
+    return prints
+
+
 SPEC = ServiceSpec(
     name="mysql",
     description="needs MySQL/MariaDB (and Vault)",
@@ -278,7 +323,8 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         live_credentials=("password", "root_password")),
+                         live_credentials=("password", "root_password"),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -21,7 +21,16 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, private_files, run_checked, timed
+from stack.backup_ops import (
+    RESTORE_DIR,
+    BackupOps,
+    BackupSeed,
+    BackupSource,
+    Captured,
+    private_files,
+    run_checked,
+    timed,
+)
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -132,16 +141,6 @@ class PostgresContainer(LoopbackContainer):
     def _login(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the application user's password on the running server (ALTER ROLE, as that user)."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate and make the running server use it (no restart)."""
-        self.install_tls(tls, owner="postgres")
-        return reload_tls(self.endpoint())
-
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(host="127.0.0.1", port=self.host_port(POSTGRES_PORT), user=self.user,
                                 password=self.password, dbname=self.dbname,
@@ -206,6 +205,14 @@ def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of the artifacts: the database is a ``pg_dump -Fc`` archive (``PGDMP`` header);
+    the globals are plain SQL from ``pg_dumpall``, which carries no header to check."""
+    if name.endswith(".dump") and not data.startswith(b"PGDMP"):
+        return "not a pg_dump custom-format archive (no PGDMP header)"
+    return None
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """``pg_dump -Fc`` of the application database and ``pg_dumpall --globals-only --no-role-passwords`` (roles
     without passwords, so a restore never changes a live login)."""
@@ -249,6 +256,56 @@ def server_version(endpoint: PostgresEndpoint) -> str:
         return str(row[0] if row else "unknown")
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+PG_TABLES = {"customers": 200, "orders": 500, "items": 50}
+
+
+def _seed(ep: PostgresEndpoint) -> None:
+    with ep.connect() as conn:
+        for table, rows in PG_TABLES.items():
+            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, name text, amount numeric)")
+            inserted = conn.execute(
+                f"INSERT INTO {table} SELECT g, '{table}-' || g, g * 1.25 FROM generate_series(1, {rows}) g").rowcount
+            assert inserted == rows, f"postgres: INSERT into {table} wrote {inserted} rows, expected {rows}"
+        conn.execute("CREATE TABLE canary (note text)")
+
+
+def _row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return tuple(row)
+
+
+def _seed_missing(ep: PostgresEndpoint) -> list[str]:
+    missing = []
+    with ep.connect() as conn:
+        for table, rows in PG_TABLES.items():
+            if _row(conn.execute("SELECT to_regclass(%s)", (table,)))[0] is None:
+                missing.append(f"postgres.{table}: no such table")
+                continue
+            count = _row(conn.execute(f"SELECT count(*) FROM {table}"))[0]
+            if count != rows:
+                missing.append(f"postgres.{table}: {count} rows, seeded {rows}")
+    return missing
+
+
+def _seed_fingerprints(ep: PostgresEndpoint) -> dict[str, str]:
+    prints = {}
+    with ep.connect() as conn:
+        for table in [*PG_TABLES, "canary"]:
+            count, digest = _row(conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"))
+            prints[f"postgres.{table}"] = f"{count}:{digest}"
+    return prints
+
+
+def _seed_mark(ep: PostgresEndpoint, label: str) -> None:
+    with ep.connect() as conn:
+        conn.execute("INSERT INTO canary VALUES (%s)", (label,))
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
@@ -259,7 +316,8 @@ SPEC = ServiceSpec(
     compose_services=("postgres",),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

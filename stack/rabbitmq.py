@@ -15,8 +15,10 @@ RabbitMQ is CPU-bound at start (10-18 s here); start it once per session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +28,7 @@ import pika
 import requests
 from docker.models.containers import Container
 
-from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed
+from stack.backup_ops import BackupOps, BackupSeed, BackupSource, Captured, StepFailed
 from stack.base import (
     APP_DATABASE,
     APP_USER,
@@ -150,16 +152,6 @@ class RabbitMqContainer(LoopbackContainer):
     def _probe(self) -> bool:
         return login(self.endpoint())
 
-    def apply_password(self, new: str) -> None:
-        """Change the user's password through the management API (PUT /api/users/{user})."""
-        change_password(self.endpoint(), new)
-        self.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate; new AMQPS/HTTPS connections use it once the PEM cache is cleared."""
-        self.install_tls(tls, owner="rabbitmq")
-        return reload_tls(self.get_wrapped_container())
-
     def endpoint(self) -> RabbitMqEndpoint:
         tls = self.tls_info(AMQPS_PORT, "tls", self.tls_strict)
         return RabbitMqEndpoint(host="127.0.0.1", port=self.host_port(AMQP_PORT),
@@ -281,6 +273,57 @@ def server_version(endpoint: RabbitMqEndpoint) -> str:
     return str(endpoint.api("overview").json().get("rabbitmq_version"))
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+RABBIT_QUEUES = ("orders", "invoices")
+
+
+def _seed(ep: RabbitMqEndpoint) -> None:
+    rabbit = ep
+    auth = (rabbit.user, rabbit.password)
+    verify_tls: str | bool = rabbit.tls.ca_file if rabbit.tls is not None else True
+    base = rabbit.management_url()
+    vhost = urllib.parse.quote(rabbit.vhost, safe="")
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        *[("PUT", f"queues/{vhost}/{queue}", {"durable": True}) for queue in RABBIT_QUEUES],
+        ("PUT", f"exchanges/{vhost}/billing", {"type": "topic", "durable": True}),
+        ("POST", f"bindings/{vhost}/e/billing/q/invoices", {"routing_key": "invoice.#"}),
+        ("PUT", f"policies/{vhost}/ttl", {"pattern": "^orders$", "definition": {"message-ttl": 60000},
+                                          "apply-to": "queues"})]
+    for method, path, body in steps:
+        resp = requests.request(method, f"{base}/api/{path}", json=body, auth=auth, timeout=10, verify=verify_tls)
+        assert resp.status_code in (201, 204), f"rabbitmq: {method} /api/{path} answered {resp.status_code}: " \
+                                               f"{resp.text[:200]}"
+
+
+def _seed_missing(ep: RabbitMqEndpoint) -> list[str]:
+    missing = []
+    rabbit = ep
+    defs = rabbit.api("definitions").json()
+    in_vhost = {k: [d for d in defs.get(k, []) if d.get("vhost") == rabbit.vhost]
+                for k in ("queues", "exchanges", "bindings", "policies")}
+    missing += [f"rabbitmq.queue {q}: absent" for q in RABBIT_QUEUES
+                if q not in {d["name"] for d in in_vhost["queues"]}]
+    if "billing" not in {d["name"] for d in in_vhost["exchanges"]}:
+        missing.append("rabbitmq.exchange billing: absent")
+    if not any(d["source"] == "billing" and d["destination"] == "invoices" and d["routing_key"] == "invoice.#"
+               for d in in_vhost["bindings"]):
+        missing.append("rabbitmq.binding billing -> invoices (invoice.#): absent")
+    if not any(d["name"] == "ttl" and d["definition"] == {"message-ttl": 60000} for d in in_vhost["policies"]):
+        missing.append("rabbitmq.policy ttl: absent")
+    return missing
+
+
+def _seed_fingerprints(ep: RabbitMqEndpoint) -> dict[str, str]:
+    defs = ep.api("definitions").json()
+    picked = {k: sorted(json.dumps({f: d.get(f) for f in ("name", "vhost", "source", "destination", "routing_key",
+                                                          "type", "durable", "pattern", "definition")},
+                                   sort_keys=True) for d in defs.get(k, []))
+              for k in ("vhosts", "queues", "exchanges", "bindings", "policies")}
+    return {"rabbitmq.definitions": hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()}
+
+
 SPEC = ServiceSpec(
     name="rabbitmq",
     description="needs RabbitMQ (and Vault)",
@@ -291,7 +334,8 @@ SPEC = ServiceSpec(
     compose_services=("rabbitmq",),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -18,6 +18,7 @@ Readiness: every node answers an authenticated PING; then ``redis-cli --cluster 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
 import time
@@ -32,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.retry import Retry
 
-from stack.backup_ops import BackupOps, BackupSource, Captured
+from stack.backup_ops import BackupOps, BackupSeed, BackupSource, Captured
 from stack.base import (
     TLS_CA,
     TLS_CERT,
@@ -58,6 +59,14 @@ CLUSTER_SLOTS = 16384
 # In /data (owned by redis in both images) so CONFIG REWRITE can replace it after a password rotation.
 CONF_PATH = "/data/harness.conf"
 CREATE_TIMEOUT_S = 60
+#: the last octet of each compose node's fixed address in the compose network (compose/docker-compose.yml): a
+#: node's identity in nodes.conf is its address, so after a restart the nodes find each other again there.
+COMPOSE_HOST_OCTETS = (11, 12, 13)
+
+
+def node_alias(index: int) -> str:
+    """The network alias (and certificate name) of the cluster's node ``index`` (0-based): ``redis-1`` …"""
+    return f"redis-{index + 1}"
 
 
 def node_config(password: str, node_timeout_ms: int, tls: bool = False, strict: bool = False,
@@ -213,7 +222,7 @@ class RedisCluster:
         self.replicas = replicas
         self.tls_strict = tls_strict
         count = masters * (1 + replicas)
-        self.nodes = [RedisNodeContainer(image, ctx=ctx, alias=f"redis-{i + 1}", password=password,
+        self.nodes = [RedisNodeContainer(image, ctx=ctx, alias=node_alias(i), password=password,
                                          node_timeout_ms=node_timeout_ms, tls=tls, tls_strict=tls_strict,
                                          full_coverage=full_coverage)
                       for i in range(count)]
@@ -237,18 +246,16 @@ class RedisCluster:
         create_cluster(self.nodes[0].get_wrapped_container(), [f"{node.network_ip()}:{port}" for node in self.nodes],
                        self.replicas, tls, self.password)
 
-    def apply_password(self, new: str) -> None:
-        """Set ``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so restarts keep it."""
-        change_password(self.endpoint(), new)
-        self.password = new
-        for container in self.nodes:
-            container.password = new
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a new certificate on every node and make each use it (no restart)."""
+    def use_tls(self, tls: TlsMaterial) -> None:
+        """Record a certificate just installed on every node (a rotation)."""
         for node in self.nodes:
-            node.install_tls(tls, owner="redis")
-        return reload_tls(self.endpoint())
+            node.use_tls(tls)
+
+    def use_password(self, new: str) -> None:
+        """Record the password every node was just changed to (``change_password`` sets it on each)."""
+        self.password = new
+        for node in self.nodes:
+            node.use_password(new)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -345,6 +352,36 @@ def compose_endpoint(svc: PublishedService) -> RedisClusterEndpoint:
                                 tls=TlsInfo(nodes[0].tls_port or 0, "tls", svc.serial, svc.ca_file, strict=False))
 
 
+def aliases(options: Mapping[str, Any]) -> list[str]:
+    """Every node's network alias in a test stack of the topology the settings give (the certificate names them
+    all, so one leaf serves every node)."""
+    return [node_alias(i) for i in range(options["redis_masters"] * (1 + options["redis_replicas"]))]
+
+
+def _cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:
+    with endpoint.node_client(node, retry=Retry(NoBackoff(), 0)) as client:
+        return parse_cluster_info(client.cluster("info"))
+
+
+def compose_ready(svc: PublishedService, endpoint: RedisClusterEndpoint, timeout: float,
+                  log: Callable[[str], None]) -> bool:
+    """After ``compose up``: create the cluster over TLS on a first start (every node empty and alone), then wait
+    until every node reports ``cluster_state:ok`` with all slots assigned. Returns whether it was created now."""
+    infos = [_cluster_info(endpoint, node) for node in endpoint.nodes]
+    created = False
+    if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
+        create_cluster(svc.container(svc.names[0]), [f"{svc.ip(cname)}:{REDIS_TLS_PORT}" for cname in svc.names],
+                       0, True, endpoint.password)
+        created = True
+        log(f"redis: cluster created over TLS ({len(svc.names)} masters, {CLUSTER_SLOTS} slots)")
+    for node in endpoint.nodes:
+        poll(partial(_cluster_info, endpoint, node), what=f"{node.alias} to report cluster_state:ok with "
+             f"{CLUSTER_SLOTS} slots assigned", timeout=timeout, accept=_cluster_ok,
+             hint="after a restart the nodes find each other at the fixed addresses in nodes.conf; a node "
+                  "recreated with another address (compose_subnet_prefix changed?) cannot rejoin")
+    return created
+
+
 def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
     """The compose nodes' configuration (TLS dual mode)."""
     return {CONF_PATH: node_config(str(secret["password"]), options["redis_node_timeout_ms"], tls=True, strict=False,
@@ -428,6 +465,62 @@ def server_version(endpoint: RedisClusterEndpoint) -> str:
         return str(client.info("server")["redis_version"])
 
 
+# ------------------------------------------------------------------------- the backup round trip's seed
+# Deterministic data the round trips in suites/backup/ write, find again after a restore and fingerprint.
+
+REDIS_KEYS = 300
+
+
+def _seed(ep: RedisClusterEndpoint) -> None:
+    cluster = ep.client()
+    try:
+        for i in range(REDIS_KEYS):
+            assert cluster.set(f"seed:{i}", f"value-{i}", ex=3600 if i % 3 == 0 else None) is True, f"SET seed:{i}"
+        assert cluster.hset("seed:hash", mapping={"a": "1", "b": "2"}) == 2, "HSET seed:hash added fewer than 2 fields"
+    finally:
+        cluster.close()
+
+
+def _seed_missing(ep: RedisClusterEndpoint) -> list[str]:
+    missing = []
+    cluster = ep.client()
+    try:
+        absent = [i for i in range(REDIS_KEYS) if cluster.get(f"seed:{i}") != f"value-{i}"]
+        if absent:
+            missing.append(f"redis.seed: {len(absent)} of {REDIS_KEYS} keys absent or different (first: "
+                           f"seed:{absent[0]})")
+        if cluster.hgetall("seed:hash") != {"a": "1", "b": "2"}:
+            missing.append("redis.seed:hash: absent or different")
+    finally:
+        cluster.close()
+    return missing
+
+
+def _seed_fingerprints(ep: RedisClusterEndpoint) -> dict[str, str]:
+    prints = {}
+    for node in ep.nodes:
+        with ep.node_client(node) as client:
+            if client.execute_command("ROLE")[0] != "master":
+                continue
+            slots = sorted((int(s[0]), int(s[1])) for s in client.execute_command("CLUSTER", "SLOTS")
+                           if s[2][0] == node.internal_ip)
+            items = []
+            for key in sorted(client.scan_iter(match="*", count=1000)):
+                kind = client.type(key)
+                value = client.get(key) if kind == "string" else json.dumps(client.hgetall(key), sort_keys=True)
+                items.append(f"{key}={value}:{'ttl' if client.pttl(key) > 0 else 'persist'}")
+            prints[f"redis.{slots}"] = f"{len(items)}:{hashlib.sha256('|'.join(items).encode()).hexdigest()}"
+    return prints
+
+
+def _seed_mark(ep: RedisClusterEndpoint, label: str) -> None:
+    cluster = ep.client()
+    try:
+        cluster.set(f"marker:{label}", label)
+    finally:
+        cluster.close()
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
@@ -437,7 +530,8 @@ SPEC = ServiceSpec(
     compose_services=("redis-1", "redis-2", "redis-3"),
     rotatable_password=True,
     backup=True,
-    backup_ops=BackupOps(backup_capture, backup_restore, server_version),
+    backup_ops=BackupOps(backup_capture, backup_restore, server_version,
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
@@ -450,5 +544,7 @@ SPEC = ServiceSpec(
         "describe": describe,
         "tls_targets": tls_targets,
         "compose_files": compose_files,
+        "compose_ready": compose_ready,
+        "aliases": aliases,
     },
 )

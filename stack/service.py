@@ -56,8 +56,9 @@ class MakeRequest:
 
 @dataclass(frozen=True)
 class PublishedService:
-    """A service's running containers as an endpoint builder (``ops["endpoint"]``) sees them: keyed by compose
-    service name, each answering its published 127.0.0.1 port, network address and container name."""
+    """A service's running compose containers as its compose operations (``ops["endpoint"]``,
+    ``ops["compose_ready"]``) see them: keyed by compose service name, each answering its published 127.0.0.1
+    port, network address, container name and the docker container itself (to run the service's tools in)."""
 
     names: tuple[str, ...]  # the spec's compose services, in order
     port: Callable[[str, int], int]
@@ -67,6 +68,7 @@ class PublishedService:
     serial: str
     ca_file: str
     admin_token: str = ""
+    container: Callable[[str], Any] = field(default=lambda cname: None)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,12 @@ class ServiceSpec:
             compose stack; ``endpoint_from_json(dict)`` -> endpoint saved by ``up``; ``reload_tls(endpoint,
             container, timeout)`` -> how the running server took the certificate just installed;
             ``tls_targets(endpoint)`` -> ``(alias, port, protocol)`` of every TLS listener; ``compose_files(secret,
-            options)`` -> the container's files besides TLS; ``compose_env(secret)`` -> compose variables.
+            options)`` -> the container's files besides TLS; ``compose_env(secret)`` -> compose variables;
+            ``compose_ready(PublishedService, endpoint, timeout, log)`` -> bool, what ``compose up`` must do once
+            the containers are healthy (the Redis cluster's creation), True when it did something;
+            ``aliases(options)`` -> the network aliases of its test-stack containers (default: its name), the
+            DNS names its certificate carries besides ``localhost``; ``backup_seed(endpoint, tag)`` -> the
+            probe value the per-service backup round trip writes and finds again (``suites/backup/``).
         settings: names of the harness settings its container factory reads (passed as ``MakeRequest.options``).
     """
 

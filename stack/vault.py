@@ -31,7 +31,6 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsListener,
-    TlsMaterial,
     endpoint_from_json,
 )
 from stack.errors import VaultError
@@ -180,12 +179,6 @@ class VaultContainer(LoopbackContainer):
         poll(self._listener_answers, what="Vault's API to answer again after a restart",
              timeout=timeout or self.ctx.ready_timeout, hint="read the container log below")
         return self.health()
-
-    def rotate_tls(self, tls: TlsMaterial) -> str:
-        """Install a certificate on the HTTPS listener and make Vault serve it (SIGHUP; no restart)."""
-        self.install_tls(tls, owner="vault")
-        return reload_tls(self.get_wrapped_container(), self.host_port(VAULT_TLS_PORT), tls.serial,
-                          self.ctx.ready_timeout)
 
     def endpoint(self) -> VaultEndpoint:
         init = self.init_result or VaultInit.load(self.keys_file)

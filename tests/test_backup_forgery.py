@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness import backup_services
+from harness import stack_backup
 from harness.backup import (
     NOT_AUTHENTICATED,
     BackupError,
@@ -145,14 +145,14 @@ class SpyTarget:
 def spy_restores(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every per-service restore function replaced by one that records its call."""
     called: list[str] = []
-    monkeypatch.setattr(backup_services, "restore_service", lambda t, name, files, adopt: called.append(name))
+    monkeypatch.setattr(stack_backup, "restore_service", lambda t, name, files: called.append(name))
     return called
 
 
 def test_spy_sees_a_genuine_restore(setup: Setup, spy_restores: list[str]) -> None:
     """The spies work: an untampered backup does reach the restore functions."""
     target = SpyTarget()
-    backup_services.restore(target, setup.root, setup.full, PASS, None, target.adopt_vault)
+    stack_backup.restore(target, setup.root, setup.full, PASS, None)
     assert spy_restores == ["postgres", "mysql", "rabbitmq"]
 
 
@@ -161,7 +161,7 @@ def test_restore_refuses_before_touching_the_target(setup: Setup, case: str, spy
     CASES[case].tamper(setup.chain)
     target = SpyTarget()
     with pytest.raises(BackupError, match=f"nothing restored.*{CASES[case].status}: {CASES[case].words}"):
-        backup_services.restore(target, setup.root, setup.full, PASS, None, target.adopt_vault)
+        stack_backup.restore(target, setup.root, setup.full, PASS, None)
     assert target.calls == [] and spy_restores == []
 
 
@@ -175,7 +175,7 @@ def test_cli_restore_refuses_before_any_stack(setup: Setup, case: str, fresh: bo
     CASES[case].tamper(setup.chain)
     used: list[str] = []
     target = SpyTarget()
-    monkeypatch.setattr(cli, "_up_target", lambda: used.append("up stack") or target)
+    monkeypatch.setattr(cli, "_kept_stack", lambda settings: used.append("up stack") or target)
 
     class NoStack:
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import backup_services as bs
+from harness import stack_backup as bs
 from harness.backup import BackupError, list_backups, read_artifacts
 from stack import registry
 from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed
@@ -86,7 +86,7 @@ def test_service_with_backup_ops_is_backed_up_and_restored_through_its_spec(tmp_
     manifest = bs.create(target, tmp_path / "backups", None, None)
     assert manifest.services == ["withops"] and manifest.versions == {"withops": "1.2.3"}
     assert [a.name for a in manifest.artifacts] == ["withops/data.json"]
-    timings = bs.restore(target, tmp_path / "backups", manifest.id, None, None, lambda i, b: None)
+    timings = bs.restore(target, tmp_path / "backups", manifest.id, None, None)
     assert list(timings) == ["withops"]
     assert RESTORED == [("withops", {"withops/data.json": b'{"rows": 3}'})]
 
@@ -127,7 +127,7 @@ def test_restore_of_a_service_without_ops_touches_nothing(tmp_path: Path) -> Non
     (art, data), = artifacts.values()
     artifacts["noops/x"] = (type(art)(**{**art.__dict__, "service": "noops", "name": "noops/x"}), data)
     with pytest.raises(MissingCapability, match="'noops' declares no 'backup_ops'"):
-        bs.restore_verified(FakeTarget(["withops", "noops"], tmp_path), artifacts, None, lambda i, b: None)
+        bs.restore_verified(FakeTarget(["withops", "noops"], tmp_path), artifacts, None)
     assert RESTORED == []
 
 
@@ -141,7 +141,7 @@ def test_cli_backup_create_prints_the_skipped_service(tmp_path: Path, monkeypatc
     from harness import cli
 
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(cli, "_up_target", lambda: FakeTarget(["withops", "nobackup"], tmp_path))
+    monkeypatch.setattr(cli, "_kept_stack", lambda settings: FakeTarget(["withops", "nobackup"], tmp_path))
     assert cli.main(["backup", "create"]) == 0
     err = capsys.readouterr().err
     assert "nobackup: not backed up: no backup capability" in err and "1 of 1 artifacts stored" in err
@@ -152,7 +152,7 @@ def test_cli_backup_create_refuses_backup_true_without_ops(tmp_path: Path, monke
     from harness import cli
 
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(cli, "_up_target", lambda: FakeTarget(["withops", "noops"], tmp_path))
+    monkeypatch.setattr(cli, "_kept_stack", lambda settings: FakeTarget(["withops", "noops"], tmp_path))
     assert cli.main(["backup", "create"]) == 1
     assert "error: service 'noops' declares no 'backup_ops' capability" in capsys.readouterr().err
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from harness.certs import UpStack, endpoint_from_json, find_up_stack, targets
+from harness.certs import targets
+from harness.kept_stack import KeptStack, endpoint_from_json, find_kept_stack
 from stack.base import TlsInfo
 from stack.postgres import PostgresEndpoint
 from stack.rabbitmq import RabbitMqEndpoint
@@ -39,9 +40,25 @@ def test_targets_cover_every_listener():
                      ("redis", 8003, "tls"), ("rabbitmq", 5671, "tls"), ("rabbitmq", 15671, "tls")}
 
 
-def test_find_up_stack_picks_the_newest_live_run(tmp_path):
+class _Labelled:
+    def __init__(self, run_id: str) -> None:
+        self.labels = {"devstack-harness.run-id": run_id}
+
+
+class _Client:
+    """Docker's containers.list, answering the containers of the given runs."""
+
+    def __init__(self, runs: list[str]) -> None:
+        self.containers = self
+        self.runs = runs
+
+    def list(self, filters: dict[str, object]) -> list[_Labelled]:
+        return [_Labelled(run) for run in self.runs]
+
+
+def test_find_kept_stack_picks_the_newest_live_run(tmp_path):
     for run in ("20260101T000000-aaaaaa", "20260102T000000-bbbbbb", "20260103T000000-cccccc"):
         (tmp_path / "runs" / run).mkdir(parents=True)
         (tmp_path / "runs" / run / "stack.json").write_text(json.dumps({"run_id": run, "endpoints": {}}))
-    found = find_up_stack(tmp_path, {"20260101T000000-aaaaaa", "20260102T000000-bbbbbb"})
-    assert isinstance(found, UpStack) and found.run_id == "20260102T000000-bbbbbb"
+    found = find_kept_stack(tmp_path, _Client(["20260101T000000-aaaaaa", "20260102T000000-bbbbbb"]))
+    assert isinstance(found, KeptStack) and found.run_id == "20260102T000000-bbbbbb"

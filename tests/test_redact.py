@@ -141,8 +141,13 @@ def test_a_backup_passphrase_is_registered_when_keys_are_derived():
     assert redact(f"passphrase {passphrase.decode()}") == "passphrase ***"
 
 
-def test_a_rotated_password_is_registered_before_it_is_applied():
+def test_a_rotated_password_is_registered_before_it_is_applied(monkeypatch):
+    import dataclasses
+
+    from stack import registry
+
     seen: list[str] = []
+    recorded: list[str] = []
 
     class Kv:
         def read_secret_version(self, **_):
@@ -154,12 +159,14 @@ def test_a_rotated_password_is_registered_before_it_is_applied():
     class Admin:
         secrets = SimpleNamespace(kv=SimpleNamespace(v2=Kv()))
 
-    class Service:
-        def apply_password(self, new):
-            seen.append(redact(f"ALTER ROLE u PASSWORD '{new}'"))  # what a failing server might echo
+    def change(endpoint, new):
+        seen.append(redact(f"ALTER ROLE u PASSWORD '{new}'"))  # what a failing server might echo
 
-    stack = SimpleNamespace(require=lambda name: Service(),
-                            endpoint=lambda name: SimpleNamespace(client=lambda: Admin()))
+    spec = dataclasses.replace(registry.get("postgres"), change_password=change)
+    monkeypatch.setitem(registry._loaded, "postgres", spec)
+    stack = SimpleNamespace(endpoint=lambda name: SimpleNamespace(client=lambda: Admin()),
+                            record_password=lambda name, new: recorded.append(name))
     rotation = rotate_password(stack, "postgres")
     assert seen == ["ALTER ROLE u PASSWORD '***'"]
+    assert recorded == ["postgres"]
     assert redact(rotation.new_password) == "***"

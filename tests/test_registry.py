@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def test_spec_is_complete_and_consistent(name: str) -> None:
         assert callable(spec.op("change_password"))
     if name != "vault":
         assert "vault" in spec.depends_on, "Vault is the root of trust every other service needs"
+    if spec.backup and name != "vault":  # the per-service backup round trip needs its seed
+        assert spec.backup_ops is not None and spec.backup_ops.seed is not None, f"{name}: backup_ops.seed"
 
 
 def test_registry_order_starts_with_vault_and_matches_the_modules() -> None:
@@ -68,29 +71,90 @@ class _Container:
 
     def __init__(self) -> None:
         self.signals: list[str] = []
+        self.name = "container"
 
     def kill(self, signal: str) -> None:
         self.signals.append(signal)
 
 
-def test_reload_server_refuses_an_unknown_service_instead_of_sighup() -> None:
-    from harness.certs import reload_server
+def test_reload_tls_refuses_an_unknown_service_instead_of_sighup() -> None:
+    from harness.certs import reload_tls
 
     container = _Container()
     with pytest.raises(registry.UnknownService, match=r"unknown service 'oracle'; valid services: vault, "):
-        reload_server("oracle", object(), container, 1.0)
+        reload_tls("oracle", object(), container, 1.0)
     assert container.signals == []
 
 
-def test_reload_server_dispatches_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.certs import reload_server
+def test_reload_tls_dispatches_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.certs import reload_tls
 
     seen: list[tuple[Any, Any, float]] = []
     spec = registry.get("postgres")
     fake = dataclasses.replace(spec, ops={**spec.ops, "reload_tls": lambda ep, c, t: seen.append((ep, c, t)) or "ok"})
     monkeypatch.setitem(registry._loaded, "postgres", fake)
-    assert reload_server("postgres", "ep", "container", 3.0) == "ok"
+    assert reload_tls("postgres", "ep", "container", 3.0) == "ok"
     assert seen == [("ep", "container", 3.0)]
+
+
+class _FakeStack:
+    """A RunningStack that records what a rotation does to it (no Docker, no Vault)."""
+
+    run_id = "fake-run"
+    state_dir = Path("/nonexistent")
+    vault_bootstrap = None
+    ca = None
+    ready_timeout = 7.0
+
+    def __init__(self, serial: str = "01") -> None:
+        self.calls: list[str] = []
+        self.serial = serial
+        self.nodes = [_Container(), _Container()]
+
+    def endpoint(self, name: str) -> Any:
+        self.calls.append(f"endpoint {name}")
+        return types.SimpleNamespace(tls=TlsInfo(1234, "tls", self.serial, "/ca.pem", strict=False))
+
+    def containers(self, name: str) -> list[Any]:
+        self.calls.append(f"containers {name}")
+        return self.nodes
+
+    def record_tls(self, name: str, tls: TlsMaterial) -> None:
+        self.calls.append(f"record_tls {name} {tls.serial}")
+        self.serial = tls.serial
+
+
+def test_rotation_is_one_path_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rotate_certificate on any stack: issue, install in every container (the spec's files and owner), let the
+    stack keep it, then the spec's reload_tls with the endpoint that carries the new serial."""
+    import harness.certs as certs
+
+    new = TlsMaterial(certificate="c", private_key="k", ca_chain="a", root_ca="r", serial="02")
+    installed: list[tuple[Any, list[str], str]] = []
+    reloaded: list[tuple[str, Any, float]] = []
+    monkeypatch.setattr(certs, "issue_tls", lambda stack, name: new)
+    monkeypatch.setattr(certs, "put_private_files",
+                        lambda c, files, what: installed.append((c, sorted(files), {o for _, o in files.values()})))
+    spec = registry.get("mongodb")  # combined PEM: the spec's files, not a generic set
+    fake = dataclasses.replace(spec, ops={**spec.ops, "reload_tls": lambda ep, c, t: reloaded.append(
+        (ep.tls.serial, c, t)) or "live: test"})
+    monkeypatch.setitem(registry._loaded, "mongodb", fake)
+    stack = _FakeStack()
+    done = certs.rotate_certificate(stack, "mongodb")  # type: ignore[arg-type]
+    assert (done.old_serial, done.new_serial, done.how) == ("01", "02", "live: test")
+    paths = sorted(spec.tls_files(new))
+    assert installed == [(stack.nodes[0], paths, {"mongodb"}), (stack.nodes[1], paths, {"mongodb"})]
+    assert reloaded == [("02", stack.nodes[0], 7.0)]
+    assert stack.calls == ["endpoint mongodb", "containers mongodb", "record_tls mongodb 02", "endpoint mongodb"]
+
+
+def test_rotation_refuses_an_unknown_service_before_touching_the_stack() -> None:
+    from harness.certs import rotate_certificate
+
+    stack = _FakeStack()
+    with pytest.raises(registry.UnknownService, match=r"^unknown service 'oracle'; valid services: vault, "):
+        rotate_certificate(stack, "oracle")  # type: ignore[arg-type]
+    assert stack.calls == []
 
 
 # ------------------------------------------------------------------------------ an extra service
@@ -122,6 +186,26 @@ def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSpec:
     yield spec
     registry.unregister("extra")
     sys.modules.pop("extra_service_mod", None)
+
+
+def test_extra_backed_up_service_without_a_seed_fails_naming_it(extra: ServiceSpec,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup round trips ask the spec for the seed: a backed-up service without one is named, not skipped."""
+    import importlib.util
+
+    from stack.backup_ops import BackupOps
+
+    ops = BackupOps(lambda src: [], lambda src, files: None, lambda ep: "1")
+    monkeypatch.setitem(registry._loaded, "extra", dataclasses.replace(extra, backup=True, backup_ops=ops))
+    loader = importlib.util.spec_from_file_location("backup_suite_conftest", ROOT / "suites" / "backup" / "conftest.py")
+    assert loader is not None and loader.loader is not None
+    conftest = importlib.util.module_from_spec(loader)
+    monkeypatch.setitem(sys.modules, "backup_suite_conftest", conftest)
+    loader.loader.exec_module(conftest)
+    with pytest.raises(MissingCapability) as info:
+        conftest.seed_of("extra")
+    assert str(info.value) == "service 'extra' declares no 'backup_ops.seed' capability (see its SPEC in stack/)"
+    assert conftest.seed_of("postgres").mark is not None  # a declared seed is found, marker included
 
 
 def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) -> None:
@@ -158,11 +242,12 @@ def test_extra_service_compose_material_fails_naming_compose_files(extra: Servic
 
 
 def test_extra_service_certs_dispatch_fails_naming_the_capability(extra: ServiceSpec) -> None:
-    from harness.certs import endpoint_from_json, reload_server, targets
+    from harness.certs import reload_tls, targets
+    from harness.kept_stack import endpoint_from_json
 
     container = _Container()
     with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'reload_tls' capability"):
-        reload_server("extra", object(), container, 1.0)
+        reload_tls("extra", object(), container, 1.0)
     assert container.signals == []
 
     @dataclasses.dataclass(frozen=True)
@@ -177,8 +262,20 @@ def test_extra_service_certs_dispatch_fails_naming_the_capability(extra: Service
         endpoint_from_json("extra", {})
 
 
+def test_extra_service_rotation_fails_naming_reload_tls_before_issuing(extra: ServiceSpec) -> None:
+    """The extra service serves TLS but declares no reload_tls: the one rotation path refuses it by name, and
+    nothing is issued, installed or recorded (the stack is not even asked for its endpoint)."""
+    from harness.certs import rotate_certificate
+
+    stack = _FakeStack()
+    with pytest.raises(MissingCapability) as info:
+        rotate_certificate(stack, "extra")  # type: ignore[arg-type]
+    assert str(info.value) == "service 'extra' declares no 'reload_tls' capability (see its SPEC in stack/)"
+    assert stack.calls == [] and stack.nodes[0].signals == []
+
+
 def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.certs import reload_server
+    from harness.certs import reload_tls
 
     (tmp_path / "plain_service_mod.py").write_text(textwrap.dedent(EXTRA.format(name="plain", tls=False)))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -186,7 +283,7 @@ def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkey
     try:
         container = _Container()
         with pytest.raises(MissingCapability, match=r"service 'plain' declares no 'tls' capability"):
-            reload_server("plain", object(), container, 1.0)
+            reload_tls("plain", object(), container, 1.0)
         assert container.signals == []
     finally:
         registry.unregister("plain")

@@ -14,6 +14,7 @@ from harness.vault_bootstrap import (
     service_names,
     service_policy,
 )
+from stack import redis_cluster
 from stack.errors import VaultError
 
 
@@ -63,4 +64,5 @@ def test_kv_documents_use_json_booleans():
 
 def test_names_clients_use():
     assert service_names("postgres") == ["postgres", "localhost"]
-    assert service_names("redis", 6) == [f"redis-{i}" for i in range(1, 7)] + ["localhost"]
+    six = redis_cluster.aliases({"redis_masters": 3, "redis_replicas": 1})
+    assert service_names("redis", six) == [f"redis-{i}" for i in range(1, 7)] + ["localhost"]

@@ -59,8 +59,7 @@ def planned(event: str = "workflow_dispatch", inputs: tuple[tuple[str, str], ...
     wf = workflow()
     values = runner.resolve_inputs(wf, dict(inputs), event)
     run = runner.Runner(wf, values, runner.github_context(event, "main"), {}, True, out=lambda line: None)
-    for job_run in runner.job_runs(wf, runner.job_order(wf), {}):
-        run.run_job(job_run)
+    run.run_jobs(runner.job_order(wf), {})  # the groups job runs for real: the services matrix is its output
     return list(run.planned)
 
 
@@ -168,7 +167,7 @@ def readme_setup_command() -> str:
 def test_workflow_parses_and_has_the_jobs():
     data = yaml.safe_load(WORKFLOW_PATH.read_text())
     assert isinstance(data, dict)
-    assert set(data["jobs"]) == {"services", "full-stack", "compose", "summary"}
+    assert set(data["jobs"]) == {"groups", "services", "full-stack", "compose", "summary"}
     triggers = workflow()["on"]
     assert "schedule" in triggers and triggers["schedule"][0]["cron"]
     inputs = triggers["workflow_dispatch"]["inputs"]
@@ -220,9 +219,31 @@ def test_marker_expressions_use_declared_markers_only():
         assert words <= declared, f"{step.label}: -m {expression!r} uses undeclared {sorted(words - declared)}"
 
 
-def test_every_service_has_a_group():
-    groups = [entry["group"] for entry in runner.expand_matrix("services", workflow()["jobs"]["services"])]
-    assert sorted(groups) == sorted(registry.names())
+def test_every_service_has_a_group_from_the_registry():
+    """The services matrix is the groups job's output, which the registry makes: evaluated as the runner (and
+    GitHub) does, it has one group per registered service, selected by that service's marker."""
+    job = workflow()["jobs"]["services"]
+    assert runner.matrix_expression(job) == "${{ fromJSON(needs.groups.outputs.matrix) }}"
+    assert runner.matrix_sources(job) == ["groups"] and runner.needs_of(job) == ["groups"]
+    entries = {step.matrix["group"]: step.matrix["marker"] for step in planned() if step.job_id == "services"}
+    assert entries == {spec.name: spec.marker for spec in registry.specs()}
+
+
+def test_a_registered_service_gets_its_group_with_no_workflow_edit(tmp_path, monkeypatch):
+    """An extra service registered through the registry alone (by a pytest plugin of its own, here through
+    PYTHONPATH and a sitecustomize) is in the matrix the groups job prints."""
+    (tmp_path / "extra_group_mod.py").write_text(
+        "from stack.images import ImageSpec\nfrom stack.service import ServiceSpec\n"
+        "SPEC = ServiceSpec(name='extragroup', description='d', owner='o', image=ImageSpec('extragroup', "
+        "'example/x:1', None, None, 'X', '1', None), official_volumes=(), compose_services=('extragroup',))\n")
+    (tmp_path / "sitecustomize.py").write_text("from stack import registry\nregistry.register('extra_group_mod')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = subprocess.run([str(BIN / "python"), "-m", "harness", "services", "--matrix"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    include = json.loads(proc.stdout)["include"]
+    assert include[-1] == {"group": "extragroup", "marker": "extragroup"}
+    assert [e["group"] for e in include[:-1]] == list(registry.names())
 
 
 def _collect(workflow_argv: list[str], tmp_path: Path, expression: str | None = None) -> tuple[list[str], list[str]]:
@@ -528,8 +549,7 @@ def test_runner_lists_jobs_and_expands_the_matrix():
     assert code == 0
     for job_id in ("services", "full-stack", "compose", "summary"):
         assert re.search(rf"^{re.escape(job_id)}\b", text, re.MULTILINE), text
-    for service in registry.names():
-        assert f"matrix: group={service}," in text
+    assert "matrix: built by ${{ fromJSON(needs.groups.outputs.matrix) }} when groups has run" in text
     assert "[uses (skipped here)] uses actions/checkout@v4" in text
 
 
@@ -541,7 +561,9 @@ def test_runner_dry_run_of_every_job():
     assert '-m "postgres and not drill and not backup and not compose_stack"' in text
     assert "harness drill redis-failover --rounds \"$DRILL_ROUNDS\"" in text and "env DRILL_ROUNDS=5" in text
     code, text = _main("--job", "services", "--group", "redis", "--dry-run", "--input", "image_set=official")
-    assert code == 0 and text.count("=== job ") == 1 and "env HARNESS_IMAGES=official" in text
+    assert code == 0 and "env HARNESS_IMAGES=official" in text
+    assert "job groups runs (for real, also in this dry run): the matrix of services is built from its outputs" in text
+    assert text.count("=== job ") == 2 and "=== job services (redis)" in text
 
 
 def test_runner_refuses_unknown_input_and_group(capsys):
@@ -590,6 +612,37 @@ def test_runner_runs_steps_like_github(tmp_path):
     assert Path(f"{marker}-cleanup").exists()
     assert re.search(r"on failure\s+success\s+0", text), text
     assert "### two ok" in text and "FAILED: j" in text
+
+
+def _matrix_workflow(tmp_path: Path, printed: str) -> Path:
+    job = {"runs-on": "ubuntu-24.04", "timeout-minutes": 2, "defaults": {"run": {"shell": "bash"}}}
+    data = {"name": "t", "on": {"workflow_dispatch": {}}, "jobs": {
+        "plan": {**job, "outputs": {"m": "${{ steps.p.outputs.m }}"},
+                 "steps": [{"id": "p", "run": f"echo 'm={printed}' >> \"$GITHUB_OUTPUT\""}]},
+        "work": {**job, "name": "work (${{ matrix.g }})", "needs": "plan",
+                 "strategy": {"matrix": "${{ fromJSON(needs.plan.outputs.m) }}"},
+                 "steps": [{"run": f"touch {tmp_path}/ran-${{{{ matrix.g }}}}"}]}}}
+    path = tmp_path / "wf.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_runner_builds_a_matrix_from_a_needed_jobs_output(tmp_path):
+    """Job outputs, needs.<job>.outputs and fromJSON: the matrix is what the needed job really printed; --job
+    runs that job first; a dry run runs it for real too (and only it)."""
+    path = _matrix_workflow(tmp_path, '{"include": [{"g": "a"}, {"g": "b"}]}')
+    code, text = _main("--workflow", str(path), "--job", "work", "--dry-run")
+    assert code == 0, text
+    assert "=== job work (a)" in text and "=== job work (b)" in text and not list(tmp_path.glob("ran-*"))
+    code, text = _main("--workflow", str(path), "--job", "work", "--matrix", "g=b")
+    assert code == 0, text
+    assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-b"]
+
+
+def test_runner_refuses_a_matrix_output_that_is_not_json(tmp_path, capsys):
+    path = _matrix_workflow(tmp_path, "not json")
+    assert _main("--workflow", str(path), "--all")[0] == 2
+    assert "fromJSON(): not JSON" in capsys.readouterr().err
 
 
 def test_evaluator_semantics():

@@ -1,6 +1,7 @@
 """What the backup round trips seed, check and fingerprint, per service, and the round trip itself.
 
-Each service the backup suite knows has a :class:`Seed`: deterministic data written with every step checked, a
+Each backed-up service declares its seed in its module (``SPEC.backup_ops.seed``, a
+:class:`~stack.backup_ops.BackupSeed`; Vault's is here): deterministic data written with every step checked, a
 list of the seeded objects missing from a stack, fingerprints to compare at backup time and after a restore, and
 optionally a marker written before the backup (must come back) and after it (must not). :func:`run_round_trip`
 seeds a stack of its own with some services, backs it up encrypted, removes it (containers, network, Vault),
@@ -10,7 +11,6 @@ per-service round trips (``test_backup_per_service.py``) both use it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -20,234 +20,59 @@ from typing import Any
 
 import hvac.exceptions
 import pytest
-import requests
 
 from harness.backup import basic_format_check, verify
-from harness.backup_services import StackTarget, create, restore
 from harness.engine import Stack
+from harness.stack_backup import create, restore
+from stack import registry
+from stack.service import MissingCapability
 
-PG_TABLES = {"customers": 200, "orders": 500, "items": 50}
-MY_TABLES = {"accounts": 150, "events": 400}
-REDIS_KEYS = 300
-RABBIT_QUEUES = ("orders", "invoices")
 VAULT_SEED = {"colour": "teal", "n": 42}
-MONGO_DOCS = 250
 
 
 # ----------------------------------------------------------------------------------------------- PostgreSQL
 
-def seed_postgres(stack: Stack) -> None:
-    with stack.endpoint("postgres").connect() as conn:
-        for table, rows in PG_TABLES.items():
-            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, name text, amount numeric)")
-            inserted = conn.execute(
-                f"INSERT INTO {table} SELECT g, '{table}-' || g, g * 1.25 FROM generate_series(1, {rows}) g").rowcount
-            assert inserted == rows, f"postgres: INSERT into {table} wrote {inserted} rows, expected {rows}"
-        conn.execute("CREATE TABLE canary (note text)")
 
 
-def missing_postgres(stack: Stack) -> list[str]:
-    missing = []
-    with stack.endpoint("postgres").connect() as conn:
-        for table, rows in PG_TABLES.items():
-            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
-                missing.append(f"postgres.{table}: no such table")
-                continue
-            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            if count != rows:
-                missing.append(f"postgres.{table}: {count} rows, seeded {rows}")
-    return missing
 
 
-def fingerprints_postgres(stack: Stack) -> dict[str, str]:
-    prints = {}
-    with stack.endpoint("postgres").connect() as conn:
-        for table in [*PG_TABLES, "canary"]:
-            count, digest = conn.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
-            ).fetchone()
-            prints[f"postgres.{table}"] = f"{count}:{digest}"
-    return prints
 
 
-def mark_postgres(stack: Stack, label: str) -> None:
-    with stack.endpoint("postgres").connect() as conn:
-        conn.execute("INSERT INTO canary VALUES (%s)", (label,))
 
 
 # ---------------------------------------------------------------------------------------------------- MySQL
 
-def seed_mysql(stack: Stack) -> None:
-    my = stack.endpoint("mysql").connect()
-    try:
-        with my.cursor() as cur:
-            for table, rows in MY_TABLES.items():
-                cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, label VARCHAR(64), qty INT)")
-                inserted = cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)",
-                                           [(i, f"{table}-{i}", i * 3) for i in range(1, rows + 1)])
-                assert inserted == rows, f"mysql: INSERT into {table} wrote {inserted} rows, expected {rows}"
-        my.commit()
-    finally:
-        my.close()
 
 
-def missing_mysql(stack: Stack) -> list[str]:
-    missing = []
-    my = stack.endpoint("mysql").connect()
-    try:
-        with my.cursor() as cur:
-            for table, rows in MY_TABLES.items():
-                cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND "
-                            "table_name = %s", (table,))
-                if cur.fetchone()[0] == 0:
-                    missing.append(f"mysql.{table}: no such table")
-                    continue
-                cur.execute(f"SELECT COUNT(*) FROM {table}")
-                count = cur.fetchone()[0]
-                if count != rows:
-                    missing.append(f"mysql.{table}: {count} rows, seeded {rows}")
-    finally:
-        my.close()
-    return missing
 
 
-def fingerprints_mysql(stack: Stack) -> dict[str, str]:
-    prints = {}
-    my = stack.endpoint("mysql").connect()
-    try:
-        with my.cursor() as cur:
-            for table in MY_TABLES:
-                cur.execute(f"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', id, label, qty))), 0) FROM {table}")
-                count, crc = cur.fetchone()
-                prints[f"mysql.{table}"] = f"{count}:{crc}"
-    finally:
-        my.close()
-    return prints
 
 
 # ---------------------------------------------------------------------------------------------------- Redis
 
-def seed_redis(stack: Stack) -> None:
-    cluster = stack.endpoint("redis").client()
-    try:
-        for i in range(REDIS_KEYS):
-            assert cluster.set(f"seed:{i}", f"value-{i}", ex=3600 if i % 3 == 0 else None) is True, f"SET seed:{i}"
-        assert cluster.hset("seed:hash", mapping={"a": "1", "b": "2"}) == 2, "HSET seed:hash added fewer than 2 fields"
-    finally:
-        cluster.close()
 
 
-def missing_redis(stack: Stack) -> list[str]:
-    missing = []
-    cluster = stack.endpoint("redis").client()
-    try:
-        absent = [i for i in range(REDIS_KEYS) if cluster.get(f"seed:{i}") != f"value-{i}"]
-        if absent:
-            missing.append(f"redis.seed: {len(absent)} of {REDIS_KEYS} keys absent or different (first: "
-                           f"seed:{absent[0]})")
-        if cluster.hgetall("seed:hash") != {"a": "1", "b": "2"}:
-            missing.append("redis.seed:hash: absent or different")
-    finally:
-        cluster.close()
-    return missing
 
 
-def fingerprints_redis(stack: Stack) -> dict[str, str]:
-    prints = {}
-    ep = stack.endpoint("redis")
-    for node in ep.nodes:
-        with ep.node_client(node) as client:
-            if client.execute_command("ROLE")[0] != "master":
-                continue
-            slots = sorted((int(s[0]), int(s[1])) for s in client.execute_command("CLUSTER", "SLOTS")
-                           if s[2][0] == node.internal_ip)
-            items = []
-            for key in sorted(client.scan_iter(match="*", count=1000)):
-                kind = client.type(key)
-                value = client.get(key) if kind == "string" else json.dumps(client.hgetall(key), sort_keys=True)
-                items.append(f"{key}={value}:{'ttl' if client.pttl(key) > 0 else 'persist'}")
-            prints[f"redis.{slots}"] = f"{len(items)}:{hashlib.sha256('|'.join(items).encode()).hexdigest()}"
-    return prints
 
 
-def mark_redis(stack: Stack, label: str) -> None:
-    cluster = stack.endpoint("redis").client()
-    try:
-        cluster.set(f"marker:{label}", label)
-    finally:
-        cluster.close()
 
 
 # ------------------------------------------------------------------------------------------------- RabbitMQ
 
-def seed_rabbitmq(stack: Stack) -> None:
-    rabbit = stack.endpoint("rabbitmq")
-    auth = (rabbit.user, rabbit.password)
-    verify_tls: str | bool = rabbit.tls.ca_file if rabbit.tls is not None else True
-    base = rabbit.management_url()
-    vhost = requests.utils.quote(rabbit.vhost, safe="")
-    steps: list[tuple[str, str, dict[str, Any]]] = [
-        *[("PUT", f"queues/{vhost}/{queue}", {"durable": True}) for queue in RABBIT_QUEUES],
-        ("PUT", f"exchanges/{vhost}/billing", {"type": "topic", "durable": True}),
-        ("POST", f"bindings/{vhost}/e/billing/q/invoices", {"routing_key": "invoice.#"}),
-        ("PUT", f"policies/{vhost}/ttl", {"pattern": "^orders$", "definition": {"message-ttl": 60000},
-                                          "apply-to": "queues"})]
-    for method, path, body in steps:
-        resp = requests.request(method, f"{base}/api/{path}", json=body, auth=auth, timeout=10, verify=verify_tls)
-        assert resp.status_code in (201, 204), f"rabbitmq: {method} /api/{path} answered {resp.status_code}: " \
-                                               f"{resp.text[:200]}"
 
 
-def missing_rabbitmq(stack: Stack) -> list[str]:
-    missing = []
-    rabbit = stack.endpoint("rabbitmq")
-    defs = rabbit.api("definitions").json()
-    in_vhost = {k: [d for d in defs.get(k, []) if d.get("vhost") == rabbit.vhost]
-                for k in ("queues", "exchanges", "bindings", "policies")}
-    missing += [f"rabbitmq.queue {q}: absent" for q in RABBIT_QUEUES
-                if q not in {d["name"] for d in in_vhost["queues"]}]
-    if "billing" not in {d["name"] for d in in_vhost["exchanges"]}:
-        missing.append("rabbitmq.exchange billing: absent")
-    if not any(d["source"] == "billing" and d["destination"] == "invoices" and d["routing_key"] == "invoice.#"
-               for d in in_vhost["bindings"]):
-        missing.append("rabbitmq.binding billing -> invoices (invoice.#): absent")
-    if not any(d["name"] == "ttl" and d["definition"] == {"message-ttl": 60000} for d in in_vhost["policies"]):
-        missing.append("rabbitmq.policy ttl: absent")
-    return missing
 
 
-def fingerprints_rabbitmq(stack: Stack) -> dict[str, str]:
-    defs = stack.endpoint("rabbitmq").api("definitions").json()
-    picked = {k: sorted(json.dumps({f: d.get(f) for f in ("name", "vhost", "source", "destination", "routing_key",
-                                                          "type", "durable", "pattern", "definition")},
-                                   sort_keys=True) for d in defs.get(k, []))
-              for k in ("vhosts", "queues", "exchanges", "bindings", "policies")}
-    return {"rabbitmq.definitions": hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()}
 
 
 # -------------------------------------------------------------------------------------------------- MongoDB
 # Not run on this project's CI machine when no mongo image exists (the round trip skips naming the image).
 
-def seed_mongodb(stack: Stack) -> None:
-    ep = stack.endpoint("mongodb")
-    with ep.client() as client:
-        result = client[ep.database]["seed_docs"].insert_many([{"_id": i, "v": f"doc-{i}"} for i in range(MONGO_DOCS)])
-        assert len(result.inserted_ids) == MONGO_DOCS, f"mongodb: inserted {len(result.inserted_ids)} documents, " \
-                                                       f"expected {MONGO_DOCS}"
 
 
-def missing_mongodb(stack: Stack) -> list[str]:
-    ep = stack.endpoint("mongodb")
-    with ep.client() as client:
-        count = client[ep.database]["seed_docs"].count_documents({})
-    return [] if count == MONGO_DOCS else [f"mongodb.seed_docs: {count} documents, seeded {MONGO_DOCS}"]
 
 
-def fingerprints_mongodb(stack: Stack) -> dict[str, str]:
-    ep = stack.endpoint("mongodb")
-    with ep.client() as client:
-        docs = [json.dumps(d, sort_keys=True) for d in client[ep.database]["seed_docs"].find().sort("_id", 1)]
-    return {"mongodb.seed_docs": f"{len(docs)}:{hashlib.sha256('|'.join(docs).encode()).hexdigest()}"}
 
 
 # ---------------------------------------------------------------------------------------------------- Vault
@@ -288,22 +113,24 @@ class Seed:
     mark: Callable[[Stack, str], None] | None = None
 
 
-SEEDS: dict[str, Seed] = {
-    "vault": Seed(seed_vault, missing_vault, fingerprints_vault),
-    "postgres": Seed(seed_postgres, missing_postgres, fingerprints_postgres, mark_postgres),
-    "mysql": Seed(seed_mysql, missing_mysql, fingerprints_mysql),
-    "mongodb": Seed(seed_mongodb, missing_mongodb, fingerprints_mongodb),
-    "redis": Seed(seed_redis, missing_redis, fingerprints_redis, mark_redis),
-    "rabbitmq": Seed(seed_rabbitmq, missing_rabbitmq, fingerprints_rabbitmq),
-}
+#: Vault, the root of trust, is backed up by the harness itself: its seed is here. Every other service declares
+#: its own in its module (``SPEC.backup_ops.seed``).
+VAULT = Seed(seed_vault, missing_vault, fingerprints_vault)
 
 
 def seed_of(name: str) -> Seed:
-    """The seed of a service; a backed-up service without one fails naming what to add."""
-    if name not in SEEDS:
-        raise AssertionError(f"the backup suite has no seed for service {name!r}: add one to SEEDS in "
-                             "suites/backup/conftest.py (seed, missing, fingerprints)")
-    return SEEDS[name]
+    """The seed of a service, from its spec; a backed-up service without one fails naming the capability."""
+    if name == "vault":
+        return VAULT
+    ops = registry.get(name).backup_ops
+    declared = ops.seed if ops is not None else None
+    if declared is None:
+        raise MissingCapability(name, "backup_ops.seed")
+    mark = declared.mark
+    return Seed(lambda stack: declared.seed(stack.endpoint(name)),
+                lambda stack: declared.missing(stack.endpoint(name)),
+                lambda stack: declared.fingerprints(stack.endpoint(name)),
+                None if mark is None else lambda stack, label: mark(stack.endpoint(name), label))
 
 
 def seed(stack: Stack, services: list[str]) -> None:
@@ -344,7 +171,7 @@ def run_round_trip(settings: Any, services: list[str], root: Path, passphrase: b
         missing_at_backup = missing_seed(source, services)
         expected = fingerprints(source, services)
         t0 = time.monotonic()
-        manifest = create(StackTarget(source), root, None, passphrase)
+        manifest = create(source, root, None, passphrase)
         backup_s = time.monotonic() - t0
         write_marker(source, services, "after")  # taken after the backup: must not come back
     finally:
@@ -357,9 +184,8 @@ def run_round_trip(settings: Any, services: list[str], root: Path, passphrase: b
         fresh.start(services)
         missing_in_empty_stack = missing_seed(fresh, services)  # the control: the check finds the seed absent
         fresh_passwords = {n: fresh.endpoint(n).password for n in services if n != "vault"}
-        target = StackTarget(fresh)
         t0 = time.monotonic()
-        timings = restore(target, root, manifest.id, passphrase, None, target.adopt_vault)
+        timings = restore(fresh, root, manifest.id, passphrase, None)
         restore_s = time.monotonic() - t0
         benchmarks[key] = {
             "backup_s": round(backup_s, 2), "verify_s": round(verify_s, 3), "restore_s (RTO)": round(restore_s, 2),

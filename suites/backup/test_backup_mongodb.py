@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backup import basic_format_check, verify
-from harness.backup_services import StackTarget, create, restore
+from harness.stack_backup import create, restore
 
 pytestmark = [pytest.mark.backup, pytest.mark.mongodb, pytest.mark.destructive]
 
@@ -18,12 +18,11 @@ def test_mongodb_dump_and_restore(mongodb_service, harness_stack, tmp_path):
         coll = client[mongodb_service.database]["backup_probe"]
         coll.delete_many({})
         coll.insert_many([{"_id": i, "v": f"doc-{i}"} for i in range(250)])
-    target = StackTarget(harness_stack)
-    manifest = create(target, tmp_path, ["mongodb"], None)
+    manifest = create(harness_stack, tmp_path, ["mongodb"], None)
     assert all(f.status == "ok" for f in verify(tmp_path, manifest.id, None, basic_format_check))
     with mongodb_service.client() as client:
         client[mongodb_service.database]["backup_probe"].delete_many({"_id": {"$lt": 100}})
-    restore(target, tmp_path, manifest.id, None, ["mongodb"], target.adopt_vault)
+    restore(harness_stack, tmp_path, manifest.id, None, ["mongodb"])
     with mongodb_service.client() as client:
         docs = list(client[mongodb_service.database]["backup_probe"].find().sort("_id", 1))
     assert [d["v"] for d in docs] == [f"doc-{i}" for i in range(250)]

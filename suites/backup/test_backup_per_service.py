@@ -3,8 +3,9 @@ stack of their own, seeded, backed up encrypted, removed, restored into a fresh 
 
 One case per service with the backup capability in :mod:`stack.registry`, marked with that service: ``pytest
 suites/ -m postgres`` runs the PostgreSQL round trip (into a fresh Vault + PostgreSQL) and nothing of the others.
-The seeds, their checks and fingerprints are in ``conftest.py``; a backed-up service without a seed there fails
-naming it. The whole-stack round trip, with the forgery and incremental checks, is ``test_backup_restore.py``."""
+Each service's seed (data, its check and fingerprints) is declared in its module (``SPEC.backup_ops.seed``,
+Vault's in ``conftest.py``); a backed-up service without one fails naming the missing capability. The
+whole-stack round trip, with the forgery and incremental checks, is ``test_backup_restore.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 
 from harness.engine import with_dependencies
 from harness.plugin import service_params
-from harness.vault_bootstrap import service_names
 from stack import registry
 
 pytestmark = [pytest.mark.backup, pytest.mark.destructive, pytest.mark.own_stack]
@@ -52,7 +52,7 @@ def test_round_trip_of_one_service_leaves_vault_usable(one_service):
     name = one_service["services"][-1]
     vault = fresh.endpoint("vault").client()
     if registry.get(name).tls:
-        issued = vault.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0],
+        issued = vault.write_data(f"pki_int/issue/{name}", data={"common_name": fresh.vault_bootstrap.names[name][0],
                                                                  "ttl": "1h"})["data"]
         assert "BEGIN CERTIFICATE" in issued["certificate"]
         assert issued["issuing_ca"].strip() == one_service["expected"]["vault.ca"].strip()

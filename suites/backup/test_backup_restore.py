@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from harness.backup import BackupError, basic_format_check, verify
-from harness.backup_services import StackTarget, create, restore
 from harness.backup_tamper import CASES, Chain, named
 from harness.engine import Stack
+from harness.stack_backup import create, restore
 from stack import registry
 from stack.backup_ops import RESTORE_DIR
 from stack.mysql import MYSQL_OPTIONS
@@ -167,31 +167,35 @@ def real_chain(round_trip, tmp_path_factory) -> Chain:
     root = tmp_path_factory.mktemp("chain")
     shutil.copytree(round_trip["root"], root, dirs_exist_ok=True)
     full = round_trip["manifest"]
-    inc = create(StackTarget(round_trip["fresh"]), root, None, round_trip["passphrase"], parent_id=full.id)
+    inc = create(round_trip["fresh"], root, None, round_trip["passphrase"], parent_id=full.id)
     own = sorted(a.name for a in inc.artifacts if a.stored_in == inc.id)
     assert own, "the incremental stored nothing of its own: no artifact to move between the two"
     forge = next(a.name for a in full.artifacts if a.service == "mysql")
     return Chain(root, full.id, inc.id, forge=forge, moved="vault/raft.snap" if "vault/raft.snap" in own else own[0])
 
 
-class RecordingTarget(StackTarget):
+class RecordingTarget:
     """The running stack as a restore target, recording every use: a refused restore must leave it untouched."""
 
     def __init__(self, stack: Stack) -> None:
-        super().__init__(stack)
+        self.stack = stack
         self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the RunningStack protocol, recorded too
+        self.calls.append(name)
+        return getattr(self.stack, name)
 
     def endpoint(self, name: str) -> Any:
         self.calls.append(f"endpoint {name}")
-        return super().endpoint(name)
+        return self.stack.endpoint(name)
 
     def containers(self, name: str) -> list[Any]:
         self.calls.append(f"containers {name}")
-        return super().containers(name)
+        return self.stack.containers(name)
 
     def running(self) -> list[str]:
         self.calls.append("running")
-        return super().running()
+        return self.stack.running()
 
 
 @pytest.fixture
@@ -231,7 +235,7 @@ def test_forgery_of_the_real_backup_is_refused(round_trip, real_chain, probe, tm
     assert CASES[case].status in capsys.readouterr().out
     target = RecordingTarget(round_trip["fresh"])
     with pytest.raises(BackupError, match=f"nothing restored.*{CASES[case].status}: {CASES[case].words}"):
-        restore(target, root, chain.target, passphrase, None, target.adopt_vault)
+        restore(target, root, chain.target, passphrase, None)
     assert target.calls == []
     assert probe() == "tamper-probe"  # the running stack's data is unchanged
 
@@ -239,13 +243,13 @@ def test_forgery_of_the_real_backup_is_refused(round_trip, real_chain, probe, tm
 def test_genuine_chain_restores_over_the_probe(round_trip, real_chain, probe):
     """The control for the probe: restoring the untampered backup's PostgreSQL does change it back."""
     target = RecordingTarget(round_trip["fresh"])
-    restore(target, real_chain.root, real_chain.target, round_trip["passphrase"], ["postgres"], target.adopt_vault)
+    restore(target, real_chain.root, real_chain.target, round_trip["passphrase"], ["postgres"])
     assert target.calls and probe() == "customers-1"
 
 
 def test_no_password_file_left_in_the_mysql_container(round_trip, tmp_path):
     """client.cnf (root's password) exists in the container only while a dump or a restore runs."""
-    target = StackTarget(round_trip["fresh"])
+    target = round_trip["fresh"]
     create(target, tmp_path, ["mysql"], None)
     container = target.containers("mysql")[0]
     # The directory the option file was written to exists (the check looks at the right place) and is empty.
@@ -283,7 +287,7 @@ def test_no_plaintext_on_disk_when_encrypted(round_trip):
 
 def test_incremental_stores_only_what_changed_and_restores_latest(round_trip, tmp_path):
     fresh = round_trip["fresh"]
-    target = StackTarget(fresh)
+    target = fresh
     data_services = ["postgres", "mysql", "redis", "rabbitmq"]
     root = tmp_path / "chain"
     full = create(target, root, data_services, None)
@@ -298,7 +302,7 @@ def test_incremental_stores_only_what_changed_and_restores_latest(round_trip, tm
     with fresh.endpoint("postgres").connect() as conn:
         conn.execute("INSERT INTO canary VALUES ('after-incremental')")
         conn.execute("DELETE FROM customers WHERE id <= 10")
-    restore(target, root, incremental.id, None, ["postgres"], target.adopt_vault)
+    restore(target, root, incremental.id, None, ["postgres"])
     with fresh.endpoint("postgres").connect() as conn:
         notes = sorted(r[0] for r in conn.execute("SELECT note FROM canary"))
         customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]

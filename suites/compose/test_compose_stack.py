@@ -18,12 +18,12 @@ import pymysql
 import pytest
 import redis
 
-from harness.attach import ensure_cluster, probe
+from harness.attach import probe, published
 from harness.certs import OWNERS, served, targets
-from harness.compose import COMPOSE_SERVICES, file_name
-from harness.compose_run import status
+from harness.compose import COMPOSE_SERVICES, file_name, project_containers
+from harness.compose_lifecycle import status
 from harness.plugin import service_params
-from stack import mysql, postgres, redis_cluster
+from stack import mysql, postgres, redis_cluster, registry
 from stack.waiting import poll
 
 pytestmark = pytest.mark.compose_stack
@@ -115,9 +115,11 @@ def test_restart_of_every_container_keeps_credentials_and_certificates(harness_s
         poll(lambda name=name: probe(name, harness_stack.endpoint(name)), timeout=180, accept=bool,
              what=f"{name} to accept Vault's credentials after a restart",
              hint="a refused login means the container started with credentials that are not Vault's")
-        if name == "redis":  # the nodes find each other again at their fixed addresses (nodes.conf)
-            nodes = {c.labels["com.docker.compose.service"]: c for c in harness_stack.containers("redis")}
-            assert ensure_cluster(harness_stack.layout, nodes, harness_stack.endpoint("redis"), 180, print) is False
+        ready = registry.get(name).ops.get("compose_ready")
+        if ready is not None:  # a cluster: the nodes find each other again at their fixed addresses (nodes.conf)
+            svc = published(name, harness_stack.layout, project_containers(harness_stack.client,
+                            harness_stack.layout.project), {}, "")
+            assert ready(svc, harness_stack.endpoint(name), 180, print) is False
         after = harness_stack.endpoint(name)
         kept = after.password == before[name].password  # a bool, so a failure does not print passwords
         assert kept, f"{name}: the password changed across the restart"

@@ -11,7 +11,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from harness.certs import targets
+from harness.certs import rotate_certificate, targets
 from stack.base import client_tls_context
 from stack.tlsprobe import handshake, int_to_serial
 
@@ -30,11 +30,10 @@ def _served(harness_stack, name) -> dict[str, x509.Certificate]:
 
 
 def _rotate(harness_stack, name):
-    container_ids = set(harness_stack.require(name).container_ids())
-    started = {cid: harness_stack.client.containers.get(cid).attrs["State"]["StartedAt"] for cid in container_ids}
+    started = {c.id: c.attrs["State"]["StartedAt"] for c in harness_stack.containers(name)}
     before = _served(harness_stack, name)
     assert len({c.serial_number for c in before.values()}) == 1, f"{name}'s listeners serve different leaves"
-    _, new, _ = harness_stack.rotate_certificate(name)
+    new = rotate_certificate(harness_stack, name).new_serial
     after = _served(harness_stack, name)
     assert set(after) == set(before)
     vault = harness_stack.endpoint("vault")
@@ -45,8 +44,9 @@ def _rotate(harness_stack, name):
         assert cert.serial_number != before[alias].serial_number, f"{alias} still serves the old certificate"
         assert cert == issued, (f"{alias} serves {int_to_serial(cert.serial_number)}, not the certificate Vault "
                                 f"issued as {new}")
-    for cid in container_ids:  # reloaded, not restarted
-        assert harness_stack.client.containers.get(cid).attrs["State"]["StartedAt"] == started[cid]
+    for container in harness_stack.containers(name):  # reloaded, not restarted
+        container.reload()
+        assert container.attrs["State"]["StartedAt"] == started[container.id]
     return new
 
 

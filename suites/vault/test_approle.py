@@ -8,7 +8,7 @@ import hvac.exceptions
 import pytest
 
 from harness.plugin import service_params
-from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
+from harness.vault_bootstrap import approle_login, ttl_seconds
 from stack import registry
 
 # `vault` is not module-wide: each service's AppRole cases carry that service's marker (service_params) and run
@@ -54,14 +54,15 @@ def _refusal(call) -> str:
 
 
 @pytest.mark.parametrize("name", service_params(SERVICES))
-def test_denial_matrix(name, approles, vault_service):
+def test_denial_matrix(name, approles, vault_service, harness_stack):
     """Each token: 403 on every other service's secret and PKI role, and on admin paths; the same token reads
     its own secret and issues its own name before and after, so every refusal is about the path."""
     client = approle_login(vault_service.url, approles[name]["role_id"], approles[name]["secret_id"])
+    names = harness_stack.vault_bootstrap.names  # each role's names, as bootstrapped
 
     def allowed() -> None:
         client.secrets.kv.v2.read_secret_version(path=name, mount_point="secret", raise_on_deleted_version=True)
-        issued = client.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0],
+        issued = client.write_data(f"pki_int/issue/{name}", data={"common_name": names[name][0],
                                                                   "ttl": "5m"})
         assert issued["data"]["serial_number"]
 
@@ -73,7 +74,7 @@ def test_denial_matrix(name, approles, vault_service):
         refused[f"read secret/{other}"] = _refusal(lambda o=other: client.secrets.kv.v2.read_secret_version(
             path=o, mount_point="secret", raise_on_deleted_version=True))
         refused[f"issue pki_int/{other}"] = _refusal(lambda o=other: client.write_data(
-            f"pki_int/issue/{o}", data={"common_name": service_names(o)[0]}))
+            f"pki_int/issue/{o}", data={"common_name": names[o][0]}))
     refused["read the admin policy"] = _refusal(lambda: client.read("sys/policies/acl/harness-admin"))
     for path in ("auth/approle/role/postgres/secret-id", "pki/root/sign-intermediate"):
         refused[f"write {path}"] = _refusal(lambda p=path: client.write_data(p, data={}))

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.certs import targets
+from harness.engine import network_aliases
 from harness.plugin import service_params
 from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
 from stack import registry
@@ -137,8 +138,8 @@ def test_service_leaf(name, ca, harness_stack, request):
     assert ExtendedKeyUsageOID.SERVER_AUTH in eku
     _check_key(leaf, settings)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    nodes = settings.redis_masters * (1 + settings.redis_replicas)
-    assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(service_names(name, nodes))
+    aliases = network_aliases(settings).get(name, ())
+    assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(service_names(name, aliases))
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     crl_points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert [p.full_name[0].value for p in crl_points] == ["http://vault:8200/v1/pki_int/crl"]
@@ -150,11 +151,12 @@ def test_role_refuses_names_outside_it(name, harness_stack, vault_service, reque
     request.getfixturevalue(f"{name}_service")
     creds = harness_stack.vault_bootstrap.approles[name]
     client = approle_login(vault_service.url, creds["role_id"], creds["secret_id"])
-    for bad in ("evil.example.com", f"sub.{service_names(name)[0]}", "*.localhost"):
+    own = harness_stack.vault_bootstrap.names[name][0]  # the role's first name, as bootstrapped
+    for bad in ("evil.example.com", f"sub.{own}", "*.localhost"):
         with pytest.raises(hvac.exceptions.InvalidRequest, match=f"common name {re.escape(bad)} not allowed"):
             client.write_data(f"pki_int/issue/{name}", data={"common_name": bad})
     # and the role does issue its own name, so the refusals above are about the name
-    ok = client.write_data(f"pki_int/issue/{name}", data={"common_name": service_names(name)[0], "ttl": "1h"})
+    ok = client.write_data(f"pki_int/issue/{name}", data={"common_name": own, "ttl": "1h"})
     assert ok["data"]["serial_number"]
 
 

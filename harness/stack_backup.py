@@ -23,36 +23,25 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 
-from harness.backup import Artifact, BackupError
+from harness.backup import Artifact, BackupError, Manifest
+from harness.running import RunningStack
 from stack import registry
 from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, StepFailed
 from stack.service import MissingCapability
 
 VAULT = "vault"  # the root of trust: captured and restored by the harness itself, restored first
 NOT_BACKED_UP = "not backed up: no backup capability"
-__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "StackTarget", "UpStackTarget",
-           "create", "plan", "restore", "restore_verified", "services_in"]
+__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "create", "plan", "restore",
+           "restore_verified", "services_in"]
 
 
 class MissingBackupCapability(MissingCapability, BackupError):
     """A service asked to back up or restore that declares no such capability (a ``BackupError`` too, so the
     CLI reports it as an error line naming service and capability)."""
-
-
-class Target(Protocol):
-    """A running stack: endpoints, the containers of each service, and its private state directory."""
-
-    state_dir: Path
-
-    def endpoint(self, name: str) -> Any: ...
-
-    def containers(self, name: str) -> list[Any]: ...
-
-    def running(self) -> list[str]: ...
 
 
 def backup_ops(name: str) -> BackupOps:
@@ -65,11 +54,17 @@ def backup_ops(name: str) -> BackupOps:
     return spec.backup_ops
 
 
-def _source(t: Target, name: str) -> BackupSource:
-    return BackupSource(t.endpoint(name), lambda: t.containers(name))
+def _source(t: RunningStack, name: str) -> BackupSource:
+    def containers() -> list[Any]:
+        found = t.containers(name)
+        if not found:
+            raise BackupError(f"no running {name} container in run {t.run_id}")
+        return list(found)
+
+    return BackupSource(t.endpoint(name), containers)
 
 
-def plan(t: Target, services: list[str] | None) -> tuple[list[str], dict[str, str]]:
+def plan(t: RunningStack, services: list[str] | None) -> tuple[list[str], dict[str, str]]:
     """The services to back up (registry order) and those skipped with the reason. Refuses, before anything is
     captured: services asked for that do not run, are not registered or lack the backup capability; running
     services that declare ``backup=True`` without ``backup_ops``."""
@@ -98,7 +93,7 @@ def plan(t: Target, services: list[str] | None) -> tuple[list[str], dict[str, st
 # ------------------------------------------------------------------------------------------------ capture
 
 
-def capture_service(t: Target, name: str) -> list[Captured]:
+def capture_service(t: RunningStack, name: str) -> list[Captured]:
     """One service's artifacts (Vault here, every other service through its spec's ``backup_ops``)."""
     if name == VAULT:
         return capture_vault(t)
@@ -108,7 +103,7 @@ def capture_service(t: Target, name: str) -> list[Captured]:
         raise BackupError(str(exc)) from exc
 
 
-def capture_vault(t: Target) -> list[Captured]:
+def capture_vault(t: RunningStack) -> list[Captured]:
     ep = t.endpoint(VAULT)
     t0 = time.monotonic()
     resp = requests.get(f"{ep.url}/v1/sys/storage/raft/snapshot", headers={"X-Vault-Token": ep.token}, timeout=60)
@@ -122,7 +117,7 @@ def capture_vault(t: Target) -> list[Captured]:
                      {"holds": "unseal keys, admin token, AppRole credentials"})]
 
 
-def _version(t: Target, name: str) -> str:
+def _version(t: RunningStack, name: str) -> str:
     try:
         ep = t.endpoint(name)
         if name == VAULT:
@@ -132,8 +127,8 @@ def _version(t: Target, name: str) -> str:
         return f"unknown ({type(exc).__name__})"
 
 
-def create(t: Target, root: Path, services: list[str] | None, passphrase: bytes | None,
-           parent_id: str | None = None, log: Callable[[str], None] | None = None) -> Any:
+def create(t: RunningStack, root: Path, services: list[str] | None, passphrase: bytes | None,
+           parent_id: str | None = None, log: Callable[[str], None] | None = None) -> Manifest:
     """Back up the running services (or ``services``) into a new backup under ``root``; ``log`` hears which
     running services are not backed up and why."""
     from harness.backup import build_backup
@@ -152,11 +147,10 @@ def create(t: Target, root: Path, services: list[str] | None, passphrase: bytes 
 # ------------------------------------------------------------------------------------------------ restore
 
 
-def restore_service(t: Target, name: str, files: dict[str, bytes],
-                    adopt: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+def restore_service(t: RunningStack, name: str, files: dict[str, bytes]) -> None:
     """Put one service's artifacts back (Vault here, every other service through its spec's ``backup_ops``)."""
     if name == VAULT:
-        restore_vault(t, files, adopt)
+        restore_vault(t, files)
         return
     try:
         backup_ops(name).restore(_source(t, name), files)
@@ -164,10 +158,10 @@ def restore_service(t: Target, name: str, files: dict[str, bytes],
         raise BackupError(str(exc)) from exc
 
 
-def restore_vault(t: Target, files: dict[str, bytes], adopt: Callable[[dict[str, Any], dict[str, Any]], None],
-                  timeout: float = 60) -> None:
+def restore_vault(t: RunningStack, files: dict[str, bytes], timeout: float = 60) -> None:
     """Force-restore the raft snapshot, unseal with the backup's keys, make the harness use the backup's admin
-    token and AppRole credentials (``adopt``), and write the live servers' credentials into the restored KV."""
+    token and AppRole credentials (the stack's ``adopt_vault``), and write the live servers' credentials into the
+    restored KV."""
     import hvac
 
     from stack.waiting import poll
@@ -196,7 +190,7 @@ def restore_vault(t: Target, files: dict[str, bytes], adopt: Callable[[dict[str,
     poll(restored, what="the restored Vault to be unsealed (with the backup's keys) and to accept the backup's "
          "admin token", timeout=timeout, accept=bool,
          hint="a snapshot from another cluster needs that cluster's unseal keys, which the backup carries")
-    adopt(bundle["init"], bundle["bootstrap"])
+    t.adopt_vault(bundle["init"], bundle["bootstrap"])
     admin = t.endpoint(VAULT).client()
     for name in t.running():
         if name == VAULT:
@@ -210,13 +204,13 @@ def restore_vault(t: Target, files: dict[str, bytes], adopt: Callable[[dict[str,
         admin.secrets.kv.v2.create_or_update_secret(path=name, secret=secret, mount_point="secret")
 
 
-def restore(t: Target, root: Path, backup_id: str, passphrase: bytes | None, services: list[str] | None,
-            adopt: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, float]:
+def restore(t: RunningStack, root: Path, backup_id: str, passphrase: bytes | None,
+            services: list[str] | None) -> dict[str, float]:
     """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service. A backup
     that does not verify is refused before anything of ``t`` is touched."""
     from harness.backup import read_artifacts
 
-    return restore_verified(t, read_artifacts(root, backup_id, passphrase), services, adopt)
+    return restore_verified(t, read_artifacts(root, backup_id, passphrase), services)
 
 
 def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
@@ -227,8 +221,8 @@ def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
     return known + sorted(held - set(known))
 
 
-def restore_verified(t: Target, artifacts: dict[str, tuple[Artifact, bytes]], services: list[str] | None,
-                     adopt: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, float]:
+def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes]],
+                     services: list[str] | None) -> dict[str, float]:
     """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``."""
     wanted = [s for s in services_in(artifacts) if services is None or s in services]
     not_running = [s for s in wanted if s not in t.running()]
@@ -241,74 +235,6 @@ def restore_verified(t: Target, artifacts: dict[str, tuple[Artifact, bytes]], se
     for name in wanted:
         files = {n: data for n, (art, data) in artifacts.items() if art.service == name}
         t0 = time.monotonic()
-        restore_service(t, name, files, adopt)
+        restore_service(t, name, files)
         timings[name] = round(time.monotonic() - t0, 3)
     return timings
-
-
-class StackTarget:
-    """A pytest/CLI :class:`~harness.engine.Stack` as a backup target."""
-
-    def __init__(self, stack: Any) -> None:
-        self.stack = stack
-        self.state_dir: Path = stack.state_dir
-
-    def endpoint(self, name: str) -> Any:
-        return self.stack.endpoint(name)
-
-    def containers(self, name: str) -> list[Any]:
-        return [self.stack.client.containers.get(cid) for cid in self.stack.require(name).container_ids()]
-
-    def running(self) -> list[str]:
-        return list(self.stack.services)
-
-    def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
-        """After a Vault restore: the backup's unseal keys, admin token and AppRole credentials are current."""
-        from harness.vault_bootstrap import BootstrapResult
-        from stack.vault import VaultInit
-
-        vault = self.stack.require(VAULT)
-        vault.init_result = VaultInit(keys=list(init["keys"]), root_token=str(init["root_token"]),
-                                      shares=int(init["shares"]), threshold=int(init["threshold"]))
-        vault.init_result.save(vault.keys_file)
-        result = BootstrapResult(**bootstrap)
-        result.save(self.state_dir / "vault-bootstrap.json")
-        vault.admin_token = result.admin_token
-        self.stack.vault_bootstrap = result
-
-
-class UpStackTarget:
-    """A stack left running by ``python -m harness up`` (state file + container labels) as a backup target."""
-
-    def __init__(self, up: Any, client: Any) -> None:
-        self.up = up
-        self.client = client
-        self.state_dir: Path = up.state_dir
-        self._endpoints = up.endpoints()
-
-    def endpoint(self, name: str) -> Any:
-        if name not in self._endpoints:
-            raise BackupError(f"{name} is not running in run {self.up.run_id}")
-        return self._endpoints[name]
-
-    def containers(self, name: str) -> list[Any]:
-        from stack.base import LABEL_RUN_ID, LABEL_SERVICE
-
-        found = self.client.containers.list(filters={"label": [f"{LABEL_RUN_ID}={self.up.run_id}",
-                                                               f"{LABEL_SERVICE}={name}"]})
-        if not found:
-            raise BackupError(f"no running {name} container in run {self.up.run_id}")
-        return sorted(found, key=lambda c: c.name)
-
-    def running(self) -> list[str]:
-        return list(self._endpoints)
-
-    def adopt_vault(self, init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
-        from dataclasses import replace
-
-        from stack.files import write_file
-
-        write_file(self.state_dir / "vault-init.json", json.dumps(init))
-        write_file(self.state_dir / "vault-bootstrap.json", json.dumps(bootstrap, indent=2))
-        self._endpoints[VAULT] = replace(self._endpoints[VAULT], token=bootstrap["admin_token"])
-        self.up.save(self._endpoints)

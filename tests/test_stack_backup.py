@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import backup_services as bs
+from harness import stack_backup as bs
 from harness.backup import BackupError
 from stack.mongodb import MONGO_CONFIG
 from stack.mysql import MYSQL_OPTIONS
@@ -92,16 +92,11 @@ STEPS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     # step -> (service, failing tool, call): through the orchestrator, which finds each service's ops in its SPEC
     "mysql backup": ("mysql", "mariadb-dump", lambda t: bs.capture_service(t, "mysql")),
     "mysql restore": ("mysql", "mariadb",
-                      lambda t: bs.restore_service(t, "mysql", {"mysql/devstack.sql": b"-- dump\n"}, _no_adopt)),
+                      lambda t: bs.restore_service(t, "mysql", {"mysql/devstack.sql": b"-- dump\n"})),
     "mongodb backup": ("mongodb", "mongodump", lambda t: bs.capture_service(t, "mongodb")),
     "mongodb restore": ("mongodb", "mongorestore",
-                        lambda t: bs.restore_service(t, "mongodb", {"mongodb/devstack.archive.gz": b"\x1f\x8b"},
-                                                     _no_adopt)),
+                        lambda t: bs.restore_service(t, "mongodb", {"mongodb/devstack.archive.gz": b"\x1f\x8b"})),
 }
-
-
-def _no_adopt(init: dict[str, Any], bootstrap: dict[str, Any]) -> None:
-    raise AssertionError("only Vault's restore adopts keys")
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["success", "tool-fails"])

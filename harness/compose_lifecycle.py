@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.attach import build_endpoint, ensure_cluster, wait_ready
-from harness.certs import reload_server
+from harness.attach import build_endpoint, published, wait_ready
+from harness.certs import install_tls, reload_tls
 from harness.compose import (
     COMPOSE_SERVICES,
     Compose,
@@ -21,7 +21,6 @@ from harness.compose import (
     existing_volumes,
     find_compose,
     host_port,
-    install_live,
     issue_tls,
     kept_tls,
     needs_new_leaf,
@@ -34,6 +33,7 @@ from harness.compose import (
     write_placeholder,
 )
 from harness.docker_env import docker_client
+from harness.running import Endpoint
 from harness.settings import Settings
 from stack import registry
 from stack import vault as vault_api
@@ -99,9 +99,9 @@ def up(settings: Settings, log: Log) -> ComposeState:
             renewed[name] = tls
             log(f"{name}: certificate {tls.serial} issued with its AppRole ({why})")
     if "vault" in renewed:  # Vault's HTTPS listener: from the placeholder (or an old leaf) to the new leaf, live
-        install_live(vault_container, "vault", {p: c for p, (c, _) in renewed["vault"].files("vault").items()})
+        install_tls("vault", renewed["vault"], [vault_container])
         endpoint = build_endpoint("vault", layout, {"vault": vault_container}, {}, vault.bootstrap.admin_token)
-        reload_server("vault", endpoint, vault_container, settings.ready_timeout)
+        reload_tls("vault", endpoint, vault_container, settings.ready_timeout)
     ready: dict[str, float] = {"vault": round(time.monotonic() - t0, 3)}
     log(f"vault: ready in {ready['vault']:.1f}s")
 
@@ -113,15 +113,17 @@ def up(settings: Settings, log: Log) -> ComposeState:
     compose.run("up", "-d", profiles=profiles)
     containers = project_containers(client, layout.project)
 
-    def endpoint_of(name: str) -> Any:
+    def endpoint_of(name: str) -> Endpoint:
         return build_endpoint(name, layout, project_containers(client, layout.project), secrets.get(name, {}),
                               vault.bootstrap.admin_token)
 
     def bring_up(name: str) -> float:
         wait_ready(name, layout, client, lambda: endpoint_of(name), settings.ready_timeout, log)
-        if name == "redis":
-            ensure_cluster(layout, project_containers(client, layout.project), endpoint_of("redis"),
-                           settings.ready_timeout, log)
+        spec = registry.get(name)
+        if "compose_ready" in spec.ops:  # what the service needs once its containers are healthy (a cluster)
+            svc = published(name, layout, project_containers(client, layout.project), secrets.get(name, {}),
+                            vault.bootstrap.admin_token)
+            spec.op("compose_ready")(svc, endpoint_of(name), settings.ready_timeout, log)
         return round(time.monotonic() - t_up, 3)
 
     rest = [s for s in running if s != "vault"]
@@ -144,10 +146,8 @@ def up(settings: Settings, log: Log) -> ComposeState:
         stale = [containers[c] for c in COMPOSE_SERVICES[name]
                  if before.get(c) and before.get(c) == _started_at(containers[c])]
         if stale:
-            files = {p: c for p, (c, _) in registry.get(name).tls_files(tls).items()}
-            for container in stale:
-                install_live(container, name, files)
-            log(f"{name}: {reload_server(name, endpoint_of(name), stale[0], settings.ready_timeout)}")
+            install_tls(name, tls, stale)
+            log(f"{name}: {reload_tls(name, endpoint_of(name), stale[0], settings.ready_timeout)}")
 
     state = ComposeState(project=layout.project, compose_command=command, images=images, unavailable=unavailable,
                          services=running, time_to_ready_s=ready, total_start_s=round(time.monotonic() - t0, 3),
