@@ -81,6 +81,7 @@ pre{background:#fafafa;border:1px solid #eee;padding:.4rem;white-space:pre-wrap;
 font-size:.85rem;margin:.3rem 0}
 li.failure{margin-bottom:.8rem}.outcome{font-weight:bold;text-transform:uppercase;font-size:.8rem}
 .chart svg{max-width:100%;height:auto}.muted{color:#757575;font-size:.9rem}
+code.serial{word-break:break-all;font-size:.8rem}
 #trend svg{height:1.5rem;width:auto;display:block}
 """
 
@@ -188,10 +189,10 @@ def timeline_chart(report: LoadedReport, index: int) -> str:
     bars, offsets = timeline_bars(report.data)
     if not bars:
         return ""
-    fig = _figure(9, 0.5 + 0.45 * len(bars))
-    ax = fig.subplots()
     names = [b.service for b in bars]
     step_names = list(dict.fromkeys(s for b in bars for s, _, _ in b.steps))
+    fig = _figure(9, 0.8 + 0.45 * len(bars) + 0.2 * math.ceil(len(step_names) / 4))
+    ax = fig.subplots()
     for row, bar in enumerate(bars):
         y = len(bars) - 1 - row
         (patch,) = ax.barh(y, max(bar.end - bar.start, 0.01), left=bar.start, height=0.6,
@@ -210,8 +211,8 @@ def timeline_chart(report: LoadedReport, index: int) -> str:
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     ax.set_xlim(0, max(b.end for b in bars) * 1.12 or 1.0)  # room for the labels after the bars
-    if step_names:
-        ax.legend(title="bootstrap steps", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title_fontsize=7)
+    if step_names:  # below the chart, four to a row: a long list of steps never runs off the figure
+        fig.legend(title="bootstrap steps", loc="outside lower center", ncols=4, fontsize=7, title_fontsize=7)
     title = f"Start timeline ({report.name})"
     return _chart(fig, f"chart-timeline-{index}", title)
 
@@ -544,7 +545,8 @@ def tls_html(reports: Sequence[LoadedReport]) -> str:
             low = days is not None and minimum is not None and days < minimum
             matches = row.get("matches")
             shown = "-" if days is None else f'<span class="bad">{days:.1f}</span>' if low else f"{days:.1f}"
-            rows.append([esc(row.get("service", "?")), esc(row.get("listener", "?")), esc(row.get("serial", "-")),
+            rows.append([esc(row.get("service", "?")), esc(row.get("listener", "?")),
+                         f'<code class="serial">{esc(row.get("serial", "-"))}</code>',
                          esc(row.get("not_after", "-")), shown,
                          esc(f"{row.get('version', '-')} {row.get('cipher', '')}".strip()),
                          esc(row.get("tls12_cipher", "-")),
