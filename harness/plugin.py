@@ -49,6 +49,8 @@ class _State:
     outcomes: Outcomes = field(default_factory=Outcomes)
     drills: list[dict[str, Any]] = field(default_factory=list)
     benchmarks: dict[str, Any] = field(default_factory=dict)
+    tls: list[dict[str, Any]] = field(default_factory=list)
+    service_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # nodeid -> service -> redacted log tail
 
 
 _STATE = pytest.StashKey[_State]()
@@ -308,6 +310,13 @@ def harness_benchmarks(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def tls_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Suites append what each TLS listener served (service, listener, serial, days left, version, suites);
+    saved in the report as ``tls`` (the HTML report's TLS table)."""
+    return request.config.stash[_STATE].tls
+
+
+@pytest.fixture(scope="session")
 def drill_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     """Drill tests append their measured rounds here; they are printed at the end and put in the report."""
     return request.config.stash[_STATE].drills
@@ -352,10 +361,17 @@ def pytest_runtest_makereport(
                 text = state.stack.logs(name, tail=80)
             except Exception as exc:  # a report must still be produced
                 text = f"(could not read logs: {exc})"
-            report.sections.append((f"{name} logs (last 80 lines)", text))
+            report.sections.append((f"{name}{LOGS_TITLE}", text))
         _learn_secrets(state.stack, item.stash.get(_USED, []))
     redact_report(report)
+    if report.failed and state is not None:  # the HTML report links each failure to these
+        logs = {title.removesuffix(LOGS_TITLE): text for title, text in report.sections if title.endswith(LOGS_TITLE)}
+        if logs:
+            state.service_logs.setdefault(report.nodeid, {}).update(logs)
     return report
+
+
+LOGS_TITLE = " logs (last 80 lines)"
 
 
 def _learn_secrets(stack: RunningStack, services: list[str]) -> None:
@@ -416,11 +432,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         data["drills"] = state.drills
     if state.benchmarks:
         data["benchmarks"] = state.benchmarks
+    if state.tls:
+        data["tls"] = state.tls
+    if state.service_logs:
+        data["service_logs"] = state.service_logs
     write_report(state.report_path, data)
     session.config.stash[_REPORT] = data
+    try:  # the pictures, from the report as written (redacted)
+        from harness.html_report import write_beside
+
+        session.config.stash[_HTML] = str(write_beside(state.report_path, state.settings.report_tolerance))
+    except Exception as exc:  # the JSON report stands; a chart that cannot be drawn must not fail the run
+        session.config.stash[_HTML] = f"not written: {type(exc).__name__}: {redact(str(exc))[:300]}"
 
 
 _REPORT = pytest.StashKey[dict[str, Any]]()
+_HTML = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -450,3 +477,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     counts = data["tests"]
     tr.write_line(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
                   f"{counts['error']} errors; report: {state.report_path}")
+    tr.write_line(f"html report: {config.stash.get(_HTML, 'not written')}")
