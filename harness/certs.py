@@ -15,6 +15,7 @@ import datetime as dt
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from docker.models.containers import Container
 
@@ -101,6 +102,17 @@ def status(endpoints: Mapping[str, Endpoint]) -> list[CertStatus | tuple[TlsTarg
         except (OSError, ssl.SSLError, TlsProbeError) as exc:
             rows.append((target, f"{type(exc).__name__}: {exc}"))
     return rows
+
+
+def tls_row(row: CertStatus | tuple[TlsTarget, str], min_days_left: float) -> dict[str, Any]:
+    """One listener as the run report's ``tls`` list holds it (the HTML report's TLS table)."""
+    if isinstance(row, tuple):
+        target, error = row
+        return {"service": target.service, "listener": f"{target.alias} :{target.port}", "error": error}
+    return {"service": row.target.service, "listener": f"{row.target.alias} :{row.target.port}",
+            "serial": row.served_serial, "not_after": row.not_after.strftime("%Y-%m-%d %H:%M"),
+            "days_left": round(row.days_left, 2), "min_days_left": min_days_left, "version": row.version,
+            "cipher": row.cipher, "tls12_cipher": row.tls12_cipher, "matches": row.matches}
 
 
 # ------------------------------------------------------------------------------ rotation, on any running stack

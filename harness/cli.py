@@ -90,14 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--service", action="append", choices=list(registry.names()),
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
-    drill = sub.add_parser("drill", help="Redis cluster drills on a cluster of their own, with measured figures")
-    drill.add_argument("kind", choices=["redis-failover", "redis-node-loss", "redis-partition", "latency"],
+    from harness.drill_kit import drill_names, service_drills
+    from stack.drill_ops import FAULT_HELP
+
+    drill = sub.add_parser("drill", help="resilience drills on a stack of their own, with measured figures "
+                                         "(docs/drills.md, docs/redis.md)")
+    drill.add_argument("kind", choices=drill_names(), metavar="NAME",
                        help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
-                            "redis-partition, latency: 3+3, network faults in one node's namespace (docs/redis.md)")
+                            "redis-partition, latency: 3+3, network faults in one node's namespace (docs/redis.md); "
+                            + "; ".join(f"{n}: {d.summary}" for n, (_, d) in service_drills().items()))
     drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
-    drill.add_argument("--fault", choices=["kill", "stop", "pause", "disconnect", "cycle", "auto", "netem", "nfqueue"],
-                       default="cycle", help="failover fault; cycle (default) takes kill, stop, pause, disconnect in "
-                       "turn. latency: how to delay (auto = netem, else the NFQUEUE delayer)")
+    faults = dict.fromkeys(["kill", "stop", "pause", "disconnect", *FAULT_HELP, "auto", "netem", "nfqueue", "cycle"])
+    drill.add_argument("--fault", choices=list(faults),
+                       default="cycle", help="the fault of every round; cycle (default) takes the drill's faults in "
+                                             "turn (redis-failover: kill, stop, pause, disconnect; a service drill: "
+                                             "those its service declares). latency: how to delay (auto = netem, "
+                                             "else the NFQUEUE delayer)")
     drill.add_argument("--min-replicas", choices=["0", "1", "both"], default="both",
                        help="redis-partition: min-replicas-to-write of the masters; both (default) alternates")
     drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
@@ -147,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="the registered services (stack.registry), in order")
     services.add_argument("--matrix", action="store_true",
                           help="print the nightly workflow's per-service job matrix as one line of JSON")
+
+    doctor = sub.add_parser("doctor", help="check the machine (engine, compose, images, ports, stacks, Vault, "
+                            "certificates, leftovers, .venv): one line per check with its fix; exit 1 if one fails")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
+
     report = sub.add_parser("report", help="JSON run reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     summarize = report_sub.add_parser("summarize", help="Markdown summary of run reports (e.g. for "
@@ -158,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
     summarize.add_argument("--output", type=Path, default=None, metavar="FILE",
                            help="also write the Markdown to FILE (replaced)")
+    page = report_sub.add_parser("html", help="self-contained HTML page with charts of run reports (start timeline, "
+                                 "suites, failures, drills, backup, TLS; trends with --previous)")
+    page.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="run report(s) of this run, merged")
+    page.add_argument("--previous", type=Path, action="append", default=[], metavar="PREV",
+                      help="an earlier run report (repeat, oldest first): trend of every figure, regressions "
+                           "flagged against the last one as `report summarize` flags them")
+    page.add_argument("--tolerance", type=_tolerance_arg, default=None, metavar="T",
+                      help="allowed slowdown as a fraction (default HARNESS_REPORT_TOLERANCE, 0.25)")
+    page.add_argument("-o", "--output", type=Path, default=None, metavar="PATH",
+                      help="where to write the page (default: the first REPORT with .html)")
+    page.add_argument("--screenshot", type=Path, default=None, metavar="PNG",
+                      help="also render the page in headless Chromium and save a PNG of it")
     return parser
 
 
@@ -168,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
                    "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
-                   "compose": cmd_compose, "services": cmd_services}[args.command]
+                   "compose": cmd_compose, "services": cmd_services, "doctor": cmd_doctor}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -387,6 +412,7 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
 
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
+    from harness.drill_kit import REDIS_DRILLS
     from harness.drills import FAULTS, drill_lines, drill_settings, failover_round, node_loss_round, report
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
@@ -397,7 +423,12 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.kind in ("redis-partition", "latency"):
         return _cmd_net_drill(args, settings)
+    if args.kind not in REDIS_DRILLS:
+        return _service_drill(args, settings)
     failover = args.kind == "redis-failover"
+    if failover and args.fault not in (*FAULTS, "cycle"):
+        console.print(f"[red]error:[/red] {args.kind} faults: {', '.join(FAULTS)} or cycle, not {args.fault!r}")
+        return 2
     chosen = drill_settings(settings, replicas=1 if failover else 0)
     t0 = time.monotonic()
     stack = Stack(chosen, log=_log(t0))
@@ -422,6 +453,36 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
     for line in drill_lines(data):
         out.print(line, highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    if data["failed_rounds"]:
+        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
+        return 1
+    return 0
+
+
+def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """A drill a service declares (``ServiceSpec.drills``): Vault and that service on a stack of their own."""
+    from harness.drill_kit import pick_fault, run_service_drill, service_drills
+    from harness.drills import drill_lines
+    from harness.engine import Stack
+
+    _, drill = service_drills()[args.kind]
+    try:
+        pick_fault(drill, 0, args.fault)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    t0 = time.monotonic()
+    stack = Stack(settings, log=_log(t0))
+    try:
+        data = run_service_drill(stack, args.kind, args.rounds, args.fault, settings.drill_round_timeout_s,
+                                 on_round=lambda n, f: console.print(f"round {n}: {f}"))
+    finally:
+        stack.close()
+    for line in drill_lines(data):
+        out.print(redact(line), highlight=False, markup=False)
     path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
     write_file(path, json.dumps(data, indent=2), 0o644)
     console.print(f"report: {path}")
@@ -609,6 +670,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from harness.summary import ReportInputError, load_report, load_reports, summarize
 
     tolerance = settings.report_tolerance if args.tolerance is None else args.tolerance
+    if args.report_command == "html":
+        return _report_html(args, tolerance)
     try:
         reports = load_reports(args.reports)
         previous = load_report(args.previous) if args.previous is not None else None
@@ -625,6 +688,54 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"[red]error:[/red] cannot write {escape(str(args.output))}: {exc.strerror or exc}")
             return 2
     return summary.exit_code
+
+
+def _report_html(args: argparse.Namespace, tolerance: float) -> int:
+    """Write the HTML page of run reports; exit 2 on unreadable input or an unwritable output (the verdict is
+    `report summarize`'s exit status)."""
+    from harness.html_report import html_path, render, screenshot, write_html
+    from harness.summary import ReportInputError, load_reports
+
+    try:
+        reports = load_reports(args.reports)
+        previous = load_reports(args.previous) if args.previous else []
+    except ReportInputError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    target = args.output or html_path(args.reports[0])
+    try:
+        write_html(target, render(reports, previous, tolerance))
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write {escape(str(target))}: {exc.strerror or exc}")
+        return 2
+    console.print(f"html report: {target}")
+    if args.screenshot is not None:
+        console.print(f"screenshot: {screenshot(target, args.screenshot)}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per check, with its fix when it fails; exit 1 when one fails."""
+    from harness.doctor import FAIL, OK, run_checks, to_json
+
+    t0 = time.monotonic()
+    checks = run_checks(settings, Path.cwd())
+    if args.json:
+        print(json.dumps(to_json(checks), indent=2))
+    else:
+        table = Table(title="harness doctor", title_justify="left")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colours = {OK: "green", FAIL: "red"}
+        for c in checks:
+            status = f"[{colours[c.status]}]{c.status}[/]" if c.status in colours else c.status
+            table.add_row(escape(c.check), status, escape(redact(c.detail)), escape(c.fix) if c.failed else "")
+        out.print(table)
+        console.print(f"{len(checks)} checks in {time.monotonic() - t0:.1f} s")
+    failed = sum(1 for c in checks if c.failed)
+    if failed:
+        console.print(f"[red]error:[/red] {failed} check(s) failed; each FAIL line says how to fix it")
+    return 1 if failed else 0
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> int:

@@ -535,8 +535,11 @@ def summarize(rounds: list[Any], metrics: tuple[str, ...]) -> dict[str, dict[str
     return table
 
 
-def report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[str, Any]:
-    metrics = FAILOVER_METRICS if kind == "redis-failover" else NODE_LOSS_METRICS
+def report(kind: str, rounds: list[Any], settings: dict[str, Any],
+           metrics: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A drill's JSON: settings, every round, median/p95/max of ``metrics`` (default: the Redis drill's own)."""
+    if metrics is None:
+        metrics = FAILOVER_METRICS if kind == "redis-failover" else NODE_LOSS_METRICS
     return {"drill": kind, "settings": settings, "rounds": [asdict(r) for r in rounds],
             "summary": summarize(rounds, metrics),
             "failed_rounds": [r.round for r in rounds if r.problems]}

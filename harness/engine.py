@@ -131,6 +131,7 @@ class ServiceRecord:
     time_to_ready_s: float | None = None
     error: str | None = None
     bootstrap_s: dict[str, float] | None = None  # Vault only: seconds per bootstrap step
+    bootstrap_started_s: float | None = None  # Vault only: when its bootstrap began (steps follow in order)
 
 
 @dataclass
@@ -288,6 +289,7 @@ class Stack:
         try:
             service.start()
             if isinstance(service, VaultContainer):
+                rec.bootstrap_started_s = round(time.monotonic() - t0, 3)
                 self._bootstrap_vault(service, rec)
         except Exception as exc:  # recorded per service; re-raised by require()
             self._fail(name, exc)
@@ -479,13 +481,15 @@ def _owner_alive(labels: Mapping[str, str]) -> bool:
     return True
 
 
+def is_stale(obj: Any) -> bool:
+    """A container or network that a killed run left behind: not kept, and its owning process is gone."""
+    labels = obj.attrs.get("Config", {}).get("Labels") or obj.attrs.get("Labels") or {}
+    return labels.get(LABEL_KEEP) != "true" and not _owner_alive(labels)
+
+
 def remove_stale(client: DockerClient) -> int:
     """Remove what killed runs left behind: non-kept runs whose owning process is gone."""
-    def keep(obj: Any) -> bool:
-        labels = obj.attrs.get("Config", {}).get("Labels") or obj.attrs.get("Labels") or {}
-        return labels.get(LABEL_KEEP) == "true" or _owner_alive(labels)
-
-    return _remove_where(client, {"label": LABEL_RUN_ID}, keep=keep)
+    return _remove_where(client, {"label": LABEL_RUN_ID}, keep=lambda obj: not is_stale(obj))
 
 
 def remove_kept(client: DockerClient) -> int:

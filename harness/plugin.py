@@ -76,6 +76,8 @@ class _State:
     first_test_at: float | None = None  # epoch seconds: the first test's call phase began
     workers: list[dict[str, Any]] = field(default_factory=list)  # xdist controller: what each worker sent
     generation: int = 0  # the shared stack's change count this worker's service objects reflect
+    tls: list[dict[str, Any]] = field(default_factory=list)
+    service_logs: dict[str, dict[str, str]] = field(default_factory=dict)  # nodeid -> service -> redacted log tail
 
 
 _STATE = pytest.StashKey[_State]()
@@ -221,7 +223,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 REUSE_DESTRUCTIVE = ("destructive (restarts, kills, rotates or restores): skipped on the reused session stack "
                      "(--reuse), so the next run attaches to a stack in a known state; run without --reuse")
 #: Session-scoped fixtures that start a stack of their own: with -n, all their tests go to one worker.
-OWN_STACK_FIXTURES = ("strict_stack", "failover_stack", "node_loss_stack")
+OWN_STACK_FIXTURES = ("strict_stack", "failover_stack", "node_loss_stack", "drill_stack")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -416,9 +418,23 @@ def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack | Attac
 
 
 @pytest.fixture(scope="session")
+def drill_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+    """Vault and the services whose drills the selected tests run (their service markers), on a stack of their own:
+    the service drills (``ServiceSpec.drills``) kill, crash and seal them."""
+    yield from _extra_stack(request, "drill_stack", "service drill stack", lambda s, _: s)
+
+
+@pytest.fixture(scope="session")
 def harness_benchmarks(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Suites put measured figures here (name -> value); printed at the end and saved in the report."""
     return request.config.stash[_STATE].benchmarks
+
+
+@pytest.fixture(scope="session")
+def tls_results(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Suites append what each TLS listener served (service, listener, serial, days left, version, suites);
+    saved in the report as ``tls`` (the HTML report's TLS table)."""
+    return request.config.stash[_STATE].tls
 
 
 @pytest.fixture(scope="session")
@@ -492,10 +508,17 @@ def pytest_runtest_makereport(
                 text = state.stack.logs(name, tail=80)
             except Exception as exc:  # a report must still be produced
                 text = f"(could not read logs: {exc})"
-            report.sections.append((f"{name} logs (last 80 lines)", text))
+            report.sections.append((f"{name}{LOGS_TITLE}", text))
         _learn_secrets(state.stack, item.stash.get(_USED, []))
     redact_report(report)
+    if report.failed and state is not None:  # the HTML report links each failure to these
+        logs = {title.removesuffix(LOGS_TITLE): text for title, text in report.sections if title.endswith(LOGS_TITLE)}
+        if logs:
+            state.service_logs.setdefault(report.nodeid, {}).update(logs)
     return report
+
+
+LOGS_TITLE = " logs (last 80 lines)"
 
 
 def _learn_secrets(stack: RunningStack, services: list[str]) -> None:
@@ -573,6 +596,8 @@ def _merge_workers(state: _State) -> dict[str, Any] | None:
     state.needed = with_dependencies(sorted(needed)) if needed else []
     for worker in state.workers:
         state.drills += worker.get("drills", [])
+        state.tls += worker.get("tls", [])
+        state.service_logs.update(worker.get("service_logs", {}))
         _deep_merge(state.benchmarks, worker.get("benchmarks", {}))
     starts = [w["first_test_at"] for w in state.workers if w.get("first_test_at")]
     if starts:
@@ -598,7 +623,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the one run report
         payload = {"needed": state.needed, "stack": stack_json, "session": _session_figures(state),
-                   "drills": state.drills, "benchmarks": state.benchmarks, "first_test_at": state.first_test_at}
+                   "drills": state.drills, "benchmarks": state.benchmarks, "first_test_at": state.first_test_at,
+                   "tls": state.tls, "service_logs": state.service_logs}
         workeroutput["devstack_harness"] = json.dumps(redact_data(json.loads(json.dumps(payload, default=str))))
         return
     sessions = [w["session"] for w in state.workers]
@@ -624,11 +650,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         data["drills"] = state.drills
     if state.benchmarks:
         data["benchmarks"] = state.benchmarks
+    if state.tls:
+        data["tls"] = state.tls
+    if state.service_logs:
+        data["service_logs"] = state.service_logs
     write_report(state.report_path, data)
     session.config.stash[_REPORT] = data
+    try:  # the pictures, from the report as written (redacted)
+        from harness.html_report import write_beside
+
+        session.config.stash[_HTML] = str(write_beside(state.report_path, state.settings.report_tolerance))
+    except Exception as exc:  # the JSON report stands; a chart that cannot be drawn must not fail the run
+        session.config.stash[_HTML] = f"not written: {type(exc).__name__}: {redact(str(exc))[:300]}"
 
 
 _REPORT = pytest.StashKey[dict[str, Any]]()
+_HTML = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -663,3 +700,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     counts = data["tests"]
     tr.write_line(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
                   f"{counts['error']} errors; report: {state.report_path}")
+    tr.write_line(f"html report: {config.stash.get(_HTML, 'not written')}")

@@ -75,6 +75,9 @@ def build_report(*, stack: dict[str, Any] | None, outcomes: Outcomes, needed: li
         "services_failed": {n: r.get("error") for n, r in services.items() if r.get("status") == "failed"},
         "time_to_ready_s": {n: r.get("time_to_ready_s") for n, r in services.items()
                             if r.get("time_to_ready_s") is not None},
+        # The start timeline (seconds since the stack start began), drawn by the HTML report.
+        "timeline": {n: {k: r.get(k) for k in ("status", "submitted_s", "ready_s", "bootstrap_started_s",
+                                               "bootstrap_s")} for n, r in services.items()},
         "total_stack_start_s": (stack or {}).get("total_start_s"),
         "parallel_ratio": (stack or {}).get("parallel_ratio"),
         "tests": outcomes.counts(),

@@ -5,6 +5,7 @@
 #   1. a Docker engine: Debian's docker.io, started with systemd or, without systemd, as a background dockerd;
 #   1b. compose: Debian's docker-compose when neither `docker compose` nor `docker-compose` answers;
 #   2. debootstrap (only needed to create a Debian base image when no debian:bookworm-slim can be had);
+#   2b. Debian's chromium (headless: the HTML run report's browser test and screenshot);
 #   3. a virtualenv .venv with this package and its dev tools;
 #   4. the image set: `python -m harness images build` (builds the Debian set unless official images are
 #      present or pullable; unchanged images are skipped).
@@ -94,6 +95,17 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     else
         log "debootstrap is missing and this is not root: image builds will need debian:bookworm-slim locally"
     fi
+fi
+
+# 2b. a headless browser (renders the HTML run report in tests and for the nightly's screenshot) -------
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+        || command -v google-chrome >/dev/null 2>&1; then
+    log "browser: $(command -v chromium || command -v chromium-browser || command -v google-chrome)"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium (headless rendering of the HTML run report)"
+    apt_install chromium
+else
+    log "no chromium and this is not root: the HTML report's browser test will skip (apt-get install chromium)"
 fi
 
 # 3. virtualenv --------------------------------------------------------------------------------------

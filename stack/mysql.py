@@ -50,6 +50,7 @@ from stack.base import (
     main_tls_listener,
     random_secret,
 )
+from stack.drill_ops import ServiceDrill, SqlCrashOps
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -310,6 +311,37 @@ def _seed_fingerprints(ep: MySqlEndpoint) -> dict[str, str]:
     finally:
         my.close()
     return prints
+# ------------------------------------------------------------------------------------------- the crash drill
+
+def drill_connect(endpoint: MySqlEndpoint) -> pymysql.connections.Connection[Any]:
+    """The drill writer's connection: autocommit off, 2 s to connect, reads and writes bounded to 5 s."""
+    return endpoint.connect(connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=False)
+
+
+def drill_durability(conn: pymysql.connections.Connection[Any]) -> list[str]:
+    """InnoDB writes and flushes its redo log at every commit only with ``innodb_flush_log_at_trx_commit = 1``,
+    and the drill's table must be InnoDB (``default_storage_engine``, as the table is created without ENGINE)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@innodb_flush_log_at_trx_commit, @@default_storage_engine")
+        row = cur.fetchone()
+    conn.rollback()
+    flush, engine = (str(row[0]), str(row[1])) if row else ("?", "?")
+    problems = []
+    if flush != "1":
+        problems.append(f"innodb_flush_log_at_trx_commit = {flush} (an acknowledged commit may not survive a crash)")
+    if engine.lower() != "innodb":
+        problems.append(f"default_storage_engine = {engine}, not InnoDB (no crash recovery for the drill's table)")
+    return problems
+
+
+# mariadbd/mysqld is the container's PID 1 (the entrypoints exec it): no `sigkill` from inside, `docker-kill` only.
+DRILLS = (ServiceDrill(
+    name="mysql-crash", kind="sql-crash", faults=("docker-kill",),
+    summary="numbered InnoDB commits while the container is killed; 0 committed rows may be lost",
+    ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
+                    insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
+                    drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
+                    recovery_log="crash recovery")),)
 
 
 SPEC = ServiceSpec(
@@ -338,4 +370,5 @@ SPEC = ServiceSpec(
         "compose_files": compose_files,
         "compose_env": compose_env,
     },
+    drills=DRILLS,
 )

@@ -47,6 +47,7 @@ from stack.base import (
     main_tls_listener,
     random_secret,
 )
+from stack.drill_ops import FaultError, ServerProcess, ServiceDrill, SqlCrashOps, find_pids
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -304,6 +305,41 @@ def _seed_fingerprints(ep: PostgresEndpoint) -> dict[str, str]:
 def _seed_mark(ep: PostgresEndpoint, label: str) -> None:
     with ep.connect() as conn:
         conn.execute("INSERT INTO canary VALUES (%s)", (label,))
+# ------------------------------------------------------------------------------------------- the crash drill
+
+def drill_connect(endpoint: PostgresEndpoint) -> psycopg.Connection[Any]:
+    """The drill writer's connection: autocommit off, 2 s to connect, TCP and statements bounded to 5 s."""
+    return endpoint.connect(connect_timeout=2, tcp_user_timeout=5000, options="-c statement_timeout=5000")
+
+
+def drill_durability(conn: psycopg.Connection[Any]) -> list[str]:
+    """An acknowledged commit survives a crash only with its WAL flushed first (``fsync``, ``synchronous_commit``)
+    and torn pages repairable (``full_page_writes``)."""
+    problems = []
+    for name in ("fsync", "synchronous_commit", "full_page_writes"):
+        row = conn.execute(f"SHOW {name}").fetchone()
+        if row is None or row[0] != "on":
+            problems.append(f"{name} = {row[0] if row else '?'} (an acknowledged commit may not survive a crash)")
+    conn.rollback()
+    return problems
+
+
+def drill_server_process(container: Any) -> ServerProcess:
+    """The checkpointer: when it dies by SIGKILL the postmaster (the container's PID 1) ends every backend, resets
+    shared memory and replays the WAL from the last checkpoint (crash recovery) without the container stopping."""
+    pids = find_pids(container, "postgres: checkpointer", "postgres")
+    if not pids:
+        raise FaultError("no 'postgres: checkpointer' process in the container to SIGKILL")
+    return ServerProcess(pids[0], "postgres", f"the checkpointer (pid {pids[0]}); the postmaster runs crash recovery")
+
+
+DRILLS = (ServiceDrill(
+    name="postgres-crash", kind="sql-crash", faults=("sigkill", "docker-kill"),
+    summary="numbered commits while the server is SIGKILLed or its container killed; 0 committed rows may be lost",
+    ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
+                    insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
+                    drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
+                    recovery_log="automatic recovery in progress", server_process=drill_server_process)),)
 
 
 SPEC = ServiceSpec(
@@ -331,4 +367,5 @@ SPEC = ServiceSpec(
         "compose_files": compose_files,
         "compose_env": compose_env,
     },
+    drills=DRILLS,
 )

@@ -45,6 +45,7 @@ from stack.base import (
     main_tls_listener,
     random_secret,
 )
+from stack.drill_ops import BrokerOps, ServiceDrill
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
@@ -322,6 +323,19 @@ def _seed_fingerprints(ep: RabbitMqEndpoint) -> dict[str, str]:
                                    sort_keys=True) for d in defs.get(k, []))
               for k in ("vhosts", "queues", "exchanges", "bindings", "policies")}
     return {"rabbitmq.definitions": hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()}
+# ------------------------------------------------------------------------------------------- the broker-loss drill
+
+def drill_connect(endpoint: RabbitMqEndpoint) -> pika.BlockingConnection:
+    """A drill client's connection: one attempt, 2 s socket timeout, 5 s heartbeat and blocked timeout (a lost
+    broker is noticed within seconds, not at the default 60 s heartbeat)."""
+    return endpoint.connect(socket_timeout=2, heartbeat=5, blocked_connection_timeout=5)
+
+
+DRILLS = (ServiceDrill(
+    name="rabbitmq-broker-loss", kind="broker-loss", faults=("docker-kill",),
+    summary="persistent messages with publisher confirms into a durable queue while the broker is killed; "
+            "0 confirmed messages may be lost",
+    ops=BrokerOps(connect=drill_connect)),)
 
 
 SPEC = ServiceSpec(
@@ -348,4 +362,5 @@ SPEC = ServiceSpec(
         "tls_targets": tls_targets,
         "compose_files": compose_files,
     },
+    drills=DRILLS,
 )

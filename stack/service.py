@@ -19,6 +19,7 @@ from typing import Any
 
 from stack.backup_ops import BackupOps
 from stack.base import RunContext, TlsMaterial
+from stack.drill_ops import ServiceDrill
 from stack.images import ImageSpec
 
 
@@ -106,6 +107,7 @@ class ServiceSpec:
             DNS names its certificate carries besides ``localhost``; ``backup_seed(endpoint, tag)`` -> the
             probe value the per-service backup round trip writes and finds again (``suites/backup/``).
         settings: names of the harness settings its container factory reads (passed as ``MakeRequest.options``).
+        drills: the resilience drills it offers (:class:`~stack.drill_ops.ServiceDrill`; ``python -m harness drill``).
     """
 
     name: str
@@ -125,6 +127,7 @@ class ServiceSpec:
     change_password: Callable[[Any, str], None] | None = None
     ops: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
+    drills: tuple[ServiceDrill, ...] = ()
 
     @property
     def image_optional(self) -> bool:

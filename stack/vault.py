@@ -33,6 +33,7 @@ from stack.base import (
     TlsListener,
     endpoint_from_json,
 )
+from stack.drill_ops import ServiceDrill
 from stack.errors import VaultError
 from stack.files import write_file
 from stack.images import OPENBAO_VERSION, ImageSpec
@@ -284,6 +285,15 @@ def describe(endpoint: VaultEndpoint) -> tuple[str, str]:
     return endpoint.url, endpoint.tls_url if endpoint.tls else ""
 
 
+# The harness holds Vault's unseal keys and bootstrap (AppRoles, admin token): its seal drill needs no operations
+# from here. Sealing through the API needs a sudo token, which the harness deliberately does not keep (the root
+# token is revoked after the bootstrap), so the faults are a restart and a kill; both bring Vault back sealed.
+DRILLS = (ServiceDrill(
+    name="vault-seal", kind="vault-seal", faults=("restart", "kill"),
+    summary="Vault restarted or killed (back sealed) while a client logs in, issues certificates and writes KV; "
+            "nothing acknowledged may be lost"),)
+
+
 SPEC = ServiceSpec(
     name="vault",
     description="needs the Vault (OpenBao) service",
@@ -306,4 +316,5 @@ SPEC = ServiceSpec(
         "tls_targets": tls_targets,
         "compose_files": compose_files,
     },
+    drills=DRILLS,
 )

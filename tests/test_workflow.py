@@ -403,6 +403,22 @@ def test_every_job_that_runs_pytest_uploads_its_reports():
                 assert value and value.startswith(path + "/"), f"{step.label}: {option}={value} is not under {path}/"
 
 
+def test_every_pytest_report_gets_its_html_and_screenshot_uploaded():
+    """Each job renders its run report (the JSON its pytest wrote) to HTML plus a PNG in headless Chromium,
+    beside the report, before the upload step; the summary job uploads the night's page."""
+    for step, argv in pytest_runs():
+        report = option_value(argv, "--harness-report")
+        renders = [a for s, a in harness_runs() if s.label == step.label and a[3:5] == ["report", "html"]]
+        assert any(a[5] == report and option_value(a, "--screenshot") == report.removesuffix(".json") + ".png"
+                   for a in renders), f"{step.label}: no `report html {report} --screenshot ...` step"
+        names = [s.get("name") for s in _steps(step.job_id)]
+        assert names.index("HTML report and screenshot") < names.index("Upload reports"), step.label
+    night = [a for s, a in harness_runs() if s.job_id == "summary" and a[3:5] == ["report", "html"]]
+    assert len(night) == 1 and option_value(night[0], "--previous") == "baseline/report-full.json"
+    upload = next(s for s in _steps("summary") if s.get("name") == "Upload the HTML report of the night")
+    assert upload["with"]["path"] == "nightly/" == option_value(night[0], "--output").rsplit("/", 1)[0] + "/"
+
+
 def test_every_docker_job_cleans_up_and_summarizes():
     for job_id in DOCKER_JOBS:
         steps = _steps(job_id)
@@ -498,6 +514,9 @@ def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path):
     proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path)
     assert proc.returncode == 0 and "rc=0" in output, proc.stdout + proc.stderr
     assert "Compared with report-full.json" in summary
+    assert "html_rc=0" in output  # the night's page and its screenshot, compared with the baseline too
+    assert (tmp_path / "nightly" / "nightly.png").stat().st_size > 0
+    assert "Compared with report-full.json" in (tmp_path / "nightly" / "nightly.html").read_text()
 
 
 def test_summary_step_keeps_a_failure_for_the_verdict(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.certs import status
+from harness.certs import status, tls_row
 from harness.plugin import service_params
 from harness.vault_bootstrap import ttl_seconds
 from stack import registry
@@ -16,10 +16,11 @@ SERVICES = registry.with_capability("tls")
 
 
 @pytest.mark.parametrize("service", service_params(SERVICES))
-def test_days_left_within_bounds(request, harness_stack, service):
+def test_days_left_within_bounds(request, harness_stack, tls_results, service):
     request.getfixturevalue(f"{service}_service")
     settings = harness_stack.settings
     rows = status({service: harness_stack.endpoint(service)})
+    tls_results.extend(tls_row(row, settings.tls_min_days_left) for row in rows)  # the HTML report's TLS table
     assert rows, f"{service} has no TLS listener"
     max_days = ttl_seconds(settings.pki_leaf_max_ttl) / 86400
     for row in rows:

@@ -1,0 +1,283 @@
+"""Service drills without Docker: the verdicts say "broken" against fakes of the broken thing (a lost committed row,
+a rolled-back row that is present, a confirmed message that is missing, a KV value lost across a seal), the
+writer's bookkeeping against a fake database, the shared plumbing, and the registry of declared drills."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from harness.cli import build_parser
+from harness.drill_broker import broker_verdict
+from harness.drill_kit import (
+    METRICS,
+    REDIS_DRILLS,
+    DrillError,
+    drill_names,
+    fault_applied,
+    metrics_for,
+    outage_ms,
+    pick_fault,
+    runner_for,
+    service_drills,
+)
+from harness.drill_sql import SqlCrashRound, SqlWriter, sql_verdict
+from harness.drill_vault import vault_verdict
+from harness.drills import drill_lines, report
+from stack import registry
+from stack.drill_ops import FAULT_HELP, ServiceDrill
+
+# ------------------------------------------------------------------------------------------------ SQL verdict
+
+
+def test_sql_verdict_healthy_crash_has_no_problem():
+    counts, problems = sql_verdict(acked={1, 2, 3}, in_doubt={4}, aborted={5}, present={1, 2, 3})
+    assert problems == []
+    assert counts == {"committed_missing": 0, "in_flight_present": 0, "in_doubt": 1, "in_doubt_present": 0}
+
+
+def test_sql_verdict_in_doubt_row_may_be_present():
+    counts, problems = sql_verdict(acked={1, 2}, in_doubt={3}, aborted=set(), present={1, 2, 3})
+    assert problems == [] and counts["in_doubt_present"] == 1
+
+
+def test_sql_verdict_says_a_committed_row_was_lost():
+    counts, problems = sql_verdict(acked={1, 2, 3, 7}, in_doubt=set(), aborted=set(), present={1, 2, 3})
+    assert problems == ["1 committed row(s) missing after the crash: 7"]
+    assert counts["committed_missing"] == 1
+
+
+def test_sql_verdict_lists_at_most_ten_lost_rows():
+    _, problems = sql_verdict(acked=set(range(1, 31)), in_doubt=set(), aborted=set(), present=set())
+    assert problems == ["30 committed row(s) missing after the crash: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 … (+20)"]
+
+
+def test_sql_verdict_says_the_rolled_back_in_flight_row_is_present():
+    counts, problems = sql_verdict(acked={1, 2}, in_doubt=set(), aborted=set(), present={0, 1, 2})
+    assert problems == ["the in-flight transaction's row 0 is present after the crash; it was never committed and "
+                        "must have been rolled back"]
+    assert counts["in_flight_present"] == 1
+
+
+def test_sql_verdict_says_a_failed_transaction_left_its_row():
+    _, problems = sql_verdict(acked={1, 2}, in_doubt=set(), aborted={3}, present={1, 2, 3})
+    assert problems == ["1 row(s) present that no acknowledged or attempted commit wrote (their transactions "
+                        "failed before the commit): 3"]
+
+
+# ------------------------------------------------------------------------------------- the writer, on a fake DB
+
+
+class FakeDb:
+    """A database whose commits can fail before or after they take effect, or be acknowledged and lost."""
+
+    def __init__(self) -> None:
+        self.rows: set[int] = set()
+        self.lose: set[int] = set()  # acknowledged, then gone (the broken thing)
+        self.fail_after: set[int] = set()  # committed, but the answer is lost (in doubt, present)
+        self.fail_before: set[int] = set()  # the commit never happens (in doubt, absent)
+        self.fail_insert: set[int] = set()  # the insert fails (aborted, absent)
+        self.stop_at = 60
+        self.done = threading.Event()
+
+    def connect(self) -> FakeConnection:
+        return FakeConnection(self)
+
+
+class FakeCursor:
+    def __init__(self, conn: FakeConnection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: tuple[int, ...]) -> None:
+        (n,) = params
+        if n in self.conn.db.fail_insert:
+            raise ConnectionError("server closed the connection unexpectedly")
+        self.conn.pending = n
+
+    def close(self) -> None:
+        pass
+
+
+class FakeConnection:
+    def __init__(self, db: FakeDb) -> None:
+        self.db = db
+        self.pending: int | None = None
+
+    def cursor(self) -> FakeCursor:
+        return FakeCursor(self)
+
+    def commit(self) -> None:
+        n, self.pending = self.pending, None
+        assert n is not None
+        if n >= self.db.stop_at:
+            self.db.done.set()
+        if n in self.db.fail_before:
+            raise ConnectionError("connection lost before the commit")
+        if n not in self.db.lose:
+            self.db.rows.add(n)
+        if n in self.db.fail_after:
+            raise ConnectionError("connection lost after the commit")
+
+    def close(self) -> None:
+        pass
+
+
+def _write(db: FakeDb) -> SqlWriter:
+    writer = SqlWriter(db.connect, "INSERT INTO t (n) VALUES (%s)", deadline=time.monotonic() + 30)
+    writer.start()
+    assert db.done.wait(20), "the writer never reached the fake's last row"
+    writer.stop()
+    return writer
+
+
+def test_writer_bookkeeping_keeps_a_healthy_database_clean():
+    db = FakeDb()
+    db.fail_after, db.fail_before, db.fail_insert = {10}, {20}, {30}
+    writer = _write(db)
+    assert writer.in_doubt == {10, 20} and writer.aborted == {30}
+    assert 10 not in writer.acked and 11 in writer.acked
+    assert writer.timeline.errors == {"ConnectionError": 3}
+    _, problems = sql_verdict(writer.acked, writer.in_doubt, writer.aborted, set(db.rows))
+    assert problems == []
+
+
+def test_writer_and_verdict_catch_a_database_that_loses_an_acknowledged_commit():
+    db = FakeDb()
+    db.lose = {17}
+    writer = _write(db)
+    assert 17 in writer.acked
+    _, problems = sql_verdict(writer.acked, writer.in_doubt, writer.aborted, set(db.rows))
+    assert problems == ["1 committed row(s) missing after the crash: 17"]
+
+
+# ---------------------------------------------------------------------------------------------- broker verdict
+
+
+def test_broker_verdict_counts_duplicates_and_unconfirmed_losses_without_a_problem():
+    counts, problems = broker_verdict(confirmed={1, 2, 3}, unconfirmed={4, 5}, deliveries=[1, 2, 2, 3, 3, 4])
+    assert problems == []
+    assert counts == {"confirmed_missing": 0, "unconfirmed_lost": 1, "duplicates": 2}
+
+
+def test_broker_verdict_says_a_confirmed_message_is_missing():
+    counts, problems = broker_verdict(confirmed={1, 2, 3, 5}, unconfirmed=set(), deliveries=[1, 2, 3])
+    assert problems == ["1 confirmed message(s) missing after the broker loss: 5"]
+    assert counts["confirmed_missing"] == 1
+
+
+def test_broker_verdict_says_a_message_nobody_published_was_delivered():
+    _, problems = broker_verdict(confirmed={1}, unconfirmed=set(), deliveries=[1, 99])
+    assert problems == ["1 delivered message(s) that were never published: 99"]
+
+
+# ----------------------------------------------------------------------------------------------- Vault verdict
+
+
+def test_vault_verdict_intact_kv_has_no_problem():
+    acked, documents = {"drill/1": "a", "drill/2": "b"}, {"postgres": {"password": "x"}}
+    counts, problems = vault_verdict(acked, dict(acked), documents, {"postgres": {"password": "x"}})
+    assert problems == [] and counts == {"kv_lost": 0}
+
+
+def test_vault_verdict_says_a_kv_value_was_lost_across_the_seal():
+    acked = {"drill/1": "a", "drill/2": "b", "drill/3": "c"}
+    counts, problems = vault_verdict(acked, {"drill/1": "a", "drill/2": "b", "drill/3": None}, {}, {})
+    assert problems == ["1 acknowledged KV value(s) lost across the seal: drill/3"]
+    assert counts["kv_lost"] == 1
+
+
+def test_vault_verdict_counts_an_older_value_as_lost():
+    _, problems = vault_verdict({"drill/1": "new"}, {"drill/1": "old"}, {}, {})
+    assert problems == ["1 acknowledged KV value(s) lost across the seal: drill/1"]
+
+
+def test_vault_verdict_says_a_service_document_changed():
+    _, problems = vault_verdict({}, {}, {"mysql": {"password": "x"}}, {"mysql": {"password": "y"}})
+    assert problems == ["KV document(s) of mysql changed across the seal"]
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+
+
+def test_outage_is_the_longest_gap_from_the_last_ack_before_the_fault():
+    assert outage_ms([0.0, 0.1, 0.2, 1.7, 1.8], t0=0.15) == 1500.0
+    assert outage_ms([0.0, 0.1], t0=0.15) is None  # nothing acknowledged after the fault
+    assert outage_ms([0.2, 0.3], t0=0.15) is None  # nothing before it
+
+
+def test_fault_undo_runs_once_also_when_the_round_raises():
+    undone = []
+    with pytest.raises(RuntimeError, match="mid-round"), fault_applied(lambda: None, lambda: undone.append(1)):
+        raise RuntimeError("mid-round")
+    assert undone == [1]
+    with fault_applied(lambda: None, lambda: undone.append(2)) as undo:
+        undo()
+    assert undone == [1, 2]
+
+
+def test_every_declared_drill_has_a_loop_and_metrics():
+    drills = service_drills()
+    assert {"postgres-crash", "mysql-crash", "rabbitmq-broker-loss", "vault-seal"} <= set(drills)
+    for name, (service, drill) in drills.items():
+        assert runner_for(drill) is not None
+        assert metrics_for(drill) == METRICS[drill.kind]
+        assert registry.get(service).drills and drill in registry.get(service).drills, name
+    assert drill_names()[:len(REDIS_DRILLS)] == list(REDIS_DRILLS)
+
+
+def test_cli_offers_every_drill_and_fault():
+    parser = build_parser()
+    for name, (_, drill) in service_drills().items():
+        for fault in drill.faults:
+            args = parser.parse_args(["drill", name, "--rounds", "1", "--fault", fault])
+            assert (args.kind, args.fault) == (name, fault)
+
+
+def test_pick_fault_cycles_and_refuses_a_fault_the_drill_lacks():
+    _, drill = service_drills()["postgres-crash"]
+    assert [pick_fault(drill, n, "cycle") for n in range(3)] == ["sigkill", "docker-kill", "sigkill"]
+    _, mysql = service_drills()["mysql-crash"]
+    with pytest.raises(DrillError) as exc:
+        pick_fault(mysql, 0, "sigkill")
+    assert str(exc.value) == "drill mysql-crash offers the faults docker-kill, not 'sigkill'"
+
+
+def test_a_drill_declaration_refuses_unknown_kinds_and_faults():
+    with pytest.raises(ValueError, match="unknown kind") as kind:
+        ServiceDrill("x-crash", "explode", ("docker-kill",), "")
+    assert str(kind.value) == "drill 'x-crash': unknown kind 'explode'; one of sql-crash, broker-loss, vault-seal"
+    with pytest.raises(ValueError, match="faults must be") as fault:
+        ServiceDrill("x-crash", "sql-crash", ("unplug",), "")
+    assert str(fault.value) == f"drill 'x-crash': faults must be some of {', '.join(FAULT_HELP)}, got unplug"
+
+
+def test_report_and_text_lines_of_a_service_drill():
+    rounds = [SqlCrashRound(0, "sigkill", "postgres", accepting_ms=200.0, client_outage_ms=150.0),
+              SqlCrashRound(1, "docker-kill", "postgres", accepting_ms=800.0, client_outage_ms=700.0,
+                            problems=["1 committed row(s) missing after the crash: 7"])]
+    data = report("postgres-crash", rounds, {"service": "postgres"}, metrics=METRICS["sql-crash"])
+    assert data["failed_rounds"] == [1]
+    assert data["summary"]["accepting_ms"] == {"n": 2.0, "median": 500.0, "p95": 800.0, "max": 800.0}
+    lines = drill_lines(data)
+    assert lines[1].split() == ["round", "fault", "victim", *METRICS["sql-crash"]]
+    assert lines[-1] == "round 1: PROBLEM: 1 committed row(s) missing after the crash: 7"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
+
+
+def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything():
+    proc = _cli("drill", "mysql-crash", "--fault", "sigkill")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "drill mysql-crash offers the faults docker-kill, not 'sigkill'" in " ".join(proc.stderr.split())
+    proc = _cli("drill", "redis-failover", "--fault", "docker-kill")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'"
+            in " ".join(proc.stderr.split()))
