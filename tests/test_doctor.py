@@ -1,32 +1,23 @@
 """``python -m harness doctor`` (harness/doctor.py): every check against a fake of the broken thing, asserting the
-exact fix line; then for real against this machine's engine: healthy, engine stopped (DOCKER_HOST at a dead
-socket), an image missing, a stale container left by a killed run. The real ones need Docker (run them under
-``flock /tmp/docker-heavy.lock``); they skip only when no engine answers.
+exact fix line. The runs against this machine's engine (healthy, engine stopped, image missing, stale container)
+are in ``suites/doctor/test_doctor_machine.py``: this layer needs no Docker.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import docker
 import docker.errors
-import pytest
 
 from harness import doctor
 from harness.doctor import (
-    ENGINE_FIX,
     FAIL,
     INFO,
     OK,
-    STALE_FIX,
     VENV_FIX,
     check_compose_vault,
     check_engine,
@@ -39,9 +30,9 @@ from harness.doctor import (
 )
 from harness.images import LABEL_CONTEXT_DIGEST, context_digest
 from harness.settings import load_settings
-from stack.base import LABEL_KEEP, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID
+from stack.base import LABEL_KEEP, LABEL_RUN_ID
 from stack.errors import DockerUnavailable
-from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE
+from stack.images import BASE_IMAGE_LOCAL, CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,96 +277,3 @@ def test_venv_with_an_old_and_a_missing_package_fails(tmp_path):
 def test_no_venv_fails_with_setup(tmp_path):
     check = check_venv(tmp_path / ".venv", ROOT / "pyproject.toml")
     assert (check.status, check.fix) == (FAIL, "run `bash scripts/setup.sh` (it creates .venv)")
-
-
-# ------------------------------------------------------------------------------------------ for real
-
-
-def _engine() -> Any:
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except docker.errors.DockerException:
-        return None
-    return client
-
-
-ENGINE = _engine()
-needs_engine = pytest.mark.skipif(ENGINE is None, reason="no Docker engine answers (DOCKER_HOST or "
-                                  "/var/run/docker.sock): the real doctor runs need one")
-
-
-def run_doctor(tmp_path: Path, **env: str) -> tuple[int, dict[str, Any], str]:
-    """`python -m harness doctor --json` as a user runs it, with its private state in tmp_path."""
-    environ = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), **env}
-    proc = subprocess.run([sys.executable, "-m", "harness", "doctor", "--json"], capture_output=True, text=True,
-                          timeout=300, check=False, cwd=ROOT, env=environ)
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
-
-
-def lines(data: dict[str, Any], status: str | None = None) -> dict[str, dict[str, str]]:
-    return {c["check"]: c for c in data["checks"] if status is None or c["status"] == status}
-
-
-@needs_engine
-def test_healthy_machine_passes(tmp_path):
-    code, data, stderr = run_doctor(tmp_path)
-    assert lines(data, FAIL) == {}, "this machine is not healthy: see the FAIL lines"
-    assert code == 0 and data["ok"] is True, stderr
-    checks = lines(data)
-    assert checks["docker engine"]["status"] == OK and "storage" in checks["docker engine"]["detail"]
-    assert checks["compose"]["status"] == OK
-    assert {f"image {name}" for name in CATALOGUE} <= set(checks)
-    assert checks[".venv"]["status"] == OK
-
-
-@needs_engine
-def test_stopped_engine_fails_with_the_fix(tmp_path):
-    code, data, _ = run_doctor(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/dead.sock")
-    assert code == 1 and data["ok"] is False
-    engine = lines(data)["docker engine"]
-    assert engine["status"] == FAIL and f"unix://{tmp_path}/dead.sock" in engine["detail"]
-    assert engine["fix"] == ENGINE_FIX
-    assert [c["check"] for c in data["checks"] if c["status"] == FAIL] == ["docker engine"]
-    assert lines(data, "skip").keys() >= {"images", "leftovers of killed runs"}
-
-
-@needs_engine
-def test_missing_image_fails_with_the_fix(tmp_path):
-    missing = f"devstack-harness/doctor-missing:{secrets.token_hex(4)}"
-    code, data, _ = run_doctor(tmp_path, HARNESS_IMAGE_POSTGRES=missing)
-    assert code == 1
-    postgres = lines(data)["image postgres"]
-    assert (postgres["status"], postgres["detail"]) == (FAIL, f"{missing} (from HARNESS_IMAGE_POSTGRES) is not present")
-    assert postgres["fix"] == "load it (`docker load`) or unset HARNESS_IMAGE_POSTGRES"
-
-
-@needs_engine
-def test_stale_container_fails_with_the_fix(tmp_path):
-    """A container labelled as the harness labels its own, whose owner process is gone: what a killed run leaves."""
-    image = next(ref for ref in (BASE_IMAGE_OFFICIAL, BASE_IMAGE_LOCAL) if _present(ref))
-    finished = subprocess.Popen(["true"])  # its pid is the owner that was killed: no such process any more
-    finished.wait()
-    run_id = f"20000101T000000-{secrets.token_hex(3)}"
-    labels = {LABEL_RUN_ID: run_id, LABEL_OWNER_PID: str(finished.pid), LABEL_OWNER_HOST: socket.gethostname(),
-              LABEL_KEEP: "false"}
-    name = f"dsh-doctor-test-{run_id[-6:]}"
-    container = ENGINE.containers.create(image, ["true"], name=name, labels=labels)
-    try:
-        code, data, _ = run_doctor(tmp_path)
-        leftovers = lines(data)["leftovers of killed runs"]
-        assert code == 1
-        assert leftovers["status"] == FAIL and "stale container(s) (" in leftovers["detail"]
-        assert name in leftovers["detail"]
-        assert leftovers["fix"] == STALE_FIX
-        container.reload()  # the doctor only looks: the container is still there
-    finally:
-        container.remove(force=True)
-
-
-def _present(ref: str) -> bool:
-    try:
-        ENGINE.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
