@@ -34,7 +34,7 @@ from harness.compose import (
 from harness.docker_env import docker_client
 from harness.engine import ServiceRecord, StackReport
 from harness.pki import CaChain
-from harness.running import Endpoint, expected_version
+from harness.running import Endpoint, containers_logs, expected_version
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry, vault
@@ -194,11 +194,7 @@ class AttachedStack:
         return [name for name in self.state.services if name not in self.errors]
 
     def logs(self, name: str, tail: int = 200) -> str:
-        parts = []
-        for container in self.containers(name):
-            raw: bytes = container.logs(tail=tail, stdout=True, stderr=True)
-            parts.append(f"--- {container.name} ---\n{raw.decode(errors='replace')}")
-        return "\n".join(parts)
+        return containers_logs(self.containers(name), tail)
 
     def close(self) -> None:
         """Nothing to remove: the compose stack outlives the session."""

@@ -47,6 +47,9 @@ from harness.summary import (
     counts_of,
     drills_of,
     figures_of,
+    json_dict,
+    json_list,
+    json_number,
     load_report,
     numeric_leaves,
     results_of,
@@ -101,20 +104,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 # ------------------------------------------------------------------------------------------ charts
 
 
@@ -156,30 +145,30 @@ class Bar:
 def timeline_bars(data: dict[str, Any]) -> tuple[list[Bar], bool]:
     """The services' bars from the report's ``timeline`` (seconds since the stack start began), and whether the
     start offsets were recorded (older reports have only time-to-ready: bars then all start at 0)."""
-    timeline = _dict(data.get("timeline"))
-    total = _num(data.get("total_stack_start_s"))
+    timeline = json_dict(data.get("timeline"))
+    total = json_number(data.get("total_stack_start_s"))
     bars: list[Bar] = []
     if timeline:
         for service, raw in timeline.items():
-            rec = _dict(raw)
-            start, ready = _num(rec.get("submitted_s")), _num(rec.get("ready_s"))
+            rec = json_dict(raw)
+            start, ready = json_number(rec.get("submitted_s")), json_number(rec.get("ready_s"))
             if start is None:
                 continue
             status = str(rec.get("status") or "?")
             end = ready if ready is not None else max(total or start, start)
             steps: list[tuple[str, float, float]] = []
-            timings = {k: v for k, raw_v in _dict(rec.get("bootstrap_s")).items()
-                       if k != "total" and (v := _num(raw_v)) is not None}
+            timings = {k: v for k, raw_v in json_dict(rec.get("bootstrap_s")).items()
+                       if k != "total" and (v := json_number(raw_v)) is not None}
             if timings:
-                at = _num(rec.get("bootstrap_started_s"))
+                at = json_number(rec.get("bootstrap_started_s"))
                 at = at if at is not None else end - sum(timings.values())
                 for step, seconds in timings.items():
                     steps.append((step, at, at + seconds))
                     at += seconds
             bars.append(Bar(str(service), start, end, status, steps))
         return bars, True
-    for service, seconds in _dict(data.get("time_to_ready_s")).items():
-        if (value := _num(seconds)) is not None:
+    for service, seconds in json_dict(data.get("time_to_ready_s")).items():
+        if (value := json_number(seconds)) is not None:
             bars.append(Bar(str(service), 0.0, value, "ready", []))
     return bars, False
 
@@ -255,14 +244,14 @@ def _round_group(entry: dict[str, Any]) -> str:
 
 
 def drill_rounds(drills: Sequence[Drill]) -> list[dict[str, Any]]:
-    return [_dict(r) for d in drills for r in _list(d.data.get("rounds"))]
+    return [json_dict(r) for d in drills for r in json_list(d.data.get("rounds"))]
 
 
 def drill_chart(kind: str, drills: Sequence[Drill], chart_id: str) -> str:
     """Per metric a box plot per fault with every round as a point on it (strip plot)."""
     rounds = drill_rounds(drills)
-    metrics = list(dict.fromkeys(m for d in drills for m in _dict(d.data.get("summary"))))
-    metrics = [m for m in metrics if any(_num(r.get(m)) is not None for r in rounds)]
+    metrics = list(dict.fromkeys(m for d in drills for m in json_dict(d.data.get("summary"))))
+    metrics = [m for m in metrics if any(json_number(r.get(m)) is not None for r in rounds)]
     if not metrics:
         return ""
     groups = list(dict.fromkeys(_round_group(r) for r in rounds))
@@ -273,7 +262,7 @@ def drill_chart(kind: str, drills: Sequence[Drill], chart_id: str) -> str:
     for i, metric in enumerate(metrics):
         ax = axes[i // cols][i % cols]
         ax.set_gid(f"{chart_id}-{slug(metric)}")
-        values = [[v for r in rounds if _round_group(r) == g and (v := _num(r.get(metric))) is not None]
+        values = [[v for r in rounds if _round_group(r) == g and (v := json_number(r.get(metric))) is not None]
                   for g in groups]
         shown = [(g, v) for g, v in zip(groups, values, strict=True) if v]
         for pos, (group, vals) in enumerate(shown, start=1):
@@ -295,7 +284,7 @@ def drill_chart(kind: str, drills: Sequence[Drill], chart_id: str) -> str:
 
 def backup_charts(benchmarks: dict[str, Any], index: int) -> str:
     """Backup, verify and restore (RTO) seconds per backup benchmark; restore seconds per service."""
-    backups = {name: _dict(b) for name, b in benchmarks.items() if str(name).startswith("backup")
+    backups = {name: json_dict(b) for name, b in benchmarks.items() if str(name).startswith("backup")
                and isinstance(b, dict)}
     if not backups:
         return ""
@@ -307,7 +296,7 @@ def backup_charts(benchmarks: dict[str, Any], index: int) -> str:
     for row, name in enumerate(names):
         y = len(names) - 1 - row
         for k, key in enumerate(BACKUP_TIMES):
-            value = _num(backups[name].get(key))
+            value = json_number(backups[name].get(key))
             if value is None:
                 continue
             (patch,) = ax.barh(y + 0.4 - height * (k + 0.5), value, height=height, color=STEP_COLOURS[k],
@@ -319,8 +308,8 @@ def backup_charts(benchmarks: dict[str, Any], index: int) -> str:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     parts.append(_chart(fig, f"chart-backup-{index}", "Backup, verify and restore (RTO) seconds"))
     per_service = [(f"{name}: {service}" if len(names) > 1 else service, value)
-                   for name, b in backups.items() for service, raw in _dict(b.get("restore_per_service_s")).items()
-                   if (value := _num(raw)) is not None]
+                   for name, b in backups.items() for service, raw in json_dict(b.get("restore_per_service_s")).items()
+                   if (value := json_number(raw)) is not None]
     if per_service:
         fig = _figure(9, 0.6 + 0.3 * len(per_service))
         ax = fig.subplots()
@@ -407,10 +396,10 @@ def header_html(report: LoadedReport) -> str:
              ("tests", ", ".join(f"{counts[k]} {k}" for k in OUTCOMES))]
     rows = [[esc(k), esc(v)] for k, v in facts]
     for key, what in (("services_unavailable", "unavailable"), ("services_failed", "failed to start")):
-        for service, why in _dict(data.get(key)).items():
+        for service, why in json_dict(data.get(key)).items():
             rows.append([f'<span class="bad">{esc(service)} {what}</span>', esc(why or "?")])
-    images = _dict(data.get("images"))
-    image_rows = [[esc(n), esc(_dict(i).get("ref") or "-"), esc(_dict(i).get("source") or "-")]
+    images = json_dict(data.get("images"))
+    image_rows = [[esc(n), esc(json_dict(i).get("ref") or "-"), esc(json_dict(i).get("source") or "-")]
                   for n, i in images.items()]
     out = f"<h3>{esc(report.name)}</h3>" + _table(["fact", "value"], rows)
     if image_rows:
@@ -430,13 +419,13 @@ def results_html(reports: Sequence[LoadedReport]) -> str:
     rows = [[esc(s), *(str(c[k]) for k in OUTCOMES)] for s, c in sorted(per_suite.items())]
     out.append(_table(["suite", *OUTCOMES], rows, "suites", numeric=(1, 2, 3, 4)))
     failing = [(report, r) for report, r in results if r.outcome in FAILING]
-    logs_of = {report.name: _dict(report.data.get("service_logs")) for report in reports}
+    logs_of = {report.name: json_dict(report.data.get("service_logs")) for report in reports}
     if failing:
         out.append(f"<h2>Failures and errors ({len(failing)})</h2><ol id=\"failures\">")
         log_blocks = []
         for n, (report, r) in enumerate(failing):
             where = f" <span class=\"muted\">({esc(report.name)})</span>" if several else ""
-            logs = _dict(logs_of[report.name].get(r.nodeid))
+            logs = json_dict(logs_of[report.name].get(r.nodeid))
             link = ""
             if logs:
                 link = f' — <a href="#logs-{n}">service logs ({esc(", ".join(logs))})</a>'
@@ -464,25 +453,26 @@ def _invariants(kind: str, drills: Sequence[Drill]) -> str:
     """What must hold in every round, and whether it did."""
     rounds = drill_rounds(drills)
     rows = [[esc("rounds"), str(len(rounds)), ""]]
-    failed = [str(r.get("round", "?")) for r in rounds if _list(r.get("problems"))]
+    failed = [str(r.get("round", "?")) for r in rounds if json_list(r.get("problems"))]
     rows.append(["rounds with a problem (must be none)", esc(", ".join(failed) or "none"),
                  '<span class="bad">FAIL</span>' if failed else '<span class="ok">ok</span>'])
     if any("lost_replicated" in r for r in rounds):
-        lost = sum(_num(r.get("lost_replicated")) or 0 for r in rounds)
+        lost = sum(json_number(r.get("lost_replicated")) or 0 for r in rounds)
         rows.append(["acknowledged writes confirmed on a replica by WAIT and lost (must be 0)", f"{lost:g}",
                      '<span class="bad">FAIL</span>' if lost else '<span class="ok">ok</span>'])
     if any("lost_writes" in r for r in rounds):
         rows.append(["acknowledged writes lost, not confirmed by WAIT (allowed: asynchronous replication)",
-                     f"{sum(_num(r.get('lost_writes')) or 0 for r in rounds):g}", ""])
+                     f"{sum(json_number(r.get('lost_writes')) or 0 for r in rounds):g}", ""])
     served = [r.get("surviving_slots_served") for r in rounds if "surviving_slots_served" in r]
     if served:
         bad = sum(1 for s in served if s is not True)
         rows.append(["surviving masters served their keys (every round)", f"{len(served) - bad} of {len(served)}",
                      '<span class="bad">FAIL</span>' if bad else '<span class="ok">ok</span>'])
     if any("keys_missing" in r for r in rounds):
-        rows.append(["keys missing after recovery", f"{sum(_num(r.get('keys_missing')) or 0 for r in rounds):g}", ""])
+        missing = sum(json_number(r.get("keys_missing")) or 0 for r in rounds)
+        rows.append(["keys missing after recovery", f"{missing:g}", ""])
     problems = [f"<li>round {esc(r.get('round', '?'))}: {esc(p)}</li>"
-                for r in rounds for p in _list(r.get("problems"))]
+                for r in rounds for p in json_list(r.get("problems"))]
     out = _table(["invariant", "value", "verdict"], rows, f"invariants-{slug(kind)}")
     return out + (f"<ul class=\"bad\">{''.join(problems)}</ul>" if problems else "")
 
@@ -496,14 +486,14 @@ def drills_html(reports: Sequence[LoadedReport]) -> str:
             where = f" — {esc(report.name)}" if len(reports) > 1 else ""
             common = f" <span class=\"muted\">({esc(group[0].common)})</span>" if group[0].common else ""
             chart_id = f"chart-drill-{index}-{slug(kind)}"
-            metrics = list(dict.fromkeys(m for d in group for m in _dict(d.data.get("summary"))))
+            metrics = list(dict.fromkeys(m for d in group for m in json_dict(d.data.get("summary"))))
             rows = []
             for m in metrics:
                 unit = unit_of(m) or "count"
                 cells = []
                 for d in group:
-                    stats = _dict(_dict(d.data.get("summary")).get(m))
-                    median, top = _num(stats.get("median")), _num(stats.get("max"))
+                    stats = json_dict(json_dict(d.data.get("summary")).get(m))
+                    median, top = json_number(stats.get("median")), json_number(stats.get("max"))
                     cells.append(esc(with_unit(median, unit) + ("" if top is None or top == median
                                                                  else f" (max {with_unit(top, unit)})")))
                 rows.append([esc(m), *cells])
@@ -517,7 +507,7 @@ def drills_html(reports: Sequence[LoadedReport]) -> str:
 def benchmarks_html(reports: Sequence[LoadedReport]) -> str:
     out = []
     for index, report in enumerate(reports):
-        benchmarks = _dict(report.data.get("benchmarks"))
+        benchmarks = json_dict(report.data.get("benchmarks"))
         if not benchmarks:
             continue
         where = f" — {esc(report.name)}" if len(reports) > 1 else ""
@@ -538,10 +528,10 @@ def tls_html(reports: Sequence[LoadedReport]) -> str:
     out = []
     for report in reports:
         rows, classes = [], []
-        for raw in _list(report.data.get("tls")):
-            row = _dict(raw)
-            days = _num(row.get("days_left"))
-            minimum = _num(row.get("min_days_left"))
+        for raw in json_list(report.data.get("tls")):
+            row = json_dict(raw)
+            days = json_number(row.get("days_left"))
+            minimum = json_number(row.get("min_days_left"))
             low = days is not None and minimum is not None and days < minimum
             matches = row.get("matches")
             shown = "-" if days is None else f'<span class="bad">{days:.1f}</span>' if low else f"{days:.1f}"

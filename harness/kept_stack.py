@@ -18,7 +18,7 @@ from docker import DockerClient
 from docker.models.containers import Container
 
 from harness.pki import CaChain
-from harness.running import Endpoint, expected_version
+from harness.running import Endpoint, containers_logs, expected_version
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsMaterial
@@ -83,11 +83,7 @@ class KeptStack:
         return sorted(found, key=lambda c: str(c.name))
 
     def logs(self, name: str, tail: int = 200) -> str:
-        parts = []
-        for container in self.containers(name):
-            raw: bytes = container.logs(tail=tail, stdout=True, stderr=True)
-            parts.append(f"--- {container.name} ---\n{raw.decode(errors='replace')}")
-        return "\n".join(parts)
+        return containers_logs(self.containers(name), tail)
 
     def expected_version(self, name: str) -> str | None:
         record = self.data.get("report", {}).get("services", {}).get(name) or {}

@@ -87,6 +87,15 @@ class RunningStack(Protocol):
         """After a Vault restore: the backup's unseal keys, admin token and AppRole credentials are current."""
 
 
+def containers_logs(containers: list[Container], tail: int) -> str:
+    """The last ``tail`` lines of each container's output, each under a ``--- <name> ---`` header."""
+    parts = []
+    for container in containers:
+        raw: bytes = container.logs(tail=tail, stdout=True, stderr=True)
+        parts.append(f"--- {container.name} ---\n{raw.decode(errors='replace')}")
+    return "\n".join(parts)
+
+
 def expected_version(name: str, image_source: str | None) -> str | None:
     """The version prefix a service's server must report for an image of ``image_source`` (``official`` or
     ``debian``; None for an override image or one not resolved)."""

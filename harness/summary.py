@@ -78,15 +78,17 @@ def load_reports(paths: Sequence[Path]) -> list[LoadedReport]:
 # ------------------------------------------------------------------------------------ reading the data
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def json_dict(value: Any) -> dict[str, Any]:
+    """A JSON object from a report, or {} for anything else (a report is read, never trusted)."""
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def json_list(value: Any) -> list[Any]:
+    """A JSON array from a report, or [] for anything else."""
     return value if isinstance(value, list) else []
 
 
-def _num(value: Any) -> float | None:
+def json_number(value: Any) -> float | None:
     """A finite JSON number (booleans are not numbers here), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -106,13 +108,13 @@ class Result:
 def results_of(report: LoadedReport) -> list[Result]:
     """The report's tests: ``results``, plus any entry of ``skips`` that ``results`` does not already hold."""
     found: dict[str, Result] = {}
-    for entry in _list(report.data.get("results")):
-        entry = _dict(entry)
+    for entry in json_list(report.data.get("results")):
+        entry = json_dict(entry)
         nodeid, outcome = entry.get("nodeid"), entry.get("outcome")
         if isinstance(nodeid, str) and outcome in OUTCOMES:
             found[nodeid] = Result(report.name, nodeid, str(outcome), str(entry.get("reason") or ""))
-    for entry in _list(report.data.get("skips")):
-        entry = _dict(entry)
+    for entry in json_list(report.data.get("skips")):
+        entry = json_dict(entry)
         nodeid = entry.get("nodeid")
         if isinstance(nodeid, str) and nodeid not in found:
             found[nodeid] = Result(report.name, nodeid, "skipped", str(entry.get("reason") or ""))
@@ -124,8 +126,8 @@ def counts_of(report: LoadedReport) -> dict[str, int]:
     if isinstance(report.data.get("results"), list):
         counter = Counter(r.outcome for r in results_of(report))
         return {k: counter.get(k, 0) for k in OUTCOMES}
-    recorded = _dict(report.data.get("tests"))
-    return {k: int(_num(recorded.get(k)) or 0) for k in OUTCOMES}
+    recorded = json_dict(report.data.get("tests"))
+    return {k: int(json_number(recorded.get(k)) or 0) for k in OUTCOMES}
 
 
 def suite_of(nodeid: str) -> str:
@@ -182,13 +184,13 @@ def _settings_text(settings: dict[str, Any], keys: Iterable[str]) -> str:
 
 def drills_of(report: LoadedReport) -> list[Drill]:
     """The report's drills, labelled by the settings that differ between drills of the same kind."""
-    entries = [_dict(d) for d in _list(report.data.get("drills")) if isinstance(d, dict)]
+    entries = [json_dict(d) for d in json_list(report.data.get("drills")) if isinstance(d, dict)]
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_kind.setdefault(str(entry.get("drill") or entry.get("kind") or "drill"), []).append(entry)
     drills: list[Drill] = []
     for kind, group in by_kind.items():
-        settings = [_dict(d.get("settings")) for d in group]
+        settings = [json_dict(d.get("settings")) for d in group]
         names = list(dict.fromkeys(k for s in settings for k in s))
         varying = [k for k in names if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
         common = _settings_text(settings[0], [k for k in names if k not in varying and k in settings[0]])
@@ -210,8 +212,8 @@ def _metric_unit(metric: str) -> str:
 def drill_figures(drill: Drill) -> list[tuple[str, Figure]]:
     """(matching key, figure) for every median the drill measured."""
     figures = []
-    for metric, stats in _dict(drill.data.get("summary")).items():
-        median = _num(_dict(stats).get("median"))
+    for metric, stats in json_dict(drill.data.get("summary")).items():
+        median = json_number(json_dict(stats).get("median"))
         if median is not None:
             label = " ".join(p for p in (drill.kind, drill.label, metric, "median") if p)
             figures.append((f"drill {drill.key} {metric}", Figure(label, median, _metric_unit(metric))))
@@ -222,7 +224,7 @@ def numeric_leaves(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[s
     """Every number inside nested dicts, with the keys leading to it."""
     if isinstance(value, dict):
         return [leaf for k, v in value.items() for leaf in numeric_leaves(v, (*path, str(k)))]
-    number = _num(value)
+    number = json_number(value)
     return [] if number is None or not path else [(path, number)]
 
 
@@ -235,14 +237,14 @@ def figures_of(report: LoadedReport) -> dict[str, Figure]:
     """Every comparable figure of one report, by a key that names the same figure in another report."""
     data = report.data
     figures: dict[str, Figure] = {}
-    for service, seconds in _dict(data.get("time_to_ready_s")).items():
-        if (value := _num(seconds)) is not None:
+    for service, seconds in json_dict(data.get("time_to_ready_s")).items():
+        if (value := json_number(seconds)) is not None:
             figures[f"ready {service}"] = Figure(f"time-to-ready {service}", value, "s")
-    if (total := _num(data.get("total_stack_start_s"))) is not None:
+    if (total := json_number(data.get("total_stack_start_s"))) is not None:
         figures["stack start"] = Figure("total stack start", total, "s")
     for drill in drills_of(report):
         figures.update(drill_figures(drill))
-    for name, bench in _dict(data.get("benchmarks")).items():
+    for name, bench in json_dict(data.get("benchmarks")).items():
         for path, value in numeric_leaves(bench, (str(name),)):
             if (unit := _leaf_unit(path)) is not None:
                 label = f"{path[0]} {'.'.join(path[1:])}".strip()
@@ -394,13 +396,13 @@ def _header_lines(report: LoadedReport) -> list[str]:
              f"exit status {data.get('exitstatus', '-')}"]
     if data.get("stack_mode"):
         facts.append(f"stack mode {data['stack_mode']}")
-    compose = _dict(data.get("compose"))
+    compose = json_dict(data.get("compose"))
     scalars = [f"{k}={v}" for k, v in compose.items() if isinstance(v, str | int | float | bool)]
     if scalars:
         facts.append(f"compose {_code(', '.join(scalars))}")
     lines = [f"- **{report.name}** — {', '.join(facts)}: {_counts_text(counts_of(report))}"]
     for key, what in (("services_unavailable", "unavailable"), ("services_failed", "failed to start")):
-        for service, why in _dict(data.get(key)).items():
+        for service, why in json_dict(data.get(key)).items():
             lines.append(f"  - {service} {what}: {_code(_one_line(str(why or '?')))}")
     return lines
 
@@ -444,15 +446,16 @@ def _skip_section(results: list[Result]) -> list[str]:
 
 def _readiness_section(reports: Sequence[LoadedReport]) -> list[str]:
     """Time-to-ready per service (one column per report), then whole-stack start and parallel ratio."""
-    ready = [_dict(r.data.get("time_to_ready_s")) for r in reports]
+    ready = [json_dict(r.data.get("time_to_ready_s")) for r in reports]
     services = list(dict.fromkeys(s for times in ready for s in times))
-    if not services and all(_num(r.data.get("total_stack_start_s")) is None for r in reports):
+    if not services and all(json_number(r.data.get("total_stack_start_s")) is None for r in reports):
         return []
     head = ["service", *(r.name for r in reports)] if len(reports) > 1 else ["service", "time-to-ready"]
-    rows = [[s, *(with_unit(_num(times.get(s)), "s") for times in ready)] for s in services]
-    rows.append(["**total stack start**", *(with_unit(_num(r.data.get("total_stack_start_s")), "s")
+    rows = [[s, *(with_unit(json_number(times.get(s)), "s") for times in ready)] for s in services]
+    rows.append(["**total stack start**", *(with_unit(json_number(r.data.get("total_stack_start_s")), "s")
                                             for r in reports)])
-    rows.append(["parallel ratio (target ≤ 1.3)", *(_ratio(_num(r.data.get("parallel_ratio"))) for r in reports)])
+    rows.append(["parallel ratio (target ≤ 1.3)",
+                 *(_ratio(json_number(r.data.get("parallel_ratio"))) for r in reports)])
     return ["### Time to ready", "", *_table(head, rows), ""]
 
 
@@ -461,13 +464,13 @@ def _ratio(value: float | None) -> str:
 
 
 def _drill_cell(stats: dict[str, Any], unit: str) -> str:
-    median, top = _num(stats.get("median")), _num(stats.get("max"))
+    median, top = json_number(stats.get("median")), json_number(stats.get("max"))
     text = with_unit(median, unit)
     return text if top is None or top == median else f"{text} (max {with_unit(top, unit)})"
 
 
 def _round_sum(drill: Drill, key: str) -> float | None:
-    values = [v for r in _list(drill.data.get("rounds")) if (v := _num(_dict(r).get(key))) is not None]
+    values = [v for r in json_list(drill.data.get("rounds")) if (v := json_number(json_dict(r).get(key))) is not None]
     return sum(values) if values else None
 
 
@@ -475,10 +478,10 @@ def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], seve
     """One table per drill kind: a row per metric, a column per drill, cells ``median (max M)``."""
     where = f" — {report.name}" if several else ""
     common = f" ({drills[0].common})" if drills[0].common else ""
-    metrics = list(dict.fromkeys(m for d in drills for m in _dict(d.data.get("summary"))))
+    metrics = list(dict.fromkeys(m for d in drills for m in json_dict(d.data.get("summary"))))
     head = ["metric", *(d.label or "median (max)" for d in drills)]
-    rows = [["rounds", *(str(len(_list(d.data.get("rounds")))) for d in drills)]]
-    rows += [[m, *(_drill_cell(_dict(_dict(d.data.get("summary")).get(m)), _metric_unit(m)) for d in drills)]
+    rows = [["rounds", *(str(len(json_list(d.data.get("rounds")))) for d in drills)]]
+    rows += [[m, *(_drill_cell(json_dict(json_dict(d.data.get("summary")).get(m)), _metric_unit(m)) for d in drills)]
              for m in metrics]
     lines = [f"#### {kind}{common}{where}", "", *_table(head, rows), ""]
     lost = [(d, _round_sum(d, "lost_writes")) for d in drills]
@@ -491,8 +494,9 @@ def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], seve
     if any(total is not None for _, total in missing):
         parts = [f"{d.label or kind} {number(total)}" for d, total in missing if total is not None]
         lines += [f"Keys missing after recovery, all rounds: {'; '.join(parts)}.", ""]
-    problems = [f"- {d.label or kind} round {_dict(r).get('round', '?')}: {_code(_one_line(str(p)))}"
-                for d in drills for r in _list(d.data.get("rounds")) for p in _list(_dict(r).get("problems"))]
+    problems = [f"- {d.label or kind} round {json_dict(r).get('round', '?')}: {_code(_one_line(str(p)))}"
+                for d in drills for r in json_list(d.data.get("rounds"))
+                for p in json_list(json_dict(r).get("problems"))]
     return lines + ([*problems, ""] if problems else [])
 
 
@@ -517,7 +521,7 @@ def _benchmark_section(reports: Sequence[LoadedReport]) -> list[str]:
     several = len(reports) > 1
     for report in reports:
         where = f" — {report.name}" if several else ""
-        for name, bench in _dict(report.data.get("benchmarks")).items():
+        for name, bench in json_dict(report.data.get("benchmarks")).items():
             leaves = numeric_leaves(bench, (str(name),))
             if name == "backup" and leaves:
                 rows = [[".".join(path[1:]), _leaf_text(path, value)] for path, value in leaves]
@@ -526,7 +530,7 @@ def _benchmark_section(reports: Sequence[LoadedReport]) -> list[str]:
                 text = ", ".join(f"{'.'.join(p[1:])}={_leaf_text(p, v)}" for p, v in leaves) or "-"
                 lines.append(f"- {name}{where}: {text}")
             else:
-                value = _num(bench)
+                value = json_number(bench)
                 shown = _leaf_text((str(name),), value) if value is not None else str(bench)
                 lines.append(f"- {name}{where}: {shown}")
     if lines and lines[-1] != "":
@@ -631,7 +635,7 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     per_report = [counts_of(report) for report in reports]
     total = {k: sum(c[k] for c in per_report) for k in OUTCOMES}
     failing = total["failed"] + total["error"]
-    bad_exit = [r.name for r in reports if (_num(r.data.get("exitstatus")) or 0) != 0]
+    bad_exit = [r.name for r in reports if (json_number(r.data.get("exitstatus")) or 0) != 0]
 
     empty = nothing_passed(reports)
 
