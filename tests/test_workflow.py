@@ -272,7 +272,8 @@ def _collect(workflow_argv: list[str], tmp_path: Path, expression: str | None = 
 
 def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp_path):
     """Collection only (no Docker): each group job starts Vault + its own service, and together the groups
-    select every suite test except the drills and the backup round trip, each exactly once."""
+    select every suite test except the drills, the backup round trip and the machine checks (no service: the
+    full-stack job runs those), each exactly once."""
     selected: dict[str, list[str]] = {}
     for step, argv in pytest_runs():
         if step.job_id != "services":
@@ -287,7 +288,9 @@ def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp
     assert len(full) == 1 and marker_expression(full[0]) in (None, "not compose_stack"), \
         "full-stack must run every suite (but the attach-mode-only compose_stack checks)"
     full_selection = f"({marker_expression(full[0])}) and " if marker_expression(full[0]) else ""
-    everything, _ = _collect(full[0], tmp_path, f"{full_selection}not drill and not backup")
+    everything, _ = _collect(full[0], tmp_path, f"{full_selection}not drill and not backup and not machine")
+    machine, _ = _collect(full[0], tmp_path, f"{full_selection}machine")
+    assert machine, "full-stack must run the machine checks (doctor against the real engine)"
     union = [nodeid for ids in selected.values() for nodeid in ids]
     duplicates = sorted({n for n in union if union.count(n) > 1})
     assert not duplicates, f"selected by more than one group: {duplicates}"

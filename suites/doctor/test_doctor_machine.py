@@ -2,7 +2,8 @@
 a dead socket), an image missing, a stale container left by a killed run. The fakes of each broken thing, with
 the exact fix lines, are in ``tests/test_doctor.py``.
 
-Marked ``own_stack``: the stale-container test leaves a container of its own that the healthy-machine test would
+Marked ``machine`` (no service marker: the nightly full-stack job runs them, no per-service group does) and
+``own_stack``: the stale-container test leaves a container of its own that the healthy-machine test would
 rightly flag, so under ``-n`` the module runs on one worker, one test after another (and never in attach mode,
 where the compose stack is what doctor would be judging).
 """
@@ -28,7 +29,7 @@ from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-pytestmark = pytest.mark.own_stack
+pytestmark = [pytest.mark.own_stack, pytest.mark.machine]
 
 def _engine() -> Any:
     try:
