@@ -413,7 +413,7 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
     from harness.drill_kit import REDIS_DRILLS
-    from harness.drills import FAULTS, drill_lines, drill_settings, failover_round, node_loss_round, report
+    from harness.drills import FAULTS, drill_settings, failover_round, node_loss_round, report
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
 
@@ -451,9 +451,16 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
         stack.close()
     data = report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms,
                                       "topology": "3+3" if failover else "3+0", "rounds": args.rounds})
+    return _drill_done(args, settings, stack.run_id, data)
+
+
+def _drill_done(args: argparse.Namespace, settings: Settings, run_id: str, data: dict[str, Any]) -> int:
+    """Every drill's ending: its table (masked), its JSON report saved, exit 1 when a round had problems."""
+    from harness.drills import drill_lines
+
     for line in drill_lines(data):
-        out.print(line, highlight=False, markup=False)
-    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
+        out.print(redact(line), highlight=False, markup=False)
+    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{run_id}.json"
     write_file(path, json.dumps(data, indent=2), 0o644)
     console.print(f"report: {path}")
     if data["failed_rounds"]:
@@ -465,7 +472,6 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
 def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
     """A drill a service declares (``ServiceSpec.drills``): Vault and that service on a stack of their own."""
     from harness.drill_kit import pick_fault, run_service_drill, service_drills
-    from harness.drills import drill_lines
     from harness.engine import Stack
 
     _, drill = service_drills()[args.kind]
@@ -481,20 +487,12 @@ def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
                                  on_round=lambda n, f: console.print(f"round {n}: {f}"))
     finally:
         stack.close()
-    for line in drill_lines(data):
-        out.print(redact(line), highlight=False, markup=False)
-    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
-    write_file(path, json.dumps(data, indent=2), 0o644)
-    console.print(f"report: {path}")
-    if data["failed_rounds"]:
-        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
-        return 1
-    return 0
+    return _drill_done(args, settings, stack.run_id, data)
 
 
 def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
     """redis-partition / latency (harness/drills_net.py) on a 3+3 cluster of their own."""
-    from harness.drills import drill_lines, drill_settings
+    from harness.drills import drill_settings
     from harness.drills_net import latency_round, net_report, nettools_image, partition_round
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
@@ -530,15 +528,7 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
     data = net_report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms, "topology": "3+3",
                                           "rounds": args.rounds, **({"delay_ms": chosen.drill_latency_ms}
                                                                     if args.kind == "latency" else {})})
-    for line in drill_lines(data):
-        out.print(line, highlight=False, markup=False)
-    path = args.report or settings.state_dir / "drills" / f"{args.kind}-{stack.run_id}.json"
-    write_file(path, json.dumps(data, indent=2), 0o644)
-    console.print(f"report: {path}")
-    if data["failed_rounds"]:
-        console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
-        return 1
-    return 0
+    return _drill_done(args, settings, stack.run_id, data)
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
