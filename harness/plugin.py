@@ -627,9 +627,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                    "tls": state.tls, "service_logs": state.service_logs}
         workeroutput["devstack_harness"] = json.dumps(redact_data(json.loads(json.dumps(payload, default=str))))
         return
-    sessions = [w["session"] for w in state.workers]
     if state.workers:
         _groups_file(session.config).unlink(missing_ok=True)
+    if session.config.option.collectonly:
+        return  # nothing ran: the last run's reports stay as they were (and drawing charts costs a second)
+    sessions = [w["session"] for w in state.workers]
     if state.workers:
         stack_json = _merge_workers(state) or stack_json
     data = build_report(stack=stack_json, outcomes=state.outcomes, needed=state.needed, exitstatus=int(exitstatus))

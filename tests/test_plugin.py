@@ -127,6 +127,19 @@ def test_no_service_no_stack(pytester, fake_engine):
     assert report["services_started"] == []
 
 
+def test_collect_only_leaves_the_last_run_report_alone(pytester, fake_engine):
+    """``--collect-only`` runs nothing: it must not replace the last run's JSON and HTML reports with empty ones."""
+    report = pytester.path / "report.json"
+    report.write_text('{"previous": "run"}')
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}", "--collect-only")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["harness: services needed by the selected tests: vault, *"])
+    assert report.read_text() == '{"previous": "run"}'
+    assert not (pytester.path / "report.html").exists()
+    assert fake_engine.started == []
+
+
 def test_unavailable_service_skips_with_reason_and_counts_as_skip(pytester, fake_engine):
     result, report = _run(pytester, "-m", "mongodb")
     result.assert_outcomes(skipped=1, deselected=4)
