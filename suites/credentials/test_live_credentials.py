@@ -18,6 +18,8 @@ import pymongo.errors
 import pymysql
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from harness.credentials import rotate_password
 from harness.plugin import service_params
@@ -49,8 +51,10 @@ def login(name, endpoint, user, password) -> str:
             return status[0]["user"] if status else ""
     if name == "redis":
         node = endpoint.nodes[0]
+        # One attempt (redis-py retries ten times with backoff by default): a refused login is the answer here,
+        # and retrying it would only add seconds to every refusal check.
         with redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5,
-                         decode_responses=True) as client:
+                         retry=Retry(NoBackoff(), 0), decode_responses=True) as client:
             return client.execute_command("ACL", "WHOAMI")
     if name == "rabbitmq":
         conn = endpoint.connect(credentials=pika.PlainCredentials(user, password))

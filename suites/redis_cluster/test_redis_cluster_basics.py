@@ -7,6 +7,8 @@ import secrets
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from stack.redis_cluster import CLUSTER_SLOTS, parse_cluster_info
 
@@ -60,15 +62,22 @@ def test_write_read_round_trip_through_cluster_client(redis_service):
         client.close()
 
 
+def one_attempt() -> Retry:
+    """No retries: redis-py retries a failed connection ten times with backoff by default (~4 s), which only
+    delays a refusal the test expects."""
+    return Retry(NoBackoff(), 0)
+
+
 def test_wrong_password_is_rejected(redis_service):
     node = redis_service.nodes[0]
-    client = redis.Redis(host=node.host, port=node.port, password=redis_service.password + "x", socket_timeout=5)
+    client = redis.Redis(host=node.host, port=node.port, password=redis_service.password + "x", socket_timeout=5,
+                         retry=one_attempt())
     with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair"):
         client.ping()
 
 
 def test_no_password_is_rejected(redis_service):
     node = redis_service.nodes[0]
-    client = redis.Redis(host=node.host, port=node.port, socket_timeout=5)
+    client = redis.Redis(host=node.host, port=node.port, socket_timeout=5, retry=one_attempt())
     with pytest.raises(redis.exceptions.AuthenticationError, match=r"Authentication required|already authenticated"):
         client.ping()

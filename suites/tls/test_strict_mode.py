@@ -9,6 +9,8 @@ import pymysql
 import pytest
 import redis
 import requests
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 pytestmark = [pytest.mark.tls, pytest.mark.own_stack]
 
@@ -61,7 +63,9 @@ def test_redis_strict_refuses_plaintext(strict_stack):
         # plaintext connection below is the policy and not a dead node.
         with ep.node_client(node, tls=True, socket_timeout=3) as secure:
             assert secure.config_get("port") == {"port": "0"}, f"{node.alias} still has a plaintext port"
-        with ep.node_client(node, tls=False, socket_timeout=3) as plain, pytest.raises(redis.ConnectionError):
+        # One attempt: redis-py would retry the refused connection ten times with backoff (~4 s per node).
+        with ep.node_client(node, tls=False, socket_timeout=3, retry=Retry(NoBackoff(), 0)) as plain, \
+                pytest.raises(redis.ConnectionError):
             plain.ping()
     cluster = ep.client(tls=True)
     try:
