@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -246,31 +247,24 @@ def test_a_registered_service_gets_its_group_with_no_workflow_edit(tmp_path, mon
     assert [e["group"] for e in include[:-1]] == list(registry.names())
 
 
-def _collect(workflow_argv: list[str], tmp_path: Path, expression: str | None = None) -> tuple[list[str], list[str]]:
+def _collect(collect_suites: Callable[..., Any], workflow_argv: list[str],
+             expression: str | None = None) -> tuple[list[str], list[str]]:
     """(selected node ids, services the plugin says it would start) for a pytest command of the workflow,
-    collected only (its reports redirected to ``tmp_path``); ``expression`` replaces its ``-m``."""
+    collected only (``collect_suites``: its reports go to pytester's directory); ``expression`` replaces its
+    ``-m``."""
     argv: list[str] = []
     args = iter(workflow_argv[1:])
     for arg in args:
         if arg == "-m":
             next(args)
-        elif arg.startswith("--junitxml"):
-            argv.append(f"--junitxml={tmp_path / 'junit.xml'}")
-        elif not arg.startswith(("--harness-report", "-m")):
+        elif not arg.startswith("-m"):
             argv.append(arg)
     expression = expression if expression is not None else marker_expression(workflow_argv)
-    argv = [str(BIN / "pytest"), *argv, *(["-m", expression] if expression else []), "--collect-only", "-q",
-            "-p", "no:cacheprovider", f"--harness-report={tmp_path / 'collect.json'}"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ids = [line for line in proc.stdout.splitlines() if line.startswith("suites/")]
-    needed = re.search(r"harness: services needed by the selected tests: (.*)", proc.stdout)
-    assert needed, proc.stdout[-2000:]
-    services = [] if needed.group(1).strip() == "none" else [s.strip() for s in needed.group(1).split(",")]
+    ids, services = collect_suites(*argv, *(["-m", expression] if expression else []))
     return ids, services
 
 
-def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp_path):
+def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(collect_suites):
     """Collection only (no Docker): each group job starts Vault + its own service, and together the groups
     select every suite test except the drills, the backup round trip and the machine checks (no service: the
     full-stack job runs those), each exactly once."""
@@ -278,7 +272,7 @@ def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp
     for step, argv in pytest_runs():
         if step.job_id != "services":
             continue
-        ids, services = _collect(argv, tmp_path)
+        ids, services = _collect(collect_suites, argv)
         group = step.matrix["group"]
         assert ids, f"group {group} selects no test"
         assert services == with_dependencies([group]), f"group {group} would start {services}"
@@ -288,18 +282,19 @@ def test_groups_start_only_their_service_and_cover_every_non_drill_test_once(tmp
     assert len(full) == 1 and marker_expression(full[0]) in (None, "not compose_stack"), \
         "full-stack must run every suite (but the attach-mode-only compose_stack checks)"
     full_selection = f"({marker_expression(full[0])}) and " if marker_expression(full[0]) else ""
-    everything, _ = _collect(full[0], tmp_path, f"{full_selection}not drill and not backup and not machine")
-    machine, _ = _collect(full[0], tmp_path, f"{full_selection}machine")
+    everything, _ = _collect(collect_suites, full[0], f"{full_selection}not drill and not backup and not machine")
+    machine, _ = _collect(collect_suites, full[0], f"{full_selection}machine")
     assert machine, "full-stack must run the machine checks (doctor against the real engine)"
     union = [nodeid for ids in selected.values() for nodeid in ids]
     duplicates = sorted({n for n in union if union.count(n) > 1})
     assert not duplicates, f"selected by more than one group: {duplicates}"
-    assert sorted(union) == sorted(everything), f"in no group: {sorted(set(everything) - set(union))}"
-    drills, _ = _collect(full[0], tmp_path, f"{full_selection}(drill or backup)")
+    assert sorted(union) == sorted(everything), (f"in no group: {sorted(set(everything) - set(union))}; "
+                                                 f"in a group but not expected: {sorted(set(union) - set(everything))}")
+    drills, _ = _collect(collect_suites, full[0], f"{full_selection}(drill or backup)")
     assert drills, "no drill/backup test selected by full-stack"
 
 
-def test_compose_job_deselects_what_attach_mode_would_skip(tmp_path):
+def test_compose_job_deselects_what_attach_mode_would_skip(collect_suites):
     """In attach mode destructive and own-stack tests skip; the compose job deselects them instead (a skip is
     not a pass), and it does select the compose suite."""
     runs = [argv for step, argv in pytest_runs() if step.job_id == "compose"]
@@ -308,7 +303,7 @@ def test_compose_job_deselects_what_attach_mode_would_skip(tmp_path):
     for marker in ("destructive", "own_stack"):
         if marker in declared_markers():
             assert f"not {marker}" in expression, f"compose job: -m {expression!r} keeps {marker} tests"
-    ids, _ = _collect(runs[0], tmp_path)
+    ids, _ = _collect(collect_suites, runs[0])
     assert any(nodeid.startswith("suites/compose/") for nodeid in ids)
 
 
@@ -342,12 +337,13 @@ def _pytest_jobs() -> list[str]:
 
 
 @pytest.mark.parametrize("label", _pytest_jobs())
-def test_pytest_command_parses_and_selects_tests(label, tmp_path):
-    """Each job's pytest command, options and -m included, collected for real (reports go to tmp_path)."""
+def test_pytest_command_parses_and_selects_tests(label, collect_suites):
+    """Each job's pytest command, options and -m included, collected for real (reports go to pytester's
+    directory)."""
     for step, argv in pytest_runs():
         if step.label != label:
             continue
-        ids, _ = _collect(argv, tmp_path)
+        ids, _ = _collect(collect_suites, argv)
         assert ids, f"{label}: {' '.join(argv)} selects no test"
 
 
