@@ -142,7 +142,7 @@ _html.write_beside = lambda path, tolerance=0.25: path.with_suffix(".html")
 sys.modules["harness.html_report"] = _html
 
 
-def lock_waiter(state_dir, timeout_s=60.0):
+def lock_waiter(state_dir, timeout_s=30.0):
     """The pid of a process blocked in flock() on one of the shared stacks' lock files (Linux /proc/locks marks a
     waiting request with '->'), waiting for one to appear; None if none does within timeout_s."""
     inodes = set()
