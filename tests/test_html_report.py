@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness.certs import CertStatus, TlsTarget, tls_row
+from harness.cli import main
 from harness.drills import FailoverRound, NodeLossRound
 from harness.drills import report as drill_report
 from harness.engine import ServiceRecord, StackReport
@@ -146,9 +147,25 @@ def _secret():
     forget()
 
 
-def test_page_has_every_chart_and_the_failures():
-    page = render([loaded(run_report())])
-    doc = Elements(page)
+# Drawing a page's charts takes about a second: tests that only read the same page share one rendering.
+
+
+@pytest.fixture(scope="module")
+def failing_page() -> str:
+    """The page of a run with failures, attached logs, drills, benchmarks and TLS rows (no previous run)."""
+    register(SECRET)  # before the function-scoped _secret fixture: the page is redacted as it is drawn
+    return render([loaded(run_report())])
+
+
+@pytest.fixture(scope="module")
+def failing_trend_page() -> str:
+    """A failing run compared with a faster, clean previous run: every section, the trend included."""
+    register(SECRET)
+    return render([loaded(run_report(slow_postgres=2.0))], [loaded(run_report(failing=False), "previous.json")])
+
+
+def test_page_has_every_chart_and_the_failures(failing_page):
+    doc = Elements(failing_page)
     assert doc.ids("chart-timeline-0") == ["chart-timeline-0"]
     assert sorted(doc.ids("bar-")) == ["bar-postgres", "bar-redis", "bar-vault"]  # mongodb never started
     assert doc.ids("step-vault-") == ["step-vault-pki", "step-vault-kv", "step-vault-approles",
@@ -172,8 +189,8 @@ def test_page_has_every_chart_and_the_failures():
     assert not doc.ids("trend"), "one report and no previous: nothing to trend"
 
 
-def test_failures_show_their_redacted_messages_and_logs():
-    page = render([loaded(run_report())])
+def test_failures_show_their_redacted_messages_and_logs(failing_page):
+    page = failing_page
     assert SECRET not in page
     assert "AssertionError: login &lt;refused&gt; for password ***" in page
     assert "FATAL: password authentication failed for ***" in page
@@ -181,8 +198,8 @@ def test_failures_show_their_redacted_messages_and_logs():
     assert "VaultError: sealed" in page
 
 
-def test_a_report_with_failures_is_fail_and_a_clean_one_pass():
-    failing = render([loaded(run_report())])
+def test_a_report_with_failures_is_fail_and_a_clean_one_pass(failing_page):
+    failing = failing_page
     assert re.search(r'<p id="verdict" class="verdict fail">Result: FAIL — 2 failed or errored test\(s\); '
                      r"pytest exit status not 0 in report.json\.</p>", failing)
     clean = render([loaded(run_report(failing=False))])
@@ -252,8 +269,8 @@ def test_every_string_is_escaped():
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
 
 
-def test_no_network_reference_and_no_script():
-    page = render([loaded(run_report())], [loaded(run_report(), "previous.json")])
+def test_no_network_reference_and_no_script(failing_trend_page):
+    page = failing_trend_page
     assert "<script" not in page
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
     assert "@import" not in page and "@font-face" not in page
@@ -288,25 +305,36 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False, cwd=ROOT)
 
 
-def test_cli_renders_reports_with_previous(tmp_path):
+def _cli_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str]:
+    """The same command through cli.main in this process (the CLI's own code, without a second interpreter that
+    imports everything again): exit status and what it wrote to stderr."""
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    code = main(["report", "html", *args])
+    return code, capsys.readouterr().err
+
+
+def test_cli_renders_reports_with_previous(tmp_path, capsys, monkeypatch):
     current, previous = tmp_path / "report-full.json", tmp_path / "baseline.json"
     current.write_text(json.dumps(run_report(failing=False, slow_postgres=2.0)))
     previous.write_text(json.dumps(run_report(failing=False)))
     out = tmp_path / "out" / "run.html"
-    proc = _cli(str(current), "--previous", str(previous), "-o", str(out))
+    proc = _cli(str(current), "--previous", str(previous), "-o", str(out))  # the real command, in its own process
     assert proc.returncode == 0, proc.stderr
     assert f"html report: {out}" in " ".join(proc.stderr.split())
     assert _trend_rows(out.read_text())["ready postgres"] == "regression"
-    proc = _cli(str(current))
-    assert proc.returncode == 0 and (tmp_path / "report-full.html").is_file()
+    code, err = _cli_in_process(capsys, monkeypatch, str(current))
+    assert code == 0, err
+    assert f"html report: {tmp_path / 'report-full.html'}" in " ".join(err.split())
+    assert (tmp_path / "report-full.html").is_file()
 
 
-def test_cli_refuses_what_is_not_a_run_report(tmp_path):
+def test_cli_refuses_what_is_not_a_run_report(tmp_path, capsys, monkeypatch):
     bad = tmp_path / "drill.json"
     bad.write_text(json.dumps({"drill": "redis-failover"}))
-    proc = _cli(str(bad))
-    assert proc.returncode == 2
-    assert f"error: {bad}: not a run report" in " ".join(proc.stderr.split())
+    code, err = _cli_in_process(capsys, monkeypatch, str(bad))
+    assert code == 2
+    assert f"error: {bad}: not a run report" in " ".join(err.split())
     assert not (tmp_path / "drill.html").exists()
 
 
@@ -327,11 +355,10 @@ def _colour_pixels(png: Path, colour: str) -> int:
 
 
 @needs_browser
-def test_chromium_builds_the_charts_and_the_failure_list(tmp_path):
+def test_chromium_builds_the_charts_and_the_failure_list(tmp_path, failing_trend_page):
     """The page of a failing run compared with a faster previous run, as headless Chromium parses it."""
-    previous = loaded(run_report(failing=False), "previous.json")
     page = tmp_path / "report.html"
-    page.write_text(render([loaded(run_report(slow_postgres=2.0))], [previous]))
+    page.write_text(failing_trend_page)
     dom = Elements(dump_dom(page))
     svgs = [a["id"] for t, a in dom.elements if t == "svg" and a.get("id", "").startswith("chart-")]
     assert svgs == ["chart-timeline-0", "chart-suites", "chart-drill-0-redis-failover", "chart-drill-0-redis-node-loss",
@@ -347,9 +374,9 @@ def test_chromium_builds_the_charts_and_the_failure_list(tmp_path):
 
 
 @needs_browser
-def test_screenshot_shows_the_charts(tmp_path):
+def test_screenshot_shows_the_charts(tmp_path, failing_page):
     page = tmp_path / "report.html"
-    page.write_text(render([loaded(run_report())]))
+    page.write_text(failing_page)
     png = screenshot(page, tmp_path / "report.png")
     from PIL import Image
 

@@ -129,11 +129,34 @@ def test_record_round_trip_and_live_users(tmp_path):
 # ------------------------------------------------------------------------ the plugin with a fake engine
 
 FAKE_ENGINE = '''
-import json, os, time
+import json, os, sys, time, types
 from pathlib import Path
 import harness.reuse
 
 LOG = Path(os.environ["FAKE_ENGINE_LOG"])
+
+# The HTML page beside the run report is tests/test_html_report.py's subject; here drawing it would only cost every
+# run a matplotlib import and a chart (about a second of CPU), so the plugin's import of it finds this instead.
+_html = types.ModuleType("harness.html_report")
+_html.write_beside = lambda path, tolerance=0.25: path.with_suffix(".html")
+sys.modules["harness.html_report"] = _html
+
+
+def lock_waiter(state_dir, timeout_s=30.0):
+    """The pid of a process blocked in flock() on one of the shared stacks' lock files (Linux /proc/locks marks a
+    waiting request with '->'), waiting for one to appear; None if none does within timeout_s."""
+    inodes = set()
+    for lock in Path(state_dir, "shared").glob("*.lock"):
+        st = lock.stat()
+        inodes.add(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK" and fields[6] in inodes:
+                return int(fields[5])
+        time.sleep(0.01)
+    return None
 
 
 def note(**event):
@@ -174,8 +197,10 @@ class FakeEngine:
         starts = sum(1 for line in LOG.read_text().splitlines() if json.loads(line)["event"] == "start") \\
             if LOG.exists() else 0
         run_id = f"fake-{starts + 1}"
-        note(event="start", run_id=run_id, labels=dict(labels))
-        time.sleep(float(os.environ.get("FAKE_START_S", "0")))  # the other worker waits on the lock meanwhile
+        event = {"event": "start", "run_id": run_id, "labels": dict(labels)}
+        if os.environ.get("FAKE_START_UNTIL_WAITED"):  # the start lasts until another process waits on the lock
+            event["waiter"] = lock_waiter(settings.state_dir)
+        note(**event)
         return FakeStack(run_id)
 
     def adopt(self, settings, record, log):
@@ -193,12 +218,11 @@ harness.reuse.ENGINE = FakeEngine()
 '''
 
 TESTS = '''
-import os, time
+import os
 import pytest
 
 @pytest.mark.parametrize("i", range(6))
 def test_uses_postgres(postgres_service, i, record_property):
-    time.sleep(0.2)
     record_property("served", f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {postgres_service}")
 '''
 
@@ -228,7 +252,7 @@ def _run(pytester, *args):
 
 
 def test_two_workers_share_one_stack_started_once(pytester, fake_project, monkeypatch):
-    monkeypatch.setenv("FAKE_START_S", "1.5")
+    monkeypatch.setenv("FAKE_START_UNTIL_WAITED", "1")
     result, report = _run(pytester, "-n", "2")
     result.assert_outcomes(passed=6)
     events = _events(fake_project)
@@ -237,6 +261,8 @@ def test_two_workers_share_one_stack_started_once(pytester, fake_project, monkey
     removes = [e for e in events if e["event"] == "remove"]
     assert len(starts) == 1, events
     assert len(adopts) == 1 and adopts[0]["pid"] != starts[0]["pid"], events  # the other worker attached
+    # ... after waiting on the lock while the stack was being started, not merely coming later
+    assert starts[0]["waiter"] == adopts[0]["pid"], events
     assert removes == [{"pid": removes[0]["pid"], "event": "remove", "run_id": "fake-1"}], events  # once, last user
     assert starts[0]["labels"]["devstack-harness.keep"] == "false"
     assert int(starts[0]["labels"]["devstack-harness.owner-pid"]) != starts[0]["pid"]  # the controller owns it
