@@ -612,8 +612,8 @@ class SharedStack:
                 return "kept (--keep-stack: remove with `python -m harness down`)"
             engine.remove(self.settings, record.run_id)
             self.record_path.unlink(missing_ok=True)
-            if not self.persist:  # this run's lock files go with it (every user is done)
-                for suffix in ("gate", "rw", "gen"):
+            if not self.persist:  # this run's lock files go with it (every user is done; the key is this run's)
+                for suffix in ("gate", "rw", "gen", "lock"):  # "lock" is held here: unlinking it is safe on POSIX
                     (self.record_path.parent / f"{self.key}.{suffix}").unlink(missing_ok=True)
             return "removed"
 
