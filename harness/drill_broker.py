@@ -273,9 +273,12 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
             queue_gone = True
             result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
                                    f"is gone after the restart: {exc.last_seen}")
+            # The broker's own account of its restart, not the channel errors the missing queue causes (those
+            # filled the excerpt before and hid how the recovery went).
             result.log_excerpt = [line for line in wrapped.logs(since=log_since).decode(errors="replace")
-                                  .splitlines() if "[warning]" in line or "[error]" in line
-                                  or "Recovering" in line][-20:]
+                                  .splitlines() if ("[warning]" in line or "[error]" in line
+                                                    or "ecover" in line or "queue" in line.lower())
+                                  and "channel exception" not in line and "Channel error" not in line][:40]
         try:
             if not queue_gone:  # without its queue nothing can be confirmed or drained: no point waiting
                 wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
