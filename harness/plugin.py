@@ -370,7 +370,9 @@ def _attached(state: _State, log: Callable[[str], None]) -> Iterator[AttachedSta
 def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
                  overrides: Callable[[Settings, list[str]], Settings]) -> Iterator[Stack]:
     """A second stack for the tests that use ``fixture``: the services those tests need, with ``overrides``
-    applied to the session's settings; removed at the end of the session."""
+    applied to the session's settings; removed at the end of the session. It does not wait for the session's
+    stack: under ``-n N`` a worker starts its own-stack group at once instead of first queueing for the shared
+    session stack that another worker is starting."""
     state = request.config.stash[_STATE]
     if state.settings.stack == "compose":
         pytest.skip(reason=ATTACH_OWN_STACK)
@@ -382,7 +384,10 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
         if reporter is not None:
             reporter.write_line(f"harness ({label}): {redact(line)}")
 
-    stack = Stack(overrides(state.settings, wanted), keep=state.keep, log=log)
+    try:
+        stack = Stack(overrides(state.settings, wanted), keep=state.keep, log=log)
+    except DockerUnavailable as exc:
+        pytest.exit(f"harness: {exc}", returncode=3)
     capman = request.config.pluginmanager.getplugin("capturemanager")
     progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
@@ -396,14 +401,14 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
 
 
 @pytest.fixture(scope="session")
-def strict_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+def strict_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A stack whose services serve TLS only (``tls_strict`` set in its own Vault)."""
     yield from _extra_stack(request, "strict_stack", "strict TLS stack",
                             lambda s, wanted: s.with_overrides(tls_strict=tuple(wanted)))
 
 
 @pytest.fixture(scope="session")
-def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+def failover_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters + 1 replica each, ``cluster-node-timeout`` from
     ``drill_node_timeout_ms``, for the failover drills."""
     yield from _extra_stack(request, "failover_stack", "failover drill stack",
@@ -411,17 +416,25 @@ def failover_stack(request: pytest.FixtureRequest, harness_stack: Stack | Attach
 
 
 @pytest.fixture(scope="session")
-def node_loss_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+def node_loss_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters without replicas, drill node timeout, for the node-loss drills."""
     yield from _extra_stack(request, "node_loss_stack", "node-loss drill stack",
                             lambda s, _: drill_settings(s, replicas=0))
 
 
 @pytest.fixture(scope="session")
-def drill_stack(request: pytest.FixtureRequest, harness_stack: Stack | AttachedStack) -> Iterator[Stack]:
+def drill_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Vault and the services whose drills the selected tests run (their service markers), on a stack of their own:
     the service drills (``ServiceSpec.drills``) kill, crash and seal them."""
     yield from _extra_stack(request, "drill_stack", "service drill stack", lambda s, _: s)
+
+
+@pytest.fixture(scope="session")
+def harness_settings(request: pytest.FixtureRequest) -> Settings:
+    """The session's settings (``HARNESS_*`` > file > defaults, and the command-line options), for suites that
+    start stacks of their own and need nothing of the session's stack."""
+    settings: Settings = request.config.stash[_STATE].settings
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -446,3 +446,21 @@ def test_without_registration_the_extra_marker_is_refused(pytester, fake_engine)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers", "-m", "kafkaish")
     result.stderr.fnmatch_lines(["ERROR: Unknown marker(s) in '-m' expression: kafkaish.*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_own_stack_fixtures_do_not_wait_for_the_session_stack(pytester, fake_engine):
+    """The stacks of their own (strict TLS, drill clusters, service drills) do not depend on the session's stack:
+    under ``-n N`` the worker that runs them starts at once instead of queueing behind the worker that starts
+    the shared session stack (before, each of them requested ``harness_stack``)."""
+    pytester.makepyfile(test_own="""
+import pytest
+from harness.plugin import OWN_STACK_FIXTURES
+
+@pytest.mark.own_stack
+@pytest.mark.parametrize("fixture", OWN_STACK_FIXTURES)
+def test_closure(fixture, request):
+    request.getfixturevalue(fixture)
+    assert "harness_stack" not in request.fixturenames, fixture
+""")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={pytester.path / 'r.json'}")
+    result.assert_outcomes(passed=4)

@@ -22,9 +22,9 @@ BACKED_UP = [name for name in registry.with_capability("backup") if name != "vau
 
 
 @pytest.fixture(scope="module", params=service_params(BACKED_UP))
-def one_service(request, harness_stack, tmp_path_factory, harness_benchmarks, backup_round_trip):
+def one_service(request, harness_settings, tmp_path_factory, harness_benchmarks, backup_round_trip):
     services = with_dependencies([request.param])
-    yield from backup_round_trip(harness_stack.settings, services, tmp_path_factory.mktemp(f"backup-{request.param}"),
+    yield from backup_round_trip(harness_settings, services, tmp_path_factory.mktemp(f"backup-{request.param}"),
                                  secrets.token_hex(16).encode(), harness_benchmarks, f"backup {request.param}")
 
 

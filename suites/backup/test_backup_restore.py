@@ -36,8 +36,8 @@ SERVICES = [s for s in registry.with_capability("backup") if not registry.get(s)
 
 
 @pytest.fixture(scope="module")
-def round_trip(harness_stack, tmp_path_factory, harness_benchmarks, backup_round_trip):
-    yield from backup_round_trip(harness_stack.settings, SERVICES, tmp_path_factory.mktemp("backups"),
+def round_trip(harness_settings, tmp_path_factory, harness_benchmarks, backup_round_trip):
+    yield from backup_round_trip(harness_settings, SERVICES, tmp_path_factory.mktemp("backups"),
                                  secrets.token_hex(16).encode(), harness_benchmarks, "backup")
 
 
