@@ -70,6 +70,7 @@ class BrokerRound:
     duplicates: int = 0
     redelivered: int = 0
     queue_age_ms: float | None = None  # the queue's declaration -> the fault
+    queue_lost: bool = False  # the durable queue did not answer a passive declare after the restart
     publisher_errors: dict[str, int] = field(default_factory=dict)
     consumer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -79,6 +80,22 @@ class BrokerRound:
 def _few(numbers: list[int], limit: int = 10) -> str:
     shown = ", ".join(str(n) for n in numbers[:limit])
     return shown + (f" … (+{len(numbers) - limit})" if len(numbers) > limit else "")
+
+
+#: Why a round whose only problem is a lost durable queue is reported as a known failure (xfail), not a pass.
+QUEUE_LOST_KNOWN = (
+    "RabbitMQ 3.10 lost the durable queue declared about a second before the kill (its restart recovered 0 queues), "
+    "with every confirmed message delivered before the kill. Seen here now and then (counts in docs/drills.md); "
+    "cause unconfirmed (rabbitmq-server#4563, 'durable queues lost ... under high load', "
+    "was fixed after 3.10). The round's figures and problem stay in the run report.")
+
+
+def only_queue_lost(result: BrokerRound) -> bool:
+    """Whether the round's one failure is the lost durable queue (:data:`QUEUE_LOST_KNOWN`): the queue was lost, it
+    is the only problem, no confirmed message is missing and the round confirmed enough to mean something. Any
+    other problem, or a confirmed message lost, is a failure as before."""
+    return (result.queue_lost and len(result.problems) == 1 and result.confirmed_missing == 0
+            and result.confirmed > 100)
 
 
 def broker_verdict(confirmed: set[int], unconfirmed: set[int], deliveries: list[int]) -> tuple[dict[str, int],
@@ -270,7 +287,7 @@ def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int
             poll(queue_state, what=f"the durable queue {queue} to answer a passive declare after the {fault}",
                  timeout=min(timeout, 10.0), interval=0.2, accept=lambda _: True, hint="see log_excerpt")
         except ReadinessTimeout as exc:  # the durable queue must have survived: say so, with what the broker logged
-            queue_gone = True
+            queue_gone = result.queue_lost = True
             result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
                                    f"is gone after the restart: {exc.last_seen}")
             # The broker's own account of its restart, not the channel errors the missing queue causes (those

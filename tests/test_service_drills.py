@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness.cli import build_parser
-from harness.drill_broker import broker_verdict
+from harness.drill_broker import BrokerRound, broker_verdict, only_queue_lost
 from harness.drill_kit import (
     METRICS,
     REDIS_DRILLS,
@@ -281,3 +281,23 @@ def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert ("redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'"
             in " ".join(proc.stderr.split()))
+
+
+def _lost_queue_round(**changes) -> BrokerRound:
+    base = {"round": 0, "fault": "docker-kill", "victim": "rabbitmq", "confirmed": 108, "queue_lost": True,
+            "problems": ["the durable queue drill-x (declared 1.2 s before the docker-kill) is gone after the restart"]}
+    return BrokerRound(**{**base, **changes})
+
+
+def test_only_a_lost_queue_is_the_known_failure():
+    assert only_queue_lost(_lost_queue_round())
+
+
+@pytest.mark.parametrize("changes", [
+    {"confirmed_missing": 1},  # a confirmed message lost: always a failure
+    {"problems": ["queue gone", "rabbitmq did not come back"]},  # another problem beside it
+    {"queue_lost": False, "problems": ["rabbitmq did not come back"]},  # another problem alone
+    {"confirmed": 100},  # too little confirmed for the round to mean anything
+], ids=["confirmed-missing", "second-problem", "other-problem", "too-few-confirms"])
+def test_anything_else_with_or_without_a_lost_queue_is_a_failure(changes):
+    assert not only_queue_lost(_lost_queue_round(**changes))
