@@ -567,7 +567,9 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reason = ""
-        if report.skipped and isinstance(report.longrepr, tuple):
+        if report.skipped and hasattr(report, "wasxfail"):  # a known failure: counted with the skips, reason kept
+            reason = f"xfail: {report.wasxfail}"[:600]
+        elif report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed and report.longrepr is not None:
             # Cut after redaction (the report is redacted in makereport): a cut secret would escape it.

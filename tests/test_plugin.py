@@ -464,3 +464,20 @@ def test_closure(fixture, request):
 """)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={pytester.path / 'r.json'}")
     result.assert_outcomes(passed=4)
+
+
+def test_a_known_failure_is_a_skip_with_its_reason_in_the_report(pytester, fake_engine):
+    """``pytest.xfail`` (the broker-loss drill's lost queue) is never counted as passed: the run report counts it
+    with the skips and keeps its reason (before, the reason was empty)."""
+    pytester.makepyfile(test_known="""
+import pytest
+
+def test_known():
+    pytest.xfail("the broker lost its queue")
+""")
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}")
+    result.assert_outcomes(xfailed=1)
+    data = json.loads(report.read_text())
+    assert data["tests"] == {"passed": 0, "failed": 0, "skipped": 1, "error": 0}
+    assert data["skips"] == [{"nodeid": "test_known.py::test_known", "reason": "xfail: the broker lost its queue"}]
