@@ -8,8 +8,10 @@ Each row runs one pytest command with ``-p no:cacheprovider`` in the repository 
 this process, around the subprocess), the outcome counts from pytest's last line, and, where the run report has it,
 ``benchmarks.session.time_to_first_test_s``. Before every cold row, ``python -m harness down`` removes any kept stack
 so the row starts from nothing; the ``reuse-2`` rows follow their ``reuse-1`` row and attach to what it kept.
-Rows run one after another: figures of runs that overlap would measure each other. Figures from a shared machine are
-rough; the table says when and on what it ran. A row whose pytest fails is still printed, with its exit code.
+Rows run one after another: figures of runs that overlap would measure each other. Each row's pytest output is
+kept in ``.harness/time-runs/<row>.log``; the FAILED and ERROR lines of failing rows are printed after the table.
+Figures from a shared machine are rough; the table says when and on what it ran. A row whose pytest fails is still
+printed, with its exit code.
 
 Written by hand: pytest-benchmark times functions inside one process, hyperfine repeats one command; neither runs a
 fixed sequence of differently-configured pytest runs and reads their reports.
@@ -60,7 +62,12 @@ def down() -> None:
                    capture_output=True, timeout=300)
 
 
-def run(row: Row, report: Path) -> str:
+LOGS = ROOT / ".harness" / "time-runs"
+
+
+def run(row: Row, report: Path) -> tuple[str, list[str]]:
+    """The row's table line, and the FAILED/ERROR lines of its pytest summary (its whole output is kept in
+    ``.harness/time-runs/<row>.log``)."""
     if row.cold:
         down()
     report.unlink(missing_ok=True)
@@ -69,6 +76,9 @@ def run(row: Row, report: Path) -> str:
     proc = subprocess.run([*PYTEST, *row.args, f"--harness-report={report}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=3600, check=False)
     wall = time.monotonic() - t0
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / f"{row.name}.log").write_text(proc.stdout + proc.stderr)
+    failures = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     counts = {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in SUMMARY.findall(last)}
     tests = ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "error", "skipped") if counts.get(k))
@@ -77,7 +87,7 @@ def run(row: Row, report: Path) -> str:
         figure = json.loads(report.read_text()).get("benchmarks", {}).get("session", {}).get("time_to_first_test_s")
         first = f"{figure:.1f} s" if isinstance(figure, (int, float)) else ""
     code = "" if proc.returncode == 0 else f" (exit {proc.returncode})"
-    return f"| {row.label} | {wall:.0f} s{code} | {tests} | {first} | {started} |"
+    return f"| {row.label} | {wall:.0f} s{code} | {tests} | {first} | {started} |", failures
 
 
 def say(line: str) -> None:
@@ -100,12 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {platform.platform()}, "
         f"load average {load:.1f} at the start")
     say("| run | wall | tests | first test after | started (UTC) |\n| --- | ---: | --- | ---: | --- |")
+    failed: list[str] = []
     try:
         for row in chosen:
-            say(run(row, report))
+            line, failures = run(row, report)
+            say(line)
+            failed += [f"{row.name}: {failure}" for failure in failures]
     finally:
         down()
         report.unlink(missing_ok=True)
+    for line in failed:  # after the table, so that it stays one block
+        say(line)
     return 0
 
 
