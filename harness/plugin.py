@@ -306,12 +306,8 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedSt
     state.stack = stack
     if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, _on_sigterm)
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
-        with progress:  # show start progress live, not in the first test's captured output
-            if reporter is not None:
-                reporter.write_line("")
+        with _live_progress(request.config):
             images = stack.resolve(state.needed)
             log(f"run {stack.run_id}, image set {state.settings.images}: "
                 + ", ".join(f"{n}={r.ref} ({r.source})" for n, r in images.items()))
@@ -325,18 +321,24 @@ def harness_stack(request: pytest.FixtureRequest) -> Iterator[Stack | AttachedSt
         stack.close()
 
 
+@contextlib.contextmanager
+def _live_progress(config: pytest.Config) -> Iterator[None]:
+    """Show a stack's start progress live, on lines of its own, not in the first test's captured output."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+        yield
+
+
 def _shared(request: pytest.FixtureRequest, state: _State, key: str, log: Callable[[str], None]) -> Iterator[Stack]:
     """The session stack shared with other processes: kept between runs (``--reuse``) or among xdist workers."""
     workerinput = getattr(request.config, "workerinput", None)
     shared = SharedStack(state.settings, state.needed, key=key, persist=state.reuse, log=log,
                          owner_pid=os.getppid() if workerinput else os.getpid(), keep=state.keep)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
-        with progress:
-            if reporter is not None:
-                reporter.write_line("")
+        with _live_progress(request.config):
             stack = shared.acquire()
     except DockerUnavailable as exc:
         pytest.exit(f"harness: {exc}", returncode=3)
@@ -388,12 +390,8 @@ def _extra_stack(request: pytest.FixtureRequest, fixture: str, label: str,
         stack = Stack(overrides(state.settings, wanted), keep=state.keep, log=log)
     except DockerUnavailable as exc:
         pytest.exit(f"harness: {exc}", returncode=3)
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    progress = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     try:
-        with progress:
-            if reporter is not None:
-                reporter.write_line("")
+        with _live_progress(request.config):
             stack.start(wanted)
         yield stack
     finally:
