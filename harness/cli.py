@@ -518,7 +518,9 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
             if args.kind == "redis-partition":
                 floor = number % 2 if args.min_replicas == "both" else int(args.min_replicas)
                 console.print(f"round {number}: partition a master (min-replicas-to-write {floor})")
-                rounds.append(partition_round(cluster, number, floor, budget, image))
+                rounds.append(partition_round(cluster, number, floor, budget, image,
+                                              chosen.drill_partition_peer_timeout_ms,
+                                              chosen.drill_partition_victim_timeout_ms))
             else:
                 method = "auto" if args.fault == "cycle" else args.fault
                 console.print(f"round {number}: delay a master by {chosen.drill_latency_ms} ms ({method})")
@@ -527,7 +529,9 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
         stack.close()
     data = net_report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms, "topology": "3+3",
                                           "rounds": args.rounds, **({"delay_ms": chosen.drill_latency_ms}
-                                                                    if args.kind == "latency" else {})})
+                                                                    if args.kind == "latency" else {
+                                              "peer_timeout_ms": chosen.drill_partition_peer_timeout_ms,
+                                              "victim_timeout_ms": chosen.drill_partition_victim_timeout_ms})})
     return _drill_done(args, settings, stack.run_id, data)
 
 

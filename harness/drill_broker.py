@@ -1,20 +1,31 @@
-"""The broker-loss drill (kind ``broker-loss``, ``rabbitmq-broker-loss``): a durable queue, persistent messages with
-publisher confirms, a consumer with manual acknowledgements, and the broker killed mid-publish.
+"""The broker-loss drill (kind ``broker-loss``, ``rabbitmq-broker-loss``) and the declare-durability drill (kind
+``declare-durability``, ``rabbitmq-declare-durability``).
 
-A round, on the drill's own queue ``drill-<hex>``:
+A broker-loss round, on the drill's own queue ``drill-<hex>``, puts confirmed messages *at risk* when the broker
+dies -- confirmed by the broker, not yet acknowledged by any consumer, so only the broker's disk holds them:
 
-1. Preconditions, polled with a deadline: the broker accepts a login; the queue is declared (durable) and the
-   consumer registered on it (the broker counts 1 consumer); 100 publishes confirmed and 50 messages delivered.
-2. The fault at ``t0``: ``docker-kill`` of the broker's container; the harness starts it again (undo in
-   ``finally``). Publisher and consumer reconnect by themselves (looking the published port up again).
-3. Figures: ``broker_back_ms`` (t0 -> an AMQP login and the management API answer again), ``client_outage_ms`` (the
-   publisher's longest silence between confirms around the fault), ``unconfirmed_lost`` (published, confirm never
-   received -- the publisher does not retry them -- and never delivered: allowed, the publisher was not told they
-   were safe), ``duplicates`` (deliveries beyond the first of a message: the consumer acknowledges every 25
-   deliveries, so what it received but had not acknowledged when the broker died is delivered again -- at least
-   once by design, counted and reported, not an error).
-4. Invariant (:func:`broker_verdict`): ``confirmed_missing`` = confirmed messages never delivered, after the queue
-   was drained (must be 0); a delivered message nobody published is an error too.
+1. Preconditions, polled with a deadline: the broker accepts a login; the queue is declared (durable) and its
+   declaration made durable on disk (:attr:`BrokerOps.settle_metadata`: a just-declared queue lost on a kill is
+   the declare-durability drill's finding, not this drill's subject); the first consumer registered (the broker
+   counts 1 consumer); 100 publishes confirmed and 50 messages delivered.
+2. The first consumer is cancelled (what it received but had not acknowledged goes back to the queue); the
+   publisher goes on until at least :data:`AT_RISK_MIN` + 50 confirmed messages are not acknowledged.
+3. The fault at ``t0``: ``docker-kill`` of the broker's container; the harness starts it again (undo in
+   ``finally``). The publisher reconnects by itself (looking the published port up again); a second consumer
+   drains the queue after the restart.
+4. Figures: ``broker_back_ms`` (t0 -> an AMQP login answers again), ``client_outage_ms`` (the publisher's longest
+   silence between confirms around the fault), ``confirmed_at_risk`` (confirmed before the kill and not
+   acknowledged), ``at_risk_delivered`` (of those, delivered after the restart), ``confirmed_missing`` (confirmed,
+   not acknowledged before the fault, never delivered after it: must be 0), ``unconfirmed_lost`` (published, no
+   confirm -- the publisher was not told they were safe -- never delivered: allowed), ``duplicates``
+   (deliveries beyond the first of a message: at least once by design, reported, not an error).
+5. Verdict (:func:`broker_verdict`): no confirmed message missing, no delivered message that nobody published,
+   at least :data:`AT_RISK_MIN` at risk at the fault, and the durable queue still there after the restart.
+
+A declare-durability round (:func:`declare_durability_round`) declares a durable queue twice and kills the broker
+right after each ``declare-ok``: once with the broker's metadata commit decisions held back
+(:attr:`BrokerOps.hold_metadata`), once with them settled first (:attr:`BrokerOps.settle_metadata`). It pins the
+finding of docs/drills.md: held -> the queue is gone after the restart; settled -> it survives.
 """
 
 from __future__ import annotations
@@ -46,9 +57,13 @@ from stack.drill_ops import BrokerOps, ServiceDrill
 from stack.errors import ReadinessTimeout
 from stack.waiting import poll
 
-BROKER_METRICS = ("broker_back_ms", "client_outage_ms", "confirmed_missing", "unconfirmed_lost", "duplicates")
-BEFORE_FAULT = 100  # confirmed publishes before the fault
-DELIVERED_BEFORE = 50  # deliveries before the fault
+BROKER_METRICS = ("broker_back_ms", "client_outage_ms", "confirmed_at_risk", "at_risk_delivered",
+                  "confirmed_missing", "unconfirmed_lost", "duplicates")
+DURABILITY_METRICS = ("held_lost", "settled_lost", "held_back_ms", "settled_back_ms")
+BEFORE_FAULT = 100  # confirmed publishes before the first consumer is cancelled
+DELIVERED_BEFORE = 50  # deliveries before the first consumer is cancelled
+AT_RISK_MIN = 100  # a round with fewer confirmed, unacknowledged messages at the fault proves too little
+AT_RISK_TARGET = AT_RISK_MIN + 50  # what the round waits for before the fault (confirms race the kill)
 AFTER = 20  # confirmed publishes after the broker is back
 ACK_EVERY = 25
 MAX_MESSAGES = 50_000
@@ -65,10 +80,13 @@ class BrokerRound:
     published: int = 0
     confirmed: int = 0
     unconfirmed: int = 0
-    confirmed_missing: int = 0
-    unconfirmed_lost: int = 0
-    duplicates: int = 0
-    redelivered: int = 0
+    acknowledged_before: int = 0
+    confirmed_at_risk: int | None = None
+    at_risk_delivered: int | None = None
+    confirmed_missing: int | None = None
+    unconfirmed_lost: int | None = None
+    duplicates: int | None = None
+    redelivered: int = 0  # deliveries after the restart that the broker flagged as redelivered
     queue_age_ms: float | None = None  # the queue's declaration -> the fault
     queue_lost: bool = False  # the durable queue did not answer a passive declare after the restart
     publisher_errors: dict[str, int] = field(default_factory=dict)
@@ -82,34 +100,30 @@ def _few(numbers: list[int], limit: int = 10) -> str:
     return shown + (f" … (+{len(numbers) - limit})" if len(numbers) > limit else "")
 
 
-#: Why a round whose only problem is a lost durable queue is reported as a known failure (xfail), not a pass.
-QUEUE_LOST_KNOWN = (
-    "RabbitMQ 3.10 lost the durable queue declared about a second before the kill (its restart recovered 0 queues), "
-    "with every confirmed message delivered before the kill. Seen here now and then (counts in docs/drills.md); "
-    "cause unconfirmed (rabbitmq-server#4563, 'durable queues lost ... under high load', "
-    "was fixed after 3.10). The round's figures and problem stay in the run report.")
+def broker_verdict(confirmed: set[int], unconfirmed: set[int], acknowledged: set[int], confirmed_at_fault: set[int],
+                   before: list[int], after: list[int]) -> tuple[dict[str, int], list[str]]:
+    """Counts and problems once the queue is drained after the restart.
 
-
-def only_queue_lost(result: BrokerRound) -> bool:
-    """Whether the round's one failure is the lost durable queue (:data:`QUEUE_LOST_KNOWN`): the queue was lost, it
-    is the only problem, no confirmed message is missing and the round confirmed enough to mean something. Any
-    other problem, or a confirmed message lost, is a failure as before."""
-    return (result.queue_lost and len(result.problems) == 1 and result.confirmed_missing == 0
-            and result.confirmed > 100)
-
-
-def broker_verdict(confirmed: set[int], unconfirmed: set[int], deliveries: list[int]) -> tuple[dict[str, int],
-                                                                                                list[str]]:
-    """Counts and problems once the queue is drained. ``confirmed``: publishes the broker confirmed;
-    ``unconfirmed``: publishes without a confirm (connection lost, nack or returned); ``deliveries``: every
-    message number the consumer received, duplicates included."""
-    received = set(deliveries)
-    missing = sorted(confirmed - received)
-    counts = {"confirmed_missing": len(missing), "unconfirmed_lost": len(unconfirmed - received),
-              "duplicates": len(deliveries) - len(received)}
+    ``confirmed``: every publish the broker confirmed (before and after the fault); ``unconfirmed``: publishes
+    without a confirm; ``acknowledged``: what the consumer acknowledged before the fault; ``confirmed_at_fault``:
+    what was confirmed when the broker was killed; ``before`` / ``after``: the message numbers delivered before
+    the fault and after the restart, duplicates included. A confirmed message nobody acknowledged before the fault
+    must be delivered after the restart (again, if it was delivered before: a redelivery is fine, a loss is not).
+    """
+    at_risk = confirmed_at_fault - acknowledged
+    received_after = set(after)
+    received = set(before) | received_after
+    missing = sorted((confirmed - acknowledged) - received_after)
+    counts = {"confirmed_at_risk": len(at_risk), "at_risk_delivered": len(at_risk & received_after),
+              "confirmed_missing": len(missing), "unconfirmed_lost": len(unconfirmed - received),
+              "duplicates": len(before) + len(after) - len(received)}
     problems = []
     if missing:
-        problems.append(f"{len(missing)} confirmed message(s) missing after the broker loss: {_few(missing)}")
+        problems.append(f"{len(missing)} confirmed message(s) lost: not acknowledged before the broker loss and "
+                        f"not delivered after it: {_few(missing)}")
+    if len(at_risk) < AT_RISK_MIN:
+        problems.append(f"only {len(at_risk)} confirmed message(s) were at risk (confirmed, not acknowledged) at the "
+                        f"fault; the round needs at least {AT_RISK_MIN} to mean anything")
     strangers = sorted(received - confirmed - unconfirmed)
     if strangers:
         problems.append(f"{len(strangers)} delivered message(s) that were never published: {_few(strangers)}")
@@ -137,6 +151,9 @@ class Publisher(threading.Thread):
         self.stopping.set()
         if self.is_alive():
             self.join(timeout)
+
+    def confirmed(self) -> set[int]:
+        return {seq for seq, _ in list(self.timeline.acks)}
 
     def run(self) -> None:
         conn: Any = None
@@ -173,12 +190,14 @@ class Publisher(threading.Thread):
 
 class Consumer(threading.Thread):
     """Consumes the queue with manual acknowledgements every :data:`ACK_EVERY` deliveries (and when idle);
-    reconnects after a loss and consumes again."""
+    reconnects after a loss and consumes again. :meth:`stop` cancels it at once: what it received and had not
+    acknowledged goes back to the queue. ``acknowledged`` holds what it acknowledged."""
 
     def __init__(self, connect: Callable[[], Any], queue: str, deadline: float) -> None:
         super().__init__(daemon=True)
         self.connect, self.queue, self.deadline = connect, queue, deadline
         self.deliveries: list[int] = []
+        self.acknowledged: set[int] = set()
         self.redelivered = 0
         self.errors = Timeline()
         self.last_activity = time.monotonic()
@@ -205,133 +224,242 @@ class Consumer(threading.Thread):
 
     def _consume(self, channel: Any) -> None:
         pending: int | None = None
-        unacked = 0
+        unacked: list[int] = []
+
+        def ack() -> None:
+            nonlocal pending
+            if pending is not None:
+                channel.basic_ack(pending, multiple=True)
+                self.acknowledged.update(unacked)
+                pending = None
+                unacked.clear()
+
         for method, _props, body in channel.consume(self.queue, inactivity_timeout=0.2):
+            if self.stopping.is_set() or time.monotonic() >= self.deadline:
+                with contextlib.suppress(Exception):  # cancelled: the unacknowledged go back to the queue
+                    channel.cancel()
+                return
             if method is None:
-                if pending is not None:
-                    channel.basic_ack(pending, multiple=True)
-                    pending, unacked = None, 0
-                if self.stopping.is_set() or time.monotonic() >= self.deadline:
-                    with contextlib.suppress(Exception):
-                        channel.cancel()
-                    return
+                ack()
                 continue
             self.last_activity = time.monotonic()
             self.deliveries.append(int(body))
             self.redelivered += int(bool(method.redelivered))
-            pending, unacked = method.delivery_tag, unacked + 1
-            if unacked >= ACK_EVERY:
-                channel.basic_ack(pending, multiple=True)
-                pending, unacked = None, 0
+            pending = method.delivery_tag
+            unacked.append(int(body))
+            if len(unacked) >= ACK_EVERY:
+                ack()
 
 
-def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str,
-                      timeout: float) -> BrokerRound:
-    """One broker-loss round; the broker accepts logins again when it returns (or the problems say why not)."""
+def _broker_ops(drill: ServiceDrill, service: str) -> BrokerOps:
     ops = drill.ops
     if not isinstance(ops, BrokerOps):
-        raise DrillError(f"drill {drill.name}: a broker-loss drill needs BrokerOps, {service}'s SPEC gives {ops!r}")
-    if fault != "docker-kill":
-        raise DrillError(f"drill {drill.name}: unknown fault {fault!r}; one of {', '.join(drill.faults)}")
-    container = stack.require(service)
-    wrapped = container.get_wrapped_container()
-    login = registry.get(service).op("login")
-    result = BrokerRound(round=number, fault=fault, victim=str(getattr(container, "alias", service)))
-    queue = f"drill-{secrets.token_hex(4)}"
+        raise DrillError(f"drill {drill.name}: a broker drill needs BrokerOps, {service}'s SPEC gives {ops!r}")
+    return ops
 
-    def connect() -> Any:
-        return ops.connect(container.endpoint())  # looked up every time: a restarted container may move port
 
-    def queue_state() -> tuple[int, int]:
-        conn = connect()
+class _Broker:
+    """The drill's handles on one broker: its container, fresh connections and the drill's queue."""
+
+    def __init__(self, stack: Any, service: str, ops: BrokerOps) -> None:
+        self.service, self.ops = service, ops
+        self.container = stack.require(service)
+        self.wrapped = self.container.get_wrapped_container()
+        self._login = registry.get(service).op("login")
+
+    def connect(self) -> Any:
+        return self.ops.connect(self.container.endpoint())  # looked up every time: a restart may move the port
+
+    def wait_login(self, what: str, timeout: float) -> None:
+        poll(lambda: self._login(self.container.endpoint()), what=f"{self.service} to accept a login {what}",
+             timeout=timeout, interval=0.1, hint="the broker did not come back: read its log")
+
+    def queue_state(self, queue: str) -> tuple[int, int]:
+        conn = self.connect()
         try:
             ok = conn.channel().queue_declare(queue, passive=True).method
             return int(ok.message_count), int(ok.consumer_count)
         finally:
             _close(conn)
 
-    poll(lambda: login(container.endpoint()), what=f"{service} to accept a login before round {number}",
-         timeout=timeout, interval=0.2, hint="the previous round left it down: read its log")
-    setup = connect()
-    try:
-        setup.channel().queue_declare(queue, durable=True)
-    finally:
-        _close(setup)
+    def declare(self, queue: str) -> None:
+        conn = self.connect()
+        try:
+            conn.channel().queue_declare(queue, durable=True)
+        finally:
+            _close(conn)
+
+    def delete(self, queue: str) -> None:
+        with contextlib.suppress(Exception):  # the drill's own queue; a broker still down keeps it, harmlessly
+            conn = self.connect()
+            try:
+                conn.channel().queue_delete(queue)
+            finally:
+                _close(conn)
+
+    def recovery_lines(self, since: int) -> list[str]:
+        """The broker's own account of its restart, not the channel errors a missing queue causes."""
+        return [line for line in self.wrapped.logs(since=since).decode(errors="replace").splitlines()
+                if ("[warning]" in line or "[error]" in line or "ecover" in line or "queue" in line.lower())
+                and "channel exception" not in line and "Channel error" not in line][:40]
+
+
+def broker_loss_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str,
+                      timeout: float) -> BrokerRound:
+    """One broker-loss round; the broker accepts logins again when it returns (or the problems say why not)."""
+    ops = _broker_ops(drill, service)
+    if fault != "docker-kill":
+        raise DrillError(f"drill {drill.name}: unknown fault {fault!r}; one of {', '.join(drill.faults)}")
+    broker = _Broker(stack, service, ops)
+    result = BrokerRound(round=number, fault=fault, victim=str(getattr(broker.container, "alias", service)))
+    queue = f"drill-{secrets.token_hex(4)}"
+    broker.wait_login(f"before round {number}", timeout)
+    broker.declare(queue)
+    if ops.settle_metadata is not None:
+        ops.settle_metadata(broker.wrapped)
     declared = time.monotonic()
     deadline = time.monotonic() + 4 * timeout
-    publisher, consumer = Publisher(connect, queue, deadline), Consumer(connect, queue, deadline)
-    consumer.start()
+    publisher = Publisher(broker.connect, queue, deadline)
+    first, second = Consumer(broker.connect, queue, deadline), Consumer(broker.connect, queue, deadline)
+    first.start()
     try:
-        poll(queue_state, what=f"the consumer to be registered on {queue}", timeout=timeout, interval=POLL_S,
-             accept=lambda state: state[1] >= 1, hint="the consumer could not subscribe: see its errors")
+        poll(lambda: broker.queue_state(queue), what=f"the consumer to be registered on {queue}", timeout=timeout,
+             interval=POLL_S, accept=lambda state: state[1] >= 1,
+             hint="the consumer could not subscribe: see its errors")
         publisher.start()
-        poll(lambda: (len(publisher.timeline.acks), len(consumer.deliveries)), what=f"{BEFORE_FAULT} confirmed "
+        poll(lambda: (len(publisher.timeline.acks), len(first.deliveries)), what=f"{BEFORE_FAULT} confirmed "
              f"publishes and {DELIVERED_BEFORE} deliveries before the fault", timeout=timeout, interval=POLL_S,
              accept=lambda n: n[0] >= BEFORE_FAULT and n[1] >= DELIVERED_BEFORE,
              hint="publisher or consumer stalled: see their errors")
+        first.stop()  # cancelled: from here the confirmed messages wait in the queue, at risk
+        acknowledged = set(first.acknowledged)
+        poll(lambda: len(publisher.confirmed() - acknowledged), what=f"{AT_RISK_TARGET} confirmed, unacknowledged "
+             f"messages in {queue} before the fault", timeout=timeout, interval=POLL_S,
+             accept=lambda n: n >= AT_RISK_TARGET, hint="the publisher stalled: see its errors")
         log_since = int(time.time())  # docker logs: whole seconds
         t0 = time.monotonic()
         result.queue_age_ms = ms(declared, t0)
-        with fault_applied(wrapped.kill, lambda: ensure_running(wrapped)) as undo:
+        with fault_applied(broker.wrapped.kill, lambda: ensure_running(broker.wrapped)) as undo:
+            confirmed_at_fault = publisher.confirmed()  # the broker is dead: no confirm can arrive any more
             undo()
             try:
-                poll(lambda: login(container.endpoint()), what=f"{service} to accept a login after the {fault}",
-                     timeout=timeout, interval=0.1, hint="the broker did not come back: read its log")
+                broker.wait_login(f"after the {fault}", timeout)
             except ReadinessTimeout as exc:
                 result.problems.append(str(exc))
                 return result
             back = time.monotonic()
             result.broker_back_ms = ms(t0, back)
-        queue_gone = False
         try:
-            poll(queue_state, what=f"the durable queue {queue} to answer a passive declare after the {fault}",
-                 timeout=min(timeout, 10.0), interval=0.2, accept=lambda _: True, hint="see log_excerpt")
-        except ReadinessTimeout as exc:  # the durable queue must have survived: say so, with what the broker logged
-            queue_gone = result.queue_lost = True
-            result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}) "
-                                   f"is gone after the restart: {exc.last_seen}")
-            # The broker's own account of its restart, not the channel errors the missing queue causes (those
-            # filled the excerpt before and hid how the recovery went).
-            result.log_excerpt = [line for line in wrapped.logs(since=log_since).decode(errors="replace")
-                                  .splitlines() if ("[warning]" in line or "[error]" in line
-                                                    or "ecover" in line or "queue" in line.lower())
-                                  and "channel exception" not in line and "Channel error" not in line][:40]
-        try:
-            if not queue_gone:  # without its queue nothing can be confirmed or drained: no point waiting
+            poll(lambda: broker.queue_state(queue), what=f"the durable queue {queue} to answer a passive declare "
+                 f"after the {fault}", timeout=min(timeout, 10.0), interval=0.2, accept=lambda _: True,
+                 hint="see log_excerpt")
+        except ReadinessTimeout as exc:  # declared and settled on disk before the fault: it must have survived
+            result.queue_lost = True
+            result.problems.append(f"the durable queue {queue} (declared {t0 - declared:.1f} s before the {fault}, "
+                                   f"its declaration synced to disk) is gone after the restart: {exc.last_seen}")
+            result.log_excerpt = broker.recovery_lines(log_since)
+        if not result.queue_lost:  # without its queue nothing can be confirmed or drained: no point waiting
+            second.start()
+            try:
                 wait_acks(publisher.timeline, back, AFTER, timeout, "publishes")
-        except ReadinessTimeout as exc:
-            result.problems.append(str(exc))
-        publisher.stop()
-        try:
-            if not queue_gone:
-                poll(lambda: (time.monotonic() - consumer.last_activity, queue_state()[0]),
+            except ReadinessTimeout as exc:
+                result.problems.append(str(exc))
+            publisher.stop()
+            try:
+                poll(lambda: (time.monotonic() - second.last_activity, broker.queue_state(queue)[0]),
                      what=f"the consumer to drain {queue}", timeout=timeout, interval=0.2,
                      accept=lambda s: s[0] >= QUIET_S and s[1] == 0,
                      hint="the consumer stopped consuming: see its errors")
-        except ReadinessTimeout as exc:
-            result.problems.append(str(exc))
-        consumer.stop()
-        confirmed = {seq for seq, _ in publisher.timeline.acks}
+            except ReadinessTimeout as exc:
+                result.problems.append(str(exc))
+        publisher.stop()
+        second.stop()
+        confirmed = publisher.confirmed()
         result.client_outage_ms = outage_ms([at for _, at in publisher.timeline.acks], t0)
         result.published, result.confirmed, result.unconfirmed = (publisher.published, len(confirmed),
                                                                   len(publisher.unconfirmed))
-        result.redelivered = consumer.redelivered
-        result.publisher_errors, result.consumer_errors = dict(publisher.timeline.errors), dict(consumer.errors.errors)
-        counts, problems = broker_verdict(confirmed, publisher.unconfirmed, list(consumer.deliveries))
-        for key, value in counts.items():
-            setattr(result, key, value)
-        result.problems += problems
+        result.acknowledged_before = len(acknowledged)
+        result.redelivered = second.redelivered
+        result.publisher_errors = dict(publisher.timeline.errors)
+        result.consumer_errors = dict(first.errors.errors)
+        for kind, count in second.errors.errors.items():
+            result.consumer_errors[kind] = result.consumer_errors.get(kind, 0) + count
+        if not result.queue_lost:
+            counts, problems = broker_verdict(confirmed, publisher.unconfirmed, acknowledged, confirmed_at_fault,
+                                              list(first.deliveries), list(second.deliveries))
+            for key, value in counts.items():
+                setattr(result, key, value)
+            result.problems += problems
     finally:
         publisher.stop()
-        consumer.stop()
-        with contextlib.suppress(Exception):  # the drill's own queue; a broker still down keeps it, harmlessly
-            conn = connect()
-            try:
-                conn.channel().queue_delete(queue)
-            finally:
-                _close(conn)
+        first.stop()
+        second.stop()
+        broker.delete(queue)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- declare durability
+
+
+@dataclass
+class DurabilityRound:
+    round: int
+    fault: str
+    victim: str
+    held_lost: bool | None = None  # the queue declared with the commit decisions held back was gone afterwards
+    settled_lost: bool | None = None  # the queue declared and settled was gone afterwards
+    held_back_ms: float | None = None
+    settled_back_ms: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def durability_verdict(held_lost: bool, settled_lost: bool) -> list[str]:
+    """The finding's two sides: a kill before the commit decision reaches the log loses a just-declared durable
+    queue (held), and settling the decisions first keeps it (settled). Either side not seen is a problem."""
+    problems = []
+    if not held_lost:
+        problems.append("the queue declared with the broker's commit decisions held back survived the kill: the "
+                        "finding (a just-declared durable queue is lost on a kill) was not reproduced")
+    if settled_lost:
+        problems.append("the queue declared and settled on disk before the kill was gone after the restart")
+    return problems
+
+
+def declare_durability_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str,
+                             timeout: float) -> DurabilityRound:
+    """Declare, kill, restart, look: once with commit decisions held back, once settled (module docstring)."""
+    ops = _broker_ops(drill, service)
+    if fault != "docker-kill" or ops.hold_metadata is None or ops.settle_metadata is None:
+        raise DrillError(f"drill {drill.name}: needs the docker-kill fault and both hold_metadata and "
+                         f"settle_metadata in {service}'s BrokerOps")
+    broker = _Broker(stack, service, ops)
+    result = DurabilityRound(round=number, fault=fault, victim=str(getattr(broker.container, "alias", service)))
+    for side in ("held", "settled"):
+        queue = f"drill-{side}-{secrets.token_hex(4)}"
+        broker.wait_login(f"before the {side} declare of round {number}", timeout)
+        (ops.hold_metadata if side == "held" else ops.settle_metadata)(broker.wrapped)
+        broker.declare(queue)  # returns at declare-ok
+        if side == "settled":
+            ops.settle_metadata(broker.wrapped)
+        t0 = time.monotonic()
+        with fault_applied(broker.wrapped.kill, lambda: ensure_running(broker.wrapped)) as undo:
+            undo()
+            broker.wait_login(f"after the {fault} of the {side} declare", timeout)
+        setattr(result, f"{side}_back_ms", ms(t0, time.monotonic()))
+        try:
+            broker.queue_state(queue)
+            lost = False
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            lost = True
+        setattr(result, f"{side}_lost", lost)
+        broker.delete(queue)
+    result.problems = durability_verdict(bool(result.held_lost), bool(result.settled_lost))
     return result
 
 
 METRICS["broker-loss"] = BROKER_METRICS
 RUNNERS["broker-loss"] = broker_loss_round
+METRICS["declare-durability"] = DURABILITY_METRICS
+RUNNERS["declare-durability"] = declare_durability_round

@@ -16,9 +16,17 @@ refreshes its slot map would). Measured from the fault: ``detect_ms`` (a survivo
 refuses commands), ``promote_ms``, ``cluster_ok_ms``, ``last_victim_ack_ms`` (the last write the victim
 acknowledged), ``split_brain_writes`` (writes the victim acknowledged after the promotion: lost when it rejoins),
 ``lost_writes`` (acknowledged writes missing after the heal), ``lost_replicated`` (of those, confirmed by
-``WAIT``: must be 0) and ``rejoin_ms`` (heal -> the old master is a replica and the cluster whole). A round runs
-with ``min-replicas-to-write`` 0 or 1 (``min-replicas-max-lag`` 1 s, the smallest Redis accepts): with 1, the
-split-brain writes must be 0.
+``WAIT``: must be 0) and ``rejoin_ms`` (heal -> the old master is a replica and the cluster whole).
+
+Split brain needs a window: with equal node timeouts the isolated master reports ``cluster_state:fail`` (and
+refuses every command) about a second *before* its replica is promoted, so it could never acknowledge a write
+after the promotion whatever ``min-replicas-to-write`` says. During the round the victim's own
+``cluster-node-timeout`` is ``drill_partition_victim_timeout_ms`` and its peers' ``drill_partition_peer_timeout_ms``
+(put back afterwards): the peers promote the replica while the victim still believes it is a master. The round runs
+with ``min-replicas-to-write`` 0 or 1 (``min-replicas-max-lag`` 1 s, the smallest Redis accepts) and both sides
+are verdicts (:func:`partition_verdict`): with 0 the isolated master *must* acknowledge writes after the promotion
+(the positive control: ``split_brain_writes`` > 0), with 1 it must refuse them (``NOREPLICAS`` among the writer's
+errors, ``split_brain_writes`` 0).
 
 **latency**: the victim master's packets towards its peers (not the gateway) are delayed by
 ``drill_latency_ms``, below ``cluster-node-timeout``: with ``tc netem`` where the kernel has ``sch_netem``, else
@@ -481,9 +489,17 @@ def partition_verdict(result: PartitionRound) -> list[str]:
     problems = []
     if result.lost_replicated:
         problems.append(f"{result.lost_replicated} write(s) confirmed by WAIT 1 were lost")
-    if result.min_replicas_to_write >= 1 and result.split_brain_writes:
-        problems.append(f"{result.split_brain_writes} write(s) acknowledged by the isolated {result.victim} after "
-                        f"the promotion although min-replicas-to-write is {result.min_replicas_to_write}")
+    if result.min_replicas_to_write >= 1:
+        if result.split_brain_writes:
+            problems.append(f"{result.split_brain_writes} write(s) acknowledged by the isolated {result.victim} "
+                            f"after the promotion although min-replicas-to-write is {result.min_replicas_to_write}")
+        if not any(kind.endswith(" NOREPLICAS") for kind in result.writer_errors):
+            problems.append(f"the isolated {result.victim} never refused a write with NOREPLICAS although "
+                            f"min-replicas-to-write is {result.min_replicas_to_write}; writer errors: "
+                            f"{result.writer_errors or 'none'}")
+    elif result.split_brain_writes == 0:
+        problems.append(f"positive control failed: with min-replicas-to-write 0 the isolated {result.victim} "
+                        "acknowledged no write after the promotion, so this round could not have seen a split brain")
     if result.promote_ms is None:
         problems.append(f"the replica of {result.victim} was not promoted")
     if result.split_brain_writes is None or result.lost_writes is None:
@@ -491,9 +507,17 @@ def partition_verdict(result: PartitionRound) -> list[str]:
     return problems
 
 
-def partition_round(cluster: RedisCluster, number: int, min_replicas: int, timeout: float,
-                    image: str) -> PartitionRound:
-    """One partition round; the cluster is whole again (min-replicas-to-write back to 0) when it returns."""
+def set_node_timeouts(view: ClusterView, timeouts: Mapping[str, int]) -> None:
+    """``cluster-node-timeout`` per node alias (``CONFIG SET``: taken at once, no restart)."""
+    for container in view.cluster.nodes:
+        with view.client_for(container) as client:
+            client.config_set("cluster-node-timeout", timeouts[container.alias])
+
+
+def partition_round(cluster: RedisCluster, number: int, min_replicas: int, timeout: float, image: str,
+                    peer_timeout_ms: int, victim_timeout_ms: int) -> PartitionRound:
+    """One partition round; the cluster is whole again (min-replicas-to-write back to 0, every node's
+    ``cluster-node-timeout`` back to the cluster's) when it returns."""
     view = ClusterView(cluster)
     view.wait_healthy(timeout, f"the cluster to be whole before the round ({cluster.masters} masters, "
                       f"{cluster.replicas} replica(s) each)")
@@ -511,6 +535,8 @@ def partition_round(cluster: RedisCluster, number: int, min_replicas: int, timeo
                        deadline=time.monotonic() + 2 * timeout)
     try:
         set_min_replicas(view, min_replicas)
+        set_node_timeouts(view, {c.alias: victim_timeout_ms if c is victim else peer_timeout_ms
+                                 for c in cluster.nodes})
         wait_replicated(view, victim, timeout)
         with NetHelper(victim, image) as helper:
             route = helper.route()
@@ -545,6 +571,8 @@ def partition_round(cluster: RedisCluster, number: int, min_replicas: int, timeo
         writer.stop()
         with contextlib.suppress(redis.RedisError, OSError):
             set_min_replicas(view, 0)
+        with contextlib.suppress(redis.RedisError, OSError):
+            set_node_timeouts(view, {c.alias: cluster.node_timeout_ms for c in cluster.nodes})
         delete_keys(view, writer)
     return result
 
@@ -585,7 +613,7 @@ def _fill_partition(result: PartitionRound, seen: dict[str, float], writer: NetW
     result.promote_ms = _ms(t0, seen.get("promoted"))
     result.cluster_ok_ms = _ms(t0, seen.get("ok"))
     victim_acks = [a.at for a in writer.acks if a.node == result.victim and a.at > t0]
-    result.last_victim_ack_ms = _ms(t0, max(victim_acks)) if victim_acks else 0.0
+    result.last_victim_ack_ms = _ms(t0, max(victim_acks)) if victim_acks else None  # none: not measured
     result.writes_acked = len(writer.acks)
     result.writes_replicated = sum(a.replicated for a in writer.acks)
     result.writer_errors = dict(writer.errors)

@@ -55,6 +55,11 @@ class Settings:
         drill_max_rounds: upper bound for ``--rounds``.
         drill_latency_ms: delay the latency drill adds to one Redis node's packets towards its peers (below
             ``drill_node_timeout_ms``: no failover may follow).
+        drill_partition_peer_timeout_ms / drill_partition_victim_timeout_ms: ``cluster-node-timeout`` during a
+            partition round, of the partitioned master's peers and of the master itself. The master notices its
+            isolation later than its peers promote its replica, which opens the split-brain window the round
+            needs to prove anything: with ``min-replicas-to-write`` 0 it must acknowledge writes in it, with 1
+            it must refuse them (``NOREPLICAS``, within ``min-replicas-max-lag`` 1 s, before the promotion).
         vault_key_shares / vault_key_threshold: Shamir split used at ``operator init``.
         keep_stack: leave the pytest session's containers running at exit (remove later with ``down``).
         reuse: keep the pytest session's stack for the next run and attach to it when its configuration hash
@@ -99,6 +104,8 @@ class Settings:
     drill_round_timeout_s: float = 60.0
     drill_max_rounds: int = 20
     drill_latency_ms: int = 250
+    drill_partition_peer_timeout_ms: int = 4000
+    drill_partition_victim_timeout_ms: int = 12000
     vault_key_shares: int = 5
     vault_key_threshold: int = 3
     keep_stack: bool = False
@@ -175,6 +182,11 @@ class Settings:
             raise ConfigError(f"drill_latency_ms must be above 0 and below drill_node_timeout_ms "
                               f"({self.drill_node_timeout_ms}), not {self.drill_latency_ms}: the latency drill "
                               "checks that a delay below the node timeout triggers no failover")
+        if not 3000 <= self.drill_partition_peer_timeout_ms <= self.drill_partition_victim_timeout_ms - 4000:
+            raise ConfigError(f"drill_partition_peer_timeout_ms must be at least 3000 (the partitioned master must "
+                              f"refuse writes, about 1-3 s after the cut, before the promotion) and at least 4000 "
+                              f"below drill_partition_victim_timeout_ms (the split-brain window), not "
+                              f"{self.drill_partition_peer_timeout_ms} and {self.drill_partition_victim_timeout_ms}")
         if self.drill_max_rounds < 1:
             raise ConfigError("drill_max_rounds must be at least 1")
         for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):

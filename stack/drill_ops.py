@@ -27,7 +27,7 @@ from typing import Any
 
 from stack.errors import HarnessError
 
-DRILL_KINDS = ("sql-crash", "broker-loss", "vault-seal")
+DRILL_KINDS = ("sql-crash", "broker-loss", "declare-durability", "vault-seal")
 #: Every fault a service drill may declare, with what it does (``--fault`` help and docs).
 FAULT_HELP = {
     "docker-kill": "docker kill of the container (SIGKILL of the server, its PID 1); the harness starts it again",
@@ -86,9 +86,17 @@ class BrokerOps:
 
     Attributes:
         connect: ``(endpoint) -> pika.BlockingConnection`` with short socket and heartbeat timeouts.
+        settle_metadata: ``(docker container) -> None``: make every declaration the broker acknowledged so far
+            durable on disk (the broker-loss drill runs it after declaring its queue, so a lost queue is a failure
+            of the broker, not the known window of a just-declared one); None when a declare-ok already means that.
+        hold_metadata: ``(docker container) -> None``: hold back the broker's metadata commit decisions (the
+            ``declare-durability`` drill's fault: what a kill right after a declare-ok meets); None when the
+            broker has no such window.
     """
 
     connect: Callable[[Any], Any]
+    settle_metadata: Callable[[Any], None] | None = None
+    hold_metadata: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from harness.drills_net import (
     replication_problems,
 )
 from harness.redis_slots import ClusterNode
+from harness.settings import Settings
+from stack.errors import ConfigError
 
 GATEWAY = "172.18.0.1"
 ROUTE = Route("eth0", "172.18.0.2", "172.18.0.0/16", GATEWAY)
@@ -44,28 +46,55 @@ def _line(node_id: str, flags: str, master: str = "-", epoch: int = 1, slots: st
 
 
 def test_partition_verdict_refuses_a_lost_wait_confirmed_write():
-    result = PartitionRound(0, "iptables", "redis-1", 0, promote_ms=2500.0, split_brain_writes=0, lost_writes=3,
+    result = PartitionRound(0, "iptables", "redis-1", 0, promote_ms=2500.0, split_brain_writes=2, lost_writes=3,
                             lost_replicated=1)
     assert partition_verdict(result) == ["1 write(s) confirmed by WAIT 1 were lost"]
 
 
+NOREPLICAS = {"ResponseError NOREPLICAS": 14}
+
+
 def test_partition_verdict_refuses_split_brain_writes_with_min_replicas():
     result = PartitionRound(0, "iptables", "redis-2", 1, promote_ms=2500.0, split_brain_writes=2, lost_writes=2,
-                            lost_replicated=0)
+                            lost_replicated=0, writer_errors=NOREPLICAS)
     assert partition_verdict(result) == [
         "2 write(s) acknowledged by the isolated redis-2 after the promotion although min-replicas-to-write is 1"]
 
 
-def test_partition_verdict_reports_but_accepts_split_brain_writes_without_min_replicas():
+def test_partition_verdict_with_min_replicas_needs_the_servers_noreplicas_refusal():
+    # Refused by the cluster state (CLUSTERDOWN), not by min-replicas-to-write: the rule under test never acted.
+    result = PartitionRound(0, "iptables", "redis-2", 1, promote_ms=2500.0, split_brain_writes=0, lost_writes=0,
+                            lost_replicated=0, writer_errors={"ClusterDownError": 9})
+    assert partition_verdict(result) == [
+        "the isolated redis-2 never refused a write with NOREPLICAS although min-replicas-to-write is 1; writer "
+        "errors: {'ClusterDownError': 9}"]
+    refused = PartitionRound(0, "iptables", "redis-2", 1, promote_ms=2500.0, split_brain_writes=0, lost_writes=0,
+                             lost_replicated=0, writer_errors=NOREPLICAS)
+    assert partition_verdict(refused) == []
+
+
+def test_partition_verdict_accepts_split_brain_writes_without_min_replicas():
     result = PartitionRound(0, "iptables", "redis-2", 0, promote_ms=2500.0, split_brain_writes=2, lost_writes=2,
                             lost_replicated=0)
     assert partition_verdict(result) == []
 
 
-def test_partition_verdict_refuses_a_round_without_promotion():
-    result = PartitionRound(0, "iptables", "redis-1", 1)
-    assert partition_verdict(result) == ["the replica of redis-1 was not promoted",
-                                         "the writes were not counted (no promotion, or the cluster did not heal)"]
+def test_partition_verdict_without_min_replicas_requires_the_positive_control():
+    # The isolated master stopped acknowledging before the promotion: 0 split-brain writes proves nothing.
+    result = PartitionRound(0, "iptables", "redis-2", 0, promote_ms=2500.0, split_brain_writes=0, lost_writes=0,
+                            lost_replicated=0)
+    assert partition_verdict(result) == [
+        "positive control failed: with min-replicas-to-write 0 the isolated redis-2 acknowledged no write after the "
+        "promotion, so this round could not have seen a split brain"]
+
+
+def test_partition_refuses_timeouts_without_a_split_brain_window():
+    with pytest.raises(ConfigError) as exc:
+        Settings(drill_partition_peer_timeout_ms=4000, drill_partition_victim_timeout_ms=5000)
+    assert str(exc.value) == (
+        "drill_partition_peer_timeout_ms must be at least 3000 (the partitioned master must refuse writes, about "
+        "1-3 s after the cut, before the promotion) and at least 4000 below drill_partition_victim_timeout_ms (the "
+        "split-brain window), not 4000 and 5000")
 
 
 def test_unhealed_partition_is_named():
@@ -188,6 +217,8 @@ class World:
     missing: set[int] = field(default_factory=set)
     min_replicas: list[int] = field(default_factory=list)
     acks_after_promotion: list[NetAck] = field(default_factory=list)
+    writer_errors: dict[str, int] = field(default_factory=lambda: dict(NOREPLICAS))
+    node_timeouts: list[dict[str, int]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
 
@@ -266,7 +297,7 @@ def _fake_writer(world: World) -> Any:
         def __init__(self, view: Any, tag: str, slot: int, deadline: float) -> None:
             now = time.monotonic()
             self.acks = [NetAck(i + 1, now - 1, True, "redis-1") for i in range(50)]
-            self.errors: dict[str, int] = {}
+            self.errors: dict[str, int] = world.writer_errors
 
         def start(self) -> None:
             pass
@@ -300,40 +331,56 @@ def world(monkeypatch):
     monkeypatch.setattr(drills_net, "_observe_partition", observe)
     monkeypatch.setattr(drills_net, "wait_replicated", lambda view, master, timeout: None)
     monkeypatch.setattr(drills_net, "set_min_replicas", lambda view, count: world.min_replicas.append(count))
+    monkeypatch.setattr(drills_net, "set_node_timeouts", lambda view, timeouts: world.node_timeouts.append(timeouts))
     monkeypatch.setattr(drills_net, "missing_seqs", lambda view, writer: world.missing)
     monkeypatch.setattr(drills_net, "delete_keys", lambda view, writer: world.log.append("keys deleted"))
     monkeypatch.setattr(drills_net, "poll", lambda probe, **kw: probe())
     return world
 
 
+ROUND = {"image": "nettools", "peer_timeout_ms": 4000, "victim_timeout_ms": 12000}
+
+
 def test_faked_partition_round_passes_when_nothing_is_lost(world):
-    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, image="nettools")  # type: ignore[arg-type]
+    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert result.problems == []
     counted = (result.victim, result.lost_writes, result.lost_replicated, result.split_brain_writes)
     assert counted == ("redis-1", 0, 0, 0)
     assert world.min_replicas == [1, 0]
+    # The victim notices its isolation later than its peers promote its replica; all put back afterwards.
+    assert world.node_timeouts == [{"redis-1": 12000, **{f"redis-{i}": 4000 for i in range(2, 7)}},
+                                   {f"redis-{i}": FakeCluster().node_timeout_ms for i in range(1, 7)}]
+
+
+def test_faked_partition_round_without_min_replicas_fails_when_no_split_brain_write_is_seen(world):
+    result = drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
+    assert result.split_brain_writes == 0
+    assert result.problems == [
+        "positive control failed: with min-replicas-to-write 0 the isolated redis-1 acknowledged no write after the "
+        "promotion, so this round could not have seen a split brain"]
 
 
 def test_faked_partition_round_counts_a_lost_acknowledged_write(world):
     world.acks_after_promotion = [NetAck(51, 0, False, "redis-1")]
     world.missing = {51}
-    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, image="nettools")  # type: ignore[arg-type]
+    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert (result.lost_writes, result.lost_replicated, result.split_brain_writes) == (1, 0, 1)
     assert result.problems == [
         "1 write(s) acknowledged by the isolated redis-1 after the promotion although min-replicas-to-write is 1"]
 
 
 def test_faked_partition_round_counts_a_lost_wait_confirmed_write(world):
-    world.missing = {7}  # acknowledged before the fault, confirmed by WAIT, gone after the heal
-    result = drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, image="nettools")  # type: ignore[arg-type]
-    assert (result.lost_writes, result.lost_replicated) == (1, 1)
+    world.missing = {7, 51}  # 7: acknowledged before the fault, confirmed by WAIT, gone after the heal
+    world.acks_after_promotion = [NetAck(51, 0, False, "redis-1")]  # the split-brain write, lost as expected
+    result = drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
+    assert (result.lost_writes, result.lost_replicated, result.split_brain_writes) == (2, 1, 1)
     assert result.problems == ["1 write(s) confirmed by WAIT 1 were lost"]
 
 
 def test_faked_partition_round_stops_on_an_unhealed_partition(world):
     world.heal_leaves = "-A INPUT -j DSH-PART-IN\n"
     with pytest.raises(DrillError) as raised:
-        drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, image="nettools")  # type: ignore[arg-type]
+        drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert str(raised.value) == "redis-1: the fault was not undone, still installed: -A INPUT -j DSH-PART-IN"
     assert world.min_replicas == [1, 0]  # min-replicas-to-write put back on the way out
     assert world.log.index("healing the partition") < world.log.index("helper removed")
@@ -343,7 +390,7 @@ def test_faked_partition_round_stops_on_an_unhealed_partition(world):
 def test_faked_partition_round_refuses_a_harness_connection_not_from_the_gateway(world, monkeypatch):
     monkeypatch.setattr(FakeClient, "client_info", lambda self: {"addr": "172.18.0.4:1"})
     with pytest.raises(DrillError) as raised:
-        drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, image="nettools")  # type: ignore[arg-type]
+        drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert str(raised.value).startswith("the harness's connection reaches the node from 172.18.0.4, not from the "
                                         "gateway 172.18.0.1")
     assert "installing the partition" not in world.log and world.min_replicas == [0, 0]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness.cli import build_parser
-from harness.drill_broker import BrokerRound, broker_verdict, only_queue_lost
+from harness.drill_broker import AT_RISK_MIN, broker_verdict, durability_verdict
 from harness.drill_kit import (
     METRICS,
     REDIS_DRILLS,
@@ -158,21 +158,111 @@ def test_writer_and_verdict_catch_a_database_that_loses_an_acknowledged_commit()
 # ---------------------------------------------------------------------------------------------- broker verdict
 
 
-def test_broker_verdict_counts_duplicates_and_unconfirmed_losses_without_a_problem():
-    counts, problems = broker_verdict(confirmed={1, 2, 3}, unconfirmed={4, 5}, deliveries=[1, 2, 2, 3, 3, 4])
+class FakeBroker:
+    """A broker in memory, as the drill sees it: confirmed publishes queue up, deliveries wait for an
+    acknowledgement, a cancelled consumer's unacknowledged deliveries go back to the queue, and a kill keeps the
+    queue (a durable broker) or, with ``loses_queue_contents``, keeps nothing that was not acknowledged."""
+
+    def __init__(self, loses_queue_contents: bool = False) -> None:
+        self.loses = loses_queue_contents
+        self.queue: list[int] = []
+        self.unacked: list[int] = []
+        self.confirmed: set[int] = set()
+
+    def publish(self, first: int, last: int) -> None:
+        for seq in range(first, last + 1):
+            self.queue.append(seq)
+            self.confirmed.add(seq)
+
+    def deliver(self, count: int) -> list[int]:
+        out, self.queue = self.queue[:count], self.queue[count:]
+        self.unacked += out
+        return out
+
+    def ack(self, count: int) -> set[int]:
+        acked, self.unacked = set(self.unacked[:count]), self.unacked[count:]
+        return acked
+
+    def cancel(self) -> None:
+        self.queue, self.unacked = self.unacked + self.queue, []
+
+    def kill(self) -> None:
+        if self.loses:
+            self.queue = []
+
+
+def _broker_round(broker: FakeBroker) -> tuple[dict[str, int], list[str]]:
+    """The drill's sequence against ``broker``: 200 confirmed, 75 delivered, 50 acknowledged, the consumer
+    cancelled, 100 more confirmed, the kill, 20 confirmed after the restart, a second consumer drains."""
+    broker.publish(1, 200)
+    before = broker.deliver(75)
+    acknowledged = broker.ack(50)
+    broker.cancel()
+    broker.publish(201, 300)
+    at_fault = set(broker.confirmed)
+    broker.kill()
+    broker.publish(301, 320)
+    after = broker.deliver(10_000)
+    return broker_verdict(broker.confirmed, set(), acknowledged, at_fault, before, after)
+
+
+def test_broker_verdict_of_a_durable_broker_counts_the_messages_at_risk():
+    counts, problems = _broker_round(FakeBroker())
     assert problems == []
-    assert counts == {"confirmed_missing": 0, "unconfirmed_lost": 1, "duplicates": 2}
+    # 300 confirmed at the kill, 50 acknowledged: 250 at risk, every one delivered after the restart (the 25
+    # delivered and not acknowledged before the fault again: duplicates, allowed).
+    assert counts == {"confirmed_at_risk": 250, "at_risk_delivered": 250, "confirmed_missing": 0,
+                      "unconfirmed_lost": 0, "duplicates": 25}
 
 
-def test_broker_verdict_says_a_confirmed_message_is_missing():
-    counts, problems = broker_verdict(confirmed={1, 2, 3, 5}, unconfirmed=set(), deliveries=[1, 2, 3])
-    assert problems == ["1 confirmed message(s) missing after the broker loss: 5"]
-    assert counts["confirmed_missing"] == 1
+def test_broker_verdict_says_lost_when_nothing_is_redelivered_after_the_restart():
+    counts, problems = _broker_round(FakeBroker(loses_queue_contents=True))
+    assert problems == ["250 confirmed message(s) lost: not acknowledged before the broker loss and not delivered "
+                        "after it: 51, 52, 53, 54, 55, 56, 57, 58, 59, 60 … (+240)"]
+    assert (counts["confirmed_at_risk"], counts["at_risk_delivered"], counts["confirmed_missing"]) == (250, 0, 250)
+
+
+def test_broker_verdict_says_a_delivered_but_unacknowledged_message_must_come_again():
+    # The consumer saw 1-3 before the fault but acknowledged only 1: 2 and 3 were still the broker's to keep.
+    counts, problems = broker_verdict(confirmed=set(range(1, 104)), unconfirmed=set(), acknowledged={1},
+                                      confirmed_at_fault=set(range(1, 104)), before=[1, 2, 3],
+                                      after=list(range(4, 104)))
+    assert problems == ["2 confirmed message(s) lost: not acknowledged before the broker loss and not delivered "
+                        "after it: 2, 3"]
+    assert counts["confirmed_at_risk"] == 102
+
+
+def test_broker_verdict_fails_a_round_with_too_little_at_risk():
+    counts, problems = broker_verdict(confirmed=set(range(1, 151)), unconfirmed=set(),
+                                      acknowledged=set(range(1, 100)), confirmed_at_fault=set(range(1, 151)),
+                                      before=list(range(1, 100)), after=list(range(100, 151)))
+    assert counts["confirmed_at_risk"] == AT_RISK_MIN - 49
+    assert problems == [f"only 51 confirmed message(s) were at risk (confirmed, not acknowledged) at the fault; the "
+                        f"round needs at least {AT_RISK_MIN} to mean anything"]
+
+
+def test_broker_verdict_counts_unconfirmed_losses_and_duplicates_without_a_problem():
+    at_risk = set(range(1, 101))
+    counts, problems = broker_verdict(confirmed=at_risk, unconfirmed={101, 102}, acknowledged=set(),
+                                      confirmed_at_fault=at_risk, before=[1, 2], after=[*range(1, 101), 101])
+    assert problems == []
+    assert (counts["unconfirmed_lost"], counts["duplicates"]) == (1, 2)
 
 
 def test_broker_verdict_says_a_message_nobody_published_was_delivered():
-    _, problems = broker_verdict(confirmed={1}, unconfirmed=set(), deliveries=[1, 99])
-    assert problems == ["1 delivered message(s) that were never published: 99"]
+    at_risk = set(range(1, 101))
+    _, problems = broker_verdict(confirmed=at_risk, unconfirmed=set(), acknowledged=set(), confirmed_at_fault=at_risk,
+                                 before=[], after=[*range(1, 101), 999])
+    assert problems == ["1 delivered message(s) that were never published: 999"]
+
+
+def test_declare_durability_verdict_pins_both_sides_of_the_finding():
+    assert durability_verdict(held_lost=True, settled_lost=False) == []
+    assert durability_verdict(held_lost=False, settled_lost=False) == [
+        "the queue declared with the broker's commit decisions held back survived the kill: the finding (a "
+        "just-declared durable queue is lost on a kill) was not reproduced"]
+    assert durability_verdict(held_lost=True, settled_lost=True) == [
+        "the queue declared and settled on disk before the kill was gone after the restart"]
 
 
 # ----------------------------------------------------------------------------------------------- Vault verdict
@@ -222,7 +312,8 @@ def test_fault_undo_runs_once_also_when_the_round_raises():
 
 def test_every_declared_drill_has_a_loop_and_metrics():
     drills = service_drills()
-    assert {"postgres-crash", "mysql-crash", "rabbitmq-broker-loss", "vault-seal"} <= set(drills)
+    assert {"postgres-crash", "mysql-crash", "rabbitmq-broker-loss", "rabbitmq-declare-durability",
+            "vault-seal"} <= set(drills)
     for name, (service, drill) in drills.items():
         assert runner_for(drill) is not None
         assert metrics_for(drill) == METRICS[drill.kind]
@@ -250,7 +341,8 @@ def test_pick_fault_cycles_and_refuses_a_fault_the_drill_lacks():
 def test_a_drill_declaration_refuses_unknown_kinds_and_faults():
     with pytest.raises(ValueError, match="unknown kind") as kind:
         ServiceDrill("x-crash", "explode", ("docker-kill",), "")
-    assert str(kind.value) == "drill 'x-crash': unknown kind 'explode'; one of sql-crash, broker-loss, vault-seal"
+    assert str(kind.value) == ("drill 'x-crash': unknown kind 'explode'; one of sql-crash, broker-loss, "
+                               "declare-durability, vault-seal")
     with pytest.raises(ValueError, match="faults must be") as fault:
         ServiceDrill("x-crash", "sql-crash", ("unplug",), "")
     assert str(fault.value) == f"drill 'x-crash': faults must be some of {', '.join(FAULT_HELP)}, got unplug"
@@ -281,23 +373,3 @@ def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert ("redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'"
             in " ".join(proc.stderr.split()))
-
-
-def _lost_queue_round(**changes) -> BrokerRound:
-    base = {"round": 0, "fault": "docker-kill", "victim": "rabbitmq", "confirmed": 108, "queue_lost": True,
-            "problems": ["the durable queue drill-x (declared 1.2 s before the docker-kill) is gone after the restart"]}
-    return BrokerRound(**{**base, **changes})
-
-
-def test_only_a_lost_queue_is_the_known_failure():
-    assert only_queue_lost(_lost_queue_round())
-
-
-@pytest.mark.parametrize("changes", [
-    {"confirmed_missing": 1},  # a confirmed message lost: always a failure
-    {"problems": ["queue gone", "rabbitmq did not come back"]},  # another problem beside it
-    {"queue_lost": False, "problems": ["rabbitmq did not come back"]},  # another problem alone
-    {"confirmed": 100},  # too little confirmed for the round to mean anything
-], ids=["confirmed-missing", "second-problem", "other-problem", "too-few-confirms"])
-def test_anything_else_with_or_without_a_lost_queue_is_a_failure(changes):
-    assert not only_queue_lost(_lost_queue_round(**changes))
