@@ -466,6 +466,25 @@ def test_closure(fixture, request):
     result.assert_outcomes(passed=4)
 
 
+@pytest.mark.parametrize("fixture", ["drill_stack", "strict_stack", "failover_stack"])
+def test_an_own_stack_of_vault_drills_alone_starts_vault(pytester, fake_engine, fixture):
+    """``pytest suites/ -m vault`` selects the Vault seal drills only: their own stack wants no service but Vault,
+    and it must still start Vault (before, it started nothing and the drills failed with 'vault was not started
+    in this run'; the fake recorded [])."""
+    pytester.makepyfile(test_vault_drill=f"""
+import pytest
+
+@pytest.mark.vault
+@pytest.mark.own_stack
+def test_seal({fixture}):
+    pass
+""")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={pytester.path / 'r.json'}",
+                                          "-m", "vault")
+    result.assert_outcomes(passed=1)
+    assert fake_engine.started == ["vault"]
+
+
 def test_a_known_failure_is_a_skip_with_its_reason_in_the_report(pytester, fake_engine):
     """``pytest.xfail`` (the broker-loss drill's lost queue) is never counted as passed: the run report counts it
     with the skips and keeps its reason (before, the reason was empty)."""
