@@ -1,13 +1,18 @@
-"""Time the README's test command and its variants, one run each, and print the README's performance table.
+"""Time the README's test command and its variants and print the README's performance table.
 
-    python scripts/time_runs.py                 # every row, one after another (about 20 minutes on 2 cores)
-    python scripts/time_runs.py --rows n2 n4    # only some rows (names: see ROWS)
-    python scripts/time_runs.py --list          # the row names and their commands
+    python scripts/time_runs.py                      # every row once, one after another (~20 minutes on 2 cores)
+    python scripts/time_runs.py --repeat 3           # every row 3 times: min / median / max
+    python scripts/time_runs.py --rows n2 tests      # only some rows (names: see ROWS)
+    python scripts/time_runs.py --list               # the row names and their commands
 
 Each row runs one pytest command with ``-p no:cacheprovider`` in the repository root and records the wall time (from
-this process, around the subprocess), the outcome counts from pytest's last line, and, where the run report has it,
-``benchmarks.session.time_to_first_test_s``. Before every cold row, ``python -m harness down`` removes any kept stack
-so the row starts from nothing; the ``reuse-2`` rows follow their ``reuse-1`` row and attach to what it kept.
+this process, around the subprocess), the whole machine's CPU time in core-seconds over the same span (from
+``/proc/stat``: every core's non-idle time, so the containers' and the Docker engine's CPU counts, not only
+pytest's), the outcome counts from pytest's last line, and, where the run report has it,
+``benchmarks.session.time_to_first_test_s``. With ``--repeat N`` the rows run N times in turn (row by row, so a
+drift of the machine's speed spreads over every row) and each cell is ``min / median / max``.
+Before every cold row, ``python -m harness down`` removes any kept stack so the row starts from nothing; the
+``reuse-2`` rows follow their ``reuse-1`` row and attach to what it kept.
 Rows run one after another: figures of runs that overlap would measure each other. Each row's pytest output is
 kept in ``.harness/time-runs/<row>.log``; the FAILED and ERROR lines of failing rows are printed after the table.
 Figures from a shared machine are rough; the table says when and on what it ran. A row whose pytest fails is still
@@ -24,6 +29,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -65,29 +71,67 @@ def down() -> None:
 LOGS = ROOT / ".harness" / "time-runs"
 
 
-def run(row: Row, report: Path) -> tuple[str, list[str]]:
-    """The row's table line, and the FAILED/ERROR lines of its pytest summary (its whole output is kept in
-    ``.harness/time-runs/<row>.log``)."""
+def cpu_core_seconds(stat: str | None = None) -> float:
+    """The whole machine's non-idle CPU time so far, in core-seconds, from the ``cpu`` line of ``/proc/stat``
+    (user, nice, system, irq, softirq and steal; not idle nor iowait). The difference of two readings is what every
+    process on the machine used in between, containers included."""
+    text = stat if stat is not None else Path("/proc/stat").read_text()
+    fields = next(line for line in text.splitlines() if line.startswith("cpu ")).split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def spread(values: list[float], unit: str) -> str:
+    """``min / median / max`` (one value alone when there is one)."""
+    if len(values) == 1:
+        return f"{values[0]:.0f} {unit}"
+    return f"{min(values):.0f} / {statistics.median(values):.0f} / {max(values):.0f} {unit}"
+
+
+@dataclass
+class Measured:
+    wall: float
+    cpu: float
+    tests: str
+    first: float | None
+    code: int
+    started: str
+
+
+def run(row: Row, report: Path) -> tuple[Measured, list[str]]:
+    """One run of the row's command, and the FAILED/ERROR lines of its pytest summary (its whole output is kept in
+    ``.harness/time-runs/<row>.log``, the last run's)."""
     if row.cold:
         down()
     report.unlink(missing_ok=True)
     started = datetime.now(UTC).strftime("%H:%M:%S")
-    t0 = time.monotonic()
+    cpu0, t0 = cpu_core_seconds(), time.monotonic()
     proc = subprocess.run([*PYTEST, *row.args, f"--harness-report={report}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=3600, check=False)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, cpu_core_seconds() - cpu0
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / f"{row.name}.log").write_text(proc.stdout + proc.stderr)
     failures = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     counts = {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in SUMMARY.findall(last)}
     tests = ", ".join(f"{counts[k]} {k}" for k in ("passed", "failed", "error", "skipped") if counts.get(k))
-    first = ""
+    first = None
     if report.exists():
         figure = json.loads(report.read_text()).get("benchmarks", {}).get("session", {}).get("time_to_first_test_s")
-        first = f"{figure:.1f} s" if isinstance(figure, (int, float)) else ""
-    code = "" if proc.returncode == 0 else f" (exit {proc.returncode})"
-    return f"| {row.label} | {wall:.0f} s{code} | {tests} | {first} | {started} |", failures
+        first = float(figure) if isinstance(figure, (int, float)) else None
+    return Measured(wall, cpu, tests, first, proc.returncode, started), failures
+
+
+def table_line(row: Row, runs: list[Measured]) -> str:
+    """The row's line: wall and core-seconds as min / median / max, the tests (every distinct outcome), the
+    median time to the first test, exit codes other than 0, and when the first run started."""
+    tests = "; ".join(dict.fromkeys(r.tests for r in runs))
+    codes = [r.code for r in runs if r.code != 0]
+    exits = f" (exit {', '.join(map(str, codes))} in {len(codes)} of {len(runs)})" if codes else ""
+    firsts = [r.first for r in runs if r.first is not None]
+    first = f"{statistics.median(firsts):.1f} s" if firsts else ""
+    return (f"| {row.label} | {spread([r.wall for r in runs], 's')}{exits} | {spread([r.cpu for r in runs], 'core-s')}"
+            f" | {tests} | {first} | {runs[0].started} |")
 
 
 def say(line: str) -> None:
@@ -98,27 +142,38 @@ def say(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="+", choices=[r.name for r in ROWS], help="only these rows, in this order")
+    parser.add_argument("--repeat", type=int, default=1, help="run every row this many times (min/median/max)")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands")
     args = parser.parse_args(argv)
     if args.list:
         for row in ROWS:
             say(f"{row.name:11} {'cold ' if row.cold else 'warm '} pytest {' '.join(row.args)}")
         return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     chosen = [r for name in args.rows for r in ROWS if r.name == name] if args.rows else list(ROWS)
     report = ROOT / ".harness" / "time-runs-report.json"
     load = os.getloadavg()[0]
     say(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {platform.platform()}, "
-        f"load average {load:.1f} at the start")
-    say("| run | wall | tests | first test after | started (UTC) |\n| --- | ---: | --- | ---: | --- |")
+        f"load average {load:.1f} at the start, {args.repeat} run(s) per row"
+        + (" (min / median / max)" if args.repeat > 1 else ""))
+    runs: dict[str, list[Measured]] = {row.name: [] for row in chosen}
     failed: list[str] = []
     try:
-        for row in chosen:
-            line, failures = run(row, report)
-            say(line)
-            failed += [f"{row.name}: {failure}" for failure in failures]
+        for number in range(args.repeat):
+            for row in chosen:
+                measured, failures = run(row, report)
+                runs[row.name].append(measured)
+                say(f"  run {number + 1}/{args.repeat} {row.name}: {measured.wall:.0f} s, {measured.cpu:.0f} core-s, "
+                    f"{measured.tests or 'no summary'}" + (f", exit {measured.code}" if measured.code else ""))
+                failed += [f"{row.name} (run {number + 1}): {failure}" for failure in failures]
     finally:
         down()
         report.unlink(missing_ok=True)
+    say("| run | wall | CPU (whole machine) | tests | first test after | started (UTC) |\n"
+        "| --- | ---: | ---: | --- | ---: | --- |")
+    for row in chosen:
+        say(table_line(row, runs[row.name]))
     for line in failed:  # after the table, so that it stays one block
         say(line)
     return 0

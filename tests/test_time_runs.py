@@ -1,0 +1,32 @@
+"""scripts/time_runs.py: the README's performance table (whole-machine core-seconds, min / median / max)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "time_runs.py"
+_spec = importlib.util.spec_from_file_location("time_runs", SCRIPT)
+assert _spec is not None and _spec.loader is not None
+time_runs = importlib.util.module_from_spec(_spec)
+sys.modules["time_runs"] = time_runs
+_spec.loader.exec_module(time_runs)
+
+
+def test_cpu_counts_every_non_idle_state_of_the_whole_machine():
+    stat = "cpu  100 5 50 1000 20 3 2 10 0 0\ncpu0 50 2 25 500 10 1 1 5 0 0\nintr 1 2 3\n"
+    tick = os.sysconf("SC_CLK_TCK")
+    # user + nice + system + irq + softirq + steal; idle (1000) and iowait (20) are not work
+    assert time_runs.cpu_core_seconds(stat) == (100 + 5 + 50 + 3 + 2 + 10) / tick
+
+
+def test_a_row_of_three_runs_is_min_median_max_and_names_a_failing_run():
+    row = time_runs.Row("n2", "`pytest -n 2`", ("-n", "2"), True)
+    runs = [time_runs.Measured(250.0, 480.0, "767 passed", 17.0, 0, "10:00:00"),
+            time_runs.Measured(230.0, 450.0, "766 passed, 1 failed", 16.0, 1, "10:05:00"),
+            time_runs.Measured(270.0, 520.0, "767 passed", 18.0, 0, "10:10:00")]
+    assert time_runs.table_line(row, runs) == (
+        "| `pytest -n 2` | 230 / 250 / 270 s (exit 1 in 1 of 3) | 450 / 480 / 520 core-s | 767 passed; 766 passed, "
+        "1 failed | 17.0 s | 10:00:00 |")
