@@ -24,7 +24,7 @@ from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, HarnessError
 from stack.files import write_file
-from stack.images import TOOL_IMAGES
+from stack.images import DEFAULT_RELEASE, RELEASES, TOOL_IMAGES
 
 if TYPE_CHECKING:
     from harness.kept_stack import KeptStack
@@ -141,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--service", action="append", choices=buildable,
                        help="build only this service's image (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild even when the context is unchanged")
-    images_sub.add_parser("list", help="show which image each service would run")
+    image_list = images_sub.add_parser("list", help="show which image each service would run")
+    for line_parser in (build, image_list):
+        line_parser.add_argument("--release", choices=list(RELEASES), default=None,
+                            help="the Debian release line (default: HARNESS_RELEASE, else bookworm)")
+        line_parser.add_argument("--flavor", action="append", default=None, metavar="SERVICE=FLAVOR",
+                            help="the server of a service where the release offers two (mysql=mysql|mariadb, "
+                                 "redis=redis|valkey); repeatable (default: HARNESS_FLAVORS)")
 
     compose = sub.add_parser("compose", help="the long-lived compose stack (compose/docker-compose.yml)")
     compose_sub = compose.add_subparsers(dest="compose_command", required=True, parser_class=_Parser)
@@ -754,6 +760,9 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
     from harness.images import ImageResolver, build_images
     from stack.images import CATALOGUE
 
+    if args.release or args.flavor:
+        settings = settings.with_overrides(release=args.release or settings.release,
+                                           flavors=tuple(args.flavor) if args.flavor else settings.flavors)
     client = docker_client()
     if args.images_command == "list":
         resolver = ImageResolver(client, settings)
@@ -766,7 +775,7 @@ def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
                           image.reason + (" (stale: rebuild)" if image.stale else ""))
         out.print(table)
         return 0
-    if args.set == "auto" and settings.images != "debian":
+    if args.set == "auto" and settings.images != "debian" and settings.release == DEFAULT_RELEASE:
         resolver = ImageResolver(client, settings.with_overrides(images="official"))
         # Services only: a tool image's official build (netshoot) is pulled by the drill that needs it.
         if all(resolver.resolve(n).available for n in CATALOGUE if CATALOGUE[n].debian):

@@ -34,12 +34,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from harness.compose import find_compose, host_port, project_containers
 from harness.docker_env import docker_client, image_present
 from harness.engine import is_stale
-from harness.images import LABEL_CONTEXT_DIGEST, context_digest, registry_answers
+from harness.images import LABEL_CONTEXT_DIGEST, base_for, build_args, context_digest, registry_answers
 from harness.runstate import RUN_ID, owner_alive
 from harness.settings import Settings
 from stack.base import LABEL_KEEP, LABEL_RUN_ID
 from stack.errors import ComposeError, DockerUnavailable, HarnessError
-from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE, ImageSpec
+from stack.images import CATALOGUE, ImageSpec
 from stack.vault import VAULT_PORT
 
 OK, FAIL, INFO, SKIP = "ok", "FAIL", "info", "skip"
@@ -121,16 +121,18 @@ def _debian_current(client: Any, spec: ImageSpec) -> bool:
     """Whether the Debian-set image was built from the build context as it is now (the label ``images build``
     puts on it, :func:`harness.images.context_digest`, over the base image it would build on today)."""
     assert spec.debian is not None and spec.context_dir is not None
-    base = BASE_IMAGE_OFFICIAL if image_present(client, BASE_IMAGE_OFFICIAL) else BASE_IMAGE_LOCAL
+    base = base_for(client, spec.release)
+    if base is None:
+        return False
     try:
         base_id = client.images.get(base).id
         label = (client.images.get(spec.debian).labels or {}).get(LABEL_CONTEXT_DIGEST)
     except docker.errors.ImageNotFound:
         return False
-    return bool(label == context_digest(spec.context_dir, base_id, {"BASE": base}))
+    return bool(label == context_digest(spec.context_dir, base_id, build_args(spec, base)))
 
 
-def check_images(client: Any, settings: Settings, catalogue: Mapping[str, ImageSpec] = CATALOGUE,
+def check_images(client: Any, settings: Settings, catalogue: Mapping[str, ImageSpec] | None = None,
                  optional: Callable[[str], bool] | None = None,
                  registry: Callable[[str], bool] | None = None) -> list[Check]:
     """Per service: the image the image set picks (present, build hash current), and whether the official image
@@ -148,11 +150,16 @@ def check_images(client: Any, settings: Settings, catalogue: Mapping[str, ImageS
         return answers["answer"]
 
     checks = []
+    if catalogue is None:  # every service on the settings' release line and flavors
+        catalogue = {name: settings.image_of(name) for name in CATALOGUE}
     for name, spec in catalogue.items():
         label = f"image {name}"
         override = settings.image_overrides.get(name)
-        official = "present" if image_present(client, spec.official) else (
-            "pullable" if pullable(spec.official) else "not pullable (no registry answers)")
+        if not spec.official:
+            official = f"none pinned for the {spec.release} line"
+        else:
+            official = "present" if image_present(client, spec.official) else (
+                "pullable" if pullable(spec.official) else "not pullable (no registry answers)")
         if override:
             if image_present(client, override):
                 checks.append(Check(label, OK, f"{override} (HARNESS_IMAGE_{name.upper()})"))
@@ -160,7 +167,7 @@ def check_images(client: Any, settings: Settings, catalogue: Mapping[str, ImageS
                 checks.append(Check(label, FAIL, f"{override} (from HARNESS_IMAGE_{name.upper()}) is not present",
                                     f"load it (`docker load`) or unset HARNESS_IMAGE_{name.upper()}"))
             continue
-        official_ok = official != "not pullable (no registry answers)"
+        official_ok = bool(spec.official) and official != "not pullable (no registry answers)"
         if settings.images == "official" or spec.debian is None or (settings.images == "auto" and official_ok):
             if official_ok:
                 checks.append(Check(label, OK, f"{spec.official} ({settings.images} set): official {official}"))

@@ -34,7 +34,6 @@ from harness.docker_env import configure_testcontainers, docker_client
 from harness.images import ImageResolver, ResolvedImage
 from harness.pki import CaChain, export_ca, write_service_pem
 from harness.redact import register_fields
-from harness.running import expected_version
 from harness.runstate import prune_run_state, write_owner
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
@@ -126,6 +125,7 @@ class ServiceRecord:
     image_id: str | None = None
     image_source: str | None = None
     image_reason: str = ""
+    expected_version: str | None = None  # the version prefix the image's server must report (its line's)
     submitted_s: float | None = None  # seconds since the stack start began
     ready_s: float | None = None
     time_to_ready_s: float | None = None
@@ -205,8 +205,8 @@ class Stack:
             image = self.resolver.resolve(name)
             resolved[name] = image
             rec = self.report.services.setdefault(name, ServiceRecord(name))
-            rec.image, rec.image_id, rec.image_source, rec.image_reason = (
-                image.ref, image.image_id, image.source, image.reason)
+            rec.image, rec.image_id, rec.image_source, rec.image_reason, rec.expected_version = (
+                image.ref, image.image_id, image.source, image.reason, image.version)
             if not image.available:
                 rec.status = "unavailable"
                 rec.error = image.reason
@@ -388,7 +388,7 @@ class Stack:
     def expected_version(self, name: str) -> str | None:
         """The version prefix the service's server must report, or None for an override image."""
         rec = self.report.services.get(name)
-        return expected_version(name, rec.image_source if rec is not None else None)
+        return rec.expected_version if rec is not None else None
 
     # The rest of harness.running.RunningStack: what certs, credentials and backup use.
 

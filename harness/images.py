@@ -33,13 +33,11 @@ from harness.docker_env import image_present
 from harness.settings import Settings
 from stack.errors import ConfigError, ImageBuildError
 from stack.images import (
-    BASE_IMAGE_LOCAL,
-    BASE_IMAGE_OFFICIAL,
     CATALOGUE,
     OPENBAO_VERSION,
     TOOL_IMAGES,
     ImageSpec,
-    image_spec,
+    base_images,
 )
 
 Log = Callable[[str], None]
@@ -98,48 +96,75 @@ def registry_answers(client: DockerClient, ref: str, timeout: float) -> bool:
     return True
 
 
-def ensure_base(client: DockerClient, settings: Settings, log: Log = _noop) -> str:
-    """The base image reference for Debian-set builds, creating it with debootstrap when needed."""
-    if image_present(client, BASE_IMAGE_OFFICIAL):
-        return BASE_IMAGE_OFFICIAL
-    if _label(client, BASE_IMAGE_LOCAL, LABEL_CONTEXT_DIGEST) == f"debootstrap-{BASE_RECIPE_VERSION}":
-        return BASE_IMAGE_LOCAL
-    if registry_answers(client, BASE_IMAGE_OFFICIAL, settings.registry_probe_timeout):
-        log(f"pulling {BASE_IMAGE_OFFICIAL}")
-        client.images.pull(BASE_IMAGE_OFFICIAL)
-        return BASE_IMAGE_OFFICIAL
-    log(f"{BASE_IMAGE_OFFICIAL} is not present and no registry answers: creating {BASE_IMAGE_LOCAL} with debootstrap")
-    _debootstrap_base(client, log)
-    return BASE_IMAGE_LOCAL
+def ensure_base(client: DockerClient, settings: Settings, log: Log = _noop, release: str | None = None) -> str:
+    """The base image reference for Debian-set builds of a release line (the settings' unless ``release``),
+    creating it with debootstrap when needed."""
+    release = release or settings.release
+    official, local = base_images(release)
+    if image_present(client, official):
+        return official
+    if _label(client, local, LABEL_CONTEXT_DIGEST) == f"debootstrap-{BASE_RECIPE_VERSION}":
+        return local
+    if registry_answers(client, official, settings.registry_probe_timeout):
+        log(f"pulling {official}")
+        client.images.pull(official)
+        return official
+    log(f"{official} is not present and no registry answers: creating {local} with debootstrap")
+    _debootstrap_base(client, release, log)
+    return local
 
 
-def _debootstrap_base(client: DockerClient, log: Log) -> None:
+def base_for(client: DockerClient, release: str) -> str | None:
+    """The base a release line's images were (or would be) built on, when it is present: the official one,
+    else the debootstrap one."""
+    official, local = base_images(release)
+    if image_present(client, official):
+        return official
+    return local if image_present(client, local) else None
+
+
+def apt_sources(release: str) -> str:
+    """sources.list of a debootstrap base: the release, its updates and security suites (sid has neither)."""
+    if release == "sid":
+        return f"deb {DEBIAN_MIRROR} sid main\n"
+    return (f"deb {DEBIAN_MIRROR} {release} main\n"
+            f"deb {DEBIAN_MIRROR} {release}-updates main\n"
+            f"deb {SECURITY_MIRROR} {release}-security main\n")
+
+
+#: apt configuration of the sid base only. The mirror's sid ``Release`` file is past its ``Valid-Until`` date (sid is
+#: not re-signed as often as the stable suites are); without this apt refuses it ("Release file ... is expired").
+#: The signature is still checked; only the expiry is not.
+SID_APT_CONF = 'Acquire::Check-Valid-Until "false";\n'
+
+
+def _debootstrap_base(client: DockerClient, release: str, log: Log) -> None:
+    official, local = base_images(release)
     if os.geteuid() != 0:
         raise ImageBuildError(
             f"creating the Debian base image needs root (debootstrap); run `sudo python -m harness images build`, "
-            f"or provide {BASE_IMAGE_OFFICIAL} locally (docker load/pull)")
+            f"or provide {official} locally (docker load/pull)")
     if shutil.which("debootstrap") is None:
         raise ImageBuildError("debootstrap is not installed; run `apt-get install debootstrap` "
                               "(scripts/setup.sh does this) and build again")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dsh-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        _run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR], "debootstrap")
-        (rootfs / "etc/apt/sources.list").write_text(
-            f"deb {DEBIAN_MIRROR} bookworm main\n"
-            f"deb {DEBIAN_MIRROR} bookworm-updates main\n"
-            f"deb {SECURITY_MIRROR} bookworm-security main\n")
+        _run(["debootstrap", "--variant=minbase", release, str(rootfs), DEBIAN_MIRROR], "debootstrap")
+        (rootfs / "etc/apt/sources.list").write_text(apt_sources(release))
+        if release == "sid":
+            (rootfs / "etc/apt/apt.conf.d/99-harness-valid-until").write_text(SID_APT_CONF)
         _run(["chroot", str(rootfs), "apt-get", "clean"], "apt-get clean in the new rootfs")
         shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
         (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
         tarball = Path(tmp) / "rootfs.tar"
         _run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], "tar of the rootfs")
-        raw_ref = f"{BASE_IMAGE_LOCAL}-rootfs"
+        raw_ref = f"{local}-rootfs"
         repo, tag = raw_ref.rsplit(":", 1)
         client.api.import_image_from_file(str(tarball), repository=repo, tag=tag)
     labelled = f"FROM {raw_ref}\nLABEL {LABEL_CONTEXT_DIGEST}=debootstrap-{BASE_RECIPE_VERSION}\nCMD [\"bash\"]\n"
-    client.images.build(fileobj=io.BytesIO(labelled.encode()), tag=BASE_IMAGE_LOCAL, rm=True)
-    log(f"created {BASE_IMAGE_LOCAL} in {time.monotonic() - started:.1f}s")
+    client.images.build(fileobj=io.BytesIO(labelled.encode()), tag=local, rm=True)
+    log(f"created {local} in {time.monotonic() - started:.1f}s")
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -188,15 +213,15 @@ class BuildResult:
     seconds: float
 
 
-def debian_specs(services: Iterable[str] | None) -> list[ImageSpec]:
-    """The Debian-set images to build: those named (services or tool images), else every one."""
-    names = list(services) if services else [s for s, spec in [*CATALOGUE.items(), *TOOL_IMAGES.items()]
-                                             if spec.debian]
+def debian_specs(settings: Settings, services: Iterable[str] | None) -> list[ImageSpec]:
+    """The Debian-set images of the settings' release line and flavors to build: those named (services or tool
+    images), else every one."""
+    names = list(services) if services else [s for s in [*CATALOGUE, *TOOL_IMAGES] if image_spec_of(settings, s)]
     specs = []
     for name in names:
         if name not in CATALOGUE and name not in TOOL_IMAGES:
             raise ConfigError(f"unknown service {name!r}; valid: {', '.join([*CATALOGUE, *TOOL_IMAGES])}")
-        spec = image_spec(name)
+        spec = settings.image_of(name)
         if spec.debian is None:
             raise ConfigError(f"{name} has no Debian build ({spec.product} is not packaged by Debian); "
                               f"use the official image {spec.official} or set HARNESS_IMAGE_{name.upper()}")
@@ -204,13 +229,27 @@ def debian_specs(services: Iterable[str] | None) -> list[ImageSpec]:
     return specs
 
 
+def image_spec_of(settings: Settings, name: str) -> bool:
+    """Whether ``name`` has a Debian build on the settings' line."""
+    return settings.image_of(name).debian is not None
+
+
+def build_args(spec: ImageSpec, base: str) -> dict[str, str]:
+    """The build arguments of a spec's image: its base and its line's own (package, major version)."""
+    return {"BASE": base, **dict(spec.build_args)}
+
+
 def build_images(client: DockerClient, settings: Settings, services: Iterable[str] | None = None,
                  force: bool = False, log: Log = _noop) -> list[BuildResult]:
-    """Build the Debian-set images (all, or ``services``); skip those whose context digest is unchanged."""
-    specs = debian_specs(services)
-    base = ensure_base(client, settings, log)
-    base_id = client.images.get(base).id
-    return [_build_one(client, spec, base, base_id, force, log) for spec in specs]
+    """Build the Debian-set images of the settings' release line (all, or ``services``); skip those whose context
+    digest is unchanged. Tool images are built on bookworm, whatever the line."""
+    specs = debian_specs(settings, services)
+    results = []
+    for release in dict.fromkeys(spec.release for spec in specs):
+        base = ensure_base(client, settings, log, release=release)
+        base_id = client.images.get(base).id
+        results += [_build_one(client, spec, base, base_id, force, log) for spec in specs if spec.release == release]
+    return results
 
 
 def _build_one(client: DockerClient, spec: ImageSpec, base: str, base_id: str, force: bool,
@@ -218,7 +257,7 @@ def _build_one(client: DockerClient, spec: ImageSpec, base: str, base_id: str, f
     assert spec.debian is not None and spec.context_dir is not None
     started = time.monotonic()
     context = spec.context_dir
-    args = {"BASE": base}
+    args = build_args(spec, base)
     digest = context_digest(context, base_id, args)
     if not force and _label(client, spec.debian, LABEL_CONTEXT_DIGEST) == digest:
         return BuildResult(spec.service, spec.debian, "up to date", time.monotonic() - started)
@@ -252,6 +291,8 @@ class ResolvedImage:
         image_id: the local image id when available.
         reason: how the choice was made, or what is missing and how to get it.
         stale: a Debian-set image whose build context changed since it was built.
+        version: the version prefix the server in this image must report (the line's, for an official or a
+            Debian image; None for an override, whose contents the harness does not know).
     """
 
     service: str
@@ -261,6 +302,7 @@ class ResolvedImage:
     image_id: str | None
     reason: str
     stale: bool = False
+    version: str | None = None
 
 
 class ImageResolver:
@@ -289,7 +331,7 @@ class ImageResolver:
         return True
 
     def resolve(self, service: str) -> ResolvedImage:
-        spec = image_spec(service)  # a service or a tool image (nettools)
+        spec = self.settings.image_of(service)  # a service or a tool image (nettools), on the release line
         override = self.settings.image_overrides.get(service)
         if override:
             ok = self._obtain(override)
@@ -298,6 +340,8 @@ class ImageResolver:
                                 f"image {override} (from HARNESS_IMAGE_{service.upper()}) is not present locally "
                                 f"and could not be pulled")
         mode = self.settings.images
+        if not spec.official:  # a release line with no pinned official image: its Debian build only
+            mode = "debian"
         if mode == "official" or spec.debian is None:
             ok = self._obtain(spec.official)
             if ok:
@@ -319,14 +363,15 @@ class ImageResolver:
     def _stale(self, spec: ImageSpec) -> bool:
         assert spec.debian is not None and spec.context_dir is not None
         label = _label(self.client, spec.debian, LABEL_CONTEXT_DIGEST)
-        base = BASE_IMAGE_OFFICIAL if image_present(self.client, BASE_IMAGE_OFFICIAL) else BASE_IMAGE_LOCAL
-        try:
-            base_id = self.client.images.get(base).id
-        except docker.errors.ImageNotFound:
+        base = base_for(self.client, spec.release)
+        if base is None:
             return True
-        return label != context_digest(spec.context_dir, base_id, {"BASE": base})
+        base_id = self.client.images.get(base).id
+        return label != context_digest(spec.context_dir, base_id, build_args(spec, base))
 
     def _result(self, service: str, ref: str, source: str, available: bool, reason: str,
                 stale: bool = False) -> ResolvedImage:
         image_id = self.client.images.get(ref).id if available else None
-        return ResolvedImage(service, ref, source, available, image_id, reason, stale)
+        spec = self.settings.image_of(service)
+        version = {"official": spec.official_version, "debian": spec.debian_version}.get(source)
+        return ResolvedImage(service, ref, source, available, image_id, reason, stale, version)

@@ -87,6 +87,8 @@ class KeptStack:
 
     def expected_version(self, name: str) -> str | None:
         record = self.data.get("report", {}).get("services", {}).get(name) or {}
+        if "expected_version" in record:  # the line of the image that runs (kept since release lines exist)
+            return str(record["expected_version"]) if record["expected_version"] is not None else None
         return expected_version(name, record.get("image_source"))
 
     # ------------------------------------------------------------------------------------ changes

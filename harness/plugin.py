@@ -59,6 +59,7 @@ from harness.running import Endpoint, RunningStack
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
+from stack.images import RELEASES
 
 
 @dataclass
@@ -106,6 +107,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reuse", action="store_true", default=None,
                     help="keep the session stack at the end and attach to it in the next run when its configuration "
                          "matches (default: HARNESS_REUSE); destructive tests on it are skipped")
+    group.addoption("--release", choices=list(RELEASES), default=None,
+                    help="the Debian release line of the Debian image set (default: HARNESS_RELEASE, else bookworm); "
+                         "build its images first with `python -m harness images build --release NAME`")
     group.addoption("--allow-destructive", action="store_true", default=None,
                     help="in attach mode, also run the destructive tests (restarts, rotations) against the compose "
                          "stack (default: HARNESS_ALLOW_DESTRUCTIVE or skip them)")
@@ -123,6 +127,11 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings.with_overrides(stack=config.getoption("stack"))
     if config.getoption("allow_destructive"):
         settings = settings.with_overrides(allow_destructive=True)
+    if config.getoption("release"):
+        try:
+            settings = settings.with_overrides(release=config.getoption("release"))
+        except ConfigError as exc:  # a flavor of HARNESS_FLAVORS that this release does not offer
+            raise pytest.UsageError(f"harness settings: {exc}") from None
     config.stash[_STATE] = _State(settings=settings,
                                   report_path=Path(report) if report else settings.report_file,
                                   keep=settings.keep_stack if keep is None else bool(keep),

@@ -22,7 +22,7 @@ from typing import Any, Literal, cast, get_args
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 from stack import registry
 from stack.errors import ConfigError
-from stack.images import TOOL_IMAGES
+from stack.images import RELEASES, TOOL_IMAGES, ImageSpec, image_spec
 
 ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]
@@ -38,6 +38,12 @@ class Settings:
         images: which image set to run: ``official`` (pinned Docker Hub tags), ``debian`` (built here from
             Debian packages) or ``auto`` (official where present or pullable, else debian).
         image_overrides: service name -> image reference; wins over the image set for that service.
+        release: the Debian release line of the Debian image set: ``bookworm`` (Debian 12: PostgreSQL 15, MariaDB
+            10.11, Redis 7.0, RabbitMQ 3.10), ``trixie`` (Debian 13: PostgreSQL 17, MariaDB 11.8, Redis 8.0 or
+            Valkey 8.1, RabbitMQ 4.0) or ``sid`` (unstable: PostgreSQL 18, MySQL 9.7 or MariaDB 11.8, Redis 8.0 or
+            Valkey 9.1, RabbitMQ 4.3). Also ``pytest --release``.
+        flavors: ``service=flavor`` items choosing the server where a release offers two (``mysql=mysql|mariadb``,
+            ``redis=redis|valkey``); unset, the first the release offers (MySQL on sid, Redis everywhere).
         state_dir: where runs keep private state (Vault keys, reports, certificates), mode 0700.
         report_path: the JSON run report written by the pytest plugin; empty means
             ``<state_dir>/report.json``.
@@ -90,6 +96,8 @@ class Settings:
 
     images: ImageSet = "auto"
     image_overrides: Mapping[str, str] = field(default_factory=dict)
+    release: str = "bookworm"
+    flavors: tuple[str, ...] = ()
     state_dir: Path = Path(".harness")
     report_path: Path | None = None
     ready_timeout: float = 180.0
@@ -130,6 +138,20 @@ class Settings:
     approle_token_ttl: str = _APPROLE.token_ttl
     approle_token_max_ttl: str = _APPROLE.token_max_ttl
     approle_secret_id_ttl: str = _APPROLE.secret_id_ttl
+
+    def flavor_of(self, service: str) -> str | None:
+        """The flavor ``flavors`` names for ``service``, or None (the release's default)."""
+        for item in self.flavors:
+            name, _, flavor = item.partition("=")
+            if name.strip() == service:
+                return flavor.strip()
+        return None
+
+    def image_of(self, name: str) -> ImageSpec:
+        """Where a service's (or a tool image's) image comes from on this settings' release line and flavor."""
+        if name in TOOL_IMAGES:  # tool images (nettools) do not depend on the release line
+            return image_spec(name)
+        return image_spec(name).on(self.release, self.flavor_of(name))
 
     def pki(self) -> PkiSettings:
         return PkiSettings(root_common_name=self.pki_root_common_name,
@@ -187,6 +209,17 @@ class Settings:
                               f"refuse writes, about 1-3 s after the cut, before the promotion) and at least 4000 "
                               f"below drill_partition_victim_timeout_ms (the split-brain window), not "
                               f"{self.drill_partition_peer_timeout_ms} and {self.drill_partition_victim_timeout_ms}")
+        if self.release not in RELEASES:
+            raise ConfigError(f"release must be one of {', '.join(RELEASES)}, not {self.release!r}")
+        for item in self.flavors:
+            name, sep, flavor = (part.strip() for part in item.partition("="))
+            if not sep or name not in services:
+                raise ConfigError(f"flavors: {item!r} is not service=flavor with a known service; valid services: "
+                                  f"{', '.join(services)}")
+            try:
+                image_spec(name).on(self.release, flavor)
+            except ValueError as exc:
+                raise ConfigError(f"flavors: {exc}") from None
         if self.drill_max_rounds < 1:
             raise ConfigError("drill_max_rounds must be at least 1")
         for name in ("ready_timeout", "registry_probe_timeout", "drill_round_timeout_s"):

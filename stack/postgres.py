@@ -48,7 +48,7 @@ from stack.base import (
     random_secret,
 )
 from stack.drill_ops import FaultError, ServerProcess, ServiceDrill, SqlCrashOps, find_pids
-from stack.images import ImageSpec
+from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 
@@ -347,7 +347,11 @@ SPEC = ServiceSpec(
     description="needs PostgreSQL (and Vault)",
     owner="postgres",
     image=ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15",
-                    "15.10", "15."),
+                    "15.10", "15.", lines=(
+                        DebianLine("trixie", "postgres", "devstack-harness/postgres:17-trixie", "postgres",
+                                   "PostgreSQL 17", "17.", (("PG_MAJOR", "17"),)),
+                        DebianLine("sid", "postgres", "devstack-harness/postgres:18-sid", "postgres",
+                                   "PostgreSQL 18", "18.", (("PG_MAJOR", "18"),)))),
     official_volumes=("/var/lib/postgresql/data",),
     compose_services=("postgres",),
     rotatable_password=True,

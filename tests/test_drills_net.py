@@ -470,7 +470,7 @@ def test_nettools_is_a_pinned_buildable_tool_image():
 
     spec = TOOL_IMAGES["nettools"]
     assert "nettools" not in CATALOGUE  # a tool, not a service: nothing starts it as one
-    assert spec in debian_specs(None) and debian_specs(["nettools"]) == [spec]
+    assert spec in debian_specs(Settings(), None) and debian_specs(Settings(), ["nettools"]) == [spec]
     name, _, tag = spec.official.rpartition(":")
     assert name == "nicolaka/netshoot" and tag.startswith("v") and tag != "latest"
     assert spec.context_dir is not None and (spec.context_dir / "Dockerfile").is_file()

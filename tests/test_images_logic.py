@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.images import context_digest, debian_specs
+from harness.settings import Settings
 from stack.errors import ConfigError
 from stack.images import CATALOGUE
 
@@ -55,10 +56,10 @@ def test_official_tags_are_pinned():
 
 
 def test_every_debian_image_has_a_context(tmp_path):
-    for spec in debian_specs(None):
+    for spec in debian_specs(Settings(), None):
         assert spec.context_dir is not None and (spec.context_dir / "Dockerfile").is_file(), spec.service
 
 
 def test_mongodb_has_no_debian_build():
     with pytest.raises(ConfigError, match="mongodb has no Debian build"):
-        debian_specs(["mongodb"])
+        debian_specs(Settings(), ["mongodb"])

@@ -33,6 +33,10 @@ def _changed(name: str, value):
         return {"postgres": "postgres:16"}
     if name == "tls_strict":
         return ("postgres",)
+    if name == "release":
+        return "trixie"
+    if name == "flavors":
+        return ("redis=redis",)
     if name == "compose_subnet_prefix":
         return "10.213.52"
     if name in ("vault_key_shares",):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entrypoint for the devstack-harness postgres image (PostgreSQL 15, Debian).
+# Entrypoint for the devstack-harness postgres image (PostgreSQL from Debian packages).
 #
 # Honours the official postgres image's environment contract:
 #   POSTGRES_PASSWORD / POSTGRES_PASSWORD_FILE   superuser password (required
