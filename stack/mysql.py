@@ -352,6 +352,7 @@ SPEC = ServiceSpec(
                     "8.0.40", "10.11.", flavors=("mysql", "mariadb"), bookworm_flavor="mariadb", lines=(
                         DebianLine("trixie", "mariadb", "devstack-harness/mariadb:11.8-trixie", "mariadb",
                                    "MariaDB 11.8", "11.8."),
+                        DebianLine("sid", "mysql", "devstack-harness/mysql:9.7-sid", "mysql", "MySQL 9.7", "9.7."),
                         DebianLine("sid", "mariadb", "devstack-harness/mariadb:11.8-sid", "mariadb",
                                    "MariaDB 11.8", "11.8."))),
     official_volumes=("/var/lib/mysql",),

@@ -460,9 +460,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def version_of(info: Mapping[str, Any]) -> str:
+    """The server's own version from ``INFO server``. Valkey reports ``valkey_version`` and, for clients that
+    check Redis compatibility, a fixed ``redis_version`` (7.2.4 on Valkey 8 and 9); Redis only ``redis_version``."""
+    return str(info.get("valkey_version") or info["redis_version"])
+
+
 def server_version(endpoint: RedisClusterEndpoint) -> str:
     with endpoint.node_client(endpoint.nodes[0]) as client:
-        return str(client.info("server")["redis_version"])
+        return version_of(client.info("server"))
 
 
 # ------------------------------------------------------------------------- the backup round trip's seed

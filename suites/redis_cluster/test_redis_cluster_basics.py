@@ -10,7 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stack.redis_cluster import CLUSTER_SLOTS, parse_cluster_info
+from stack.redis_cluster import CLUSTER_SLOTS, parse_cluster_info, version_of
 
 pytestmark = pytest.mark.redis
 
@@ -41,7 +41,7 @@ def test_masters_and_replicas_as_started(redis_service, harness_stack):
 
 def test_server_version(redis_service, harness_stack):
     with redis_service.node_client(redis_service.nodes[0]) as client:
-        version = client.info("server")["redis_version"]
+        version = version_of(client.info("server"))  # Valkey: valkey_version, not its compatibility redis_version
     expected = harness_stack.expected_version("redis")
     if expected:
         assert version.startswith(expected), f"server reports {version}, image promises {expected}"

@@ -118,7 +118,10 @@ process_sql() {
     if [[ -n "$MYSQL_DATABASE" ]]; then
         set -- --database="$MYSQL_DATABASE" "$@"
     fi
-    MYSQL_PWD="$pw" mariadb --no-defaults --protocol=socket -uroot -hlocalhost --socket="$SOCKET" "$@"
+    # --skip-ssl: MariaDB 11.4+ clients turn TLS on by default and verify the server's certificate; the temporary
+    # server runs with the container's TLS options, whose certificate does not name localhost, so the client
+    # aborts before logging in. The socket needs no TLS (the 10.11 client accepts the option too).
+    MYSQL_PWD="$pw" mariadb --no-defaults --skip-ssl --protocol=socket -uroot -hlocalhost --socket="$SOCKET" "$@"
 }
 
 temp_server_start() {
