@@ -11,8 +11,9 @@ the stack is kept for the next run (``--reuse``).
 * ``--reuse`` uses the key ``reuse``: the stack is labelled keep=true (``python -m harness down`` removes it,
   ``down --stale`` never does) and survives the run. The next run attaches when the configuration hash matches
   (:func:`config_inputs`: the services, each image reference and id, the settings that shape the stack, the
-  harness version and a digest of the code that builds containers); a mismatch, a container that is not running,
-  a sealed Vault or a service refusing a login removes it and starts a fresh one, with one line saying why.
+  harness version and a digest of the code that builds and runs containers, :func:`shaping_files`); a mismatch,
+  a container that is not running, a sealed Vault or a service refusing a login removes it and starts a fresh one,
+  with one line saying why.
 * ``pytest -n N`` without ``--reuse`` uses the key ``xdist-<testrunuid>`` (one per run): the stack is labelled
   keep=false with the xdist controller as its owner, so ``down --stale`` removes it only once the whole run is
   gone, and the last worker removes it.
@@ -31,6 +32,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -80,8 +82,13 @@ NOT_SHAPING = frozenset({
     "drill_round_timeout_s", "drill_max_rounds",
 })
 
-#: The code that decides what a container of the session stack is: every ``stack`` module plus these.
-_SHAPING_CODE = ("engine.py", "vault_bootstrap.py", "pki.py")
+#: The harness modules the session stack's start path imports (:meth:`harness.engine.Stack.start` and what it
+#: imports, directly or not): with every ``stack`` module they decide what a container of the session stack is and
+#: how it runs (the images resolved, the certificates installed and reloaded, the labels and owner records written).
+#: tests/test_reuse.py compares this with what a fresh interpreter holds after importing ``harness.engine`` and
+#: every registered service: a module the start path starts importing fails there until it is listed here.
+SHAPING_MODULES = ("__init__.py", "certs.py", "docker_env.py", "engine.py", "images.py", "pki.py", "redact.py",
+                   "running.py", "runstate.py", "settings.py", "vault_bootstrap.py")
 
 
 class Unhealthy(HarnessError):
@@ -91,15 +98,28 @@ class Unhealthy(HarnessError):
 # ------------------------------------------------------------------------------------ the configuration hash
 
 
+def shaping_files() -> list[tuple[str, Path]]:
+    """The code the configuration hash covers, as (name, file): every ``stack`` module, the harness modules of
+    :data:`SHAPING_MODULES`, and the module of every registered service that lives elsewhere (added with
+    :func:`stack.registry.register`)."""
+    stack_dir, harness_dir = Path(str(resources.files("stack"))), Path(str(resources.files("harness")))
+    files = [(f"stack/{p.name}", p) for p in sorted(stack_dir.glob("*.py"))]
+    files += [(f"harness/{name}", harness_dir / name) for name in SHAPING_MODULES]
+    for module in registry.MODULES.values():
+        found = importlib.util.find_spec(module)
+        origin = Path(found.origin) if found is not None and found.origin else None
+        if origin is not None and origin.parent.resolve() != stack_dir.resolve():
+            files.append((module, origin))
+    return files
+
+
 def harness_version() -> str:
-    """The package version plus a digest of the code that builds containers (``stack/*.py``, the engine, Vault's
-    bootstrap): editing a service module must not attach to a stack its old code started."""
+    """The package version plus a digest of the code that builds and runs the session stack's containers
+    (:func:`shaping_files`): editing such a module must not attach to a stack its old code started."""
     import harness
 
     digest = hashlib.sha256()
-    files = sorted((p.name, p) for p in resources.files("stack").iterdir() if p.name.endswith(".py"))
-    files += [(name, resources.files("harness").joinpath(name)) for name in _SHAPING_CODE]
-    for name, path in files:
+    for name, path in shaping_files():
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{harness.__version__}+{digest.hexdigest()[:12]}"
 

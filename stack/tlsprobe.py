@@ -9,6 +9,10 @@ A refusal is only believed with evidence: an offer (a legacy version, or one TLS
 when, in the same check, a modern handshake with the same listener succeeds *and* the offer ends in a TLS
 refusal alert from the server (:data:`REFUSAL_ALERTS`). A plaintext listener, a reset, an EOF or a local error
 is never a refusal (:func:`check_offer`).
+
+:func:`sweep_tls12` offers a listener every TLS 1.2 suite this machine's OpenSSL can put alone in a ClientHello,
+one handshake per suite, and returns what it accepted; :func:`tls12_policy_problems` judges that against
+:mod:`stack.tls_policy`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import struct
 import tempfile
 import threading
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
 from stack.errors import HarnessError
 from stack.selfsigned import self_signed
+from stack.tls_policy import TLS12_CIPHERS
 
 PROTOCOLS = ("tls", "postgres", "mysql")
 PG_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -365,3 +371,145 @@ def client_offers(offer: Offer, timeout: float = 5.0) -> Handshake:
 def client_speaks(version: str, timeout: float = 5.0) -> str:
     """The version the pinned legacy client negotiates with a control server pinned to ``version``."""
     return client_offers(Offer(version), timeout).version
+
+
+# ------------------------------------------------------------------------- every TLS 1.2 suite, one at a time
+
+#: TLS_EMPTY_RENEGOTIATION_INFO_SCSV: not a suite, a signal OpenSSL adds to every TLS 1.2 ClientHello.
+RENEGOTIATION_SCSV = 0x00FF
+
+
+@dataclass(frozen=True)
+class Tls12Suite:
+    """A TLS 1.2 suite by OpenSSL name and IANA code (the two bytes a ClientHello carries)."""
+
+    name: str
+    code: int
+
+
+def tls12_suites() -> tuple[Tls12Suite, ...]:
+    """Every TLS 1.2 suite this machine's OpenSSL knows, at security level 0 (so nothing is held back for being
+    weak), in OpenSSL's order."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    return tuple(Tls12Suite(c["name"], c["id"] & 0xFFFF) for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2")
+
+
+def client_hello_suites(ctx: ssl.SSLContext) -> list[int]:
+    """The suite codes of the ClientHello ``ctx`` would send, built in memory (nothing is sent anywhere).
+    Raises :class:`ssl.SSLError` when OpenSSL will not build one (``NO_CIPHERS_AVAILABLE``)."""
+    outgoing = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), outgoing)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:  # the ClientHello is written; the server's answer would come next
+        pass
+    else:
+        raise TlsProbeError("an in-memory handshake completed without a server")
+    record = outgoing.read()
+    # record header (5) + handshake header (4) + client_version (2) + random (32), then session id, then suites
+    if len(record) < 44 or record[0] != 22 or record[5] != 1:
+        raise TlsProbeError(f"not a TLS ClientHello record ({record[:6].hex()})")
+    at = 43 + 1 + record[43]
+    (length,) = struct.unpack_from("!H", record, at)
+    return [struct.unpack_from("!H", record, at + 2 + i)[0] for i in range(0, length, 2)]
+
+
+@functools.cache
+def offerable_tls12_suites() -> tuple[tuple[Tls12Suite, ...], dict[str, str]]:
+    """The suites of :func:`tls12_suites` this client can offer alone, each proven by its ClientHello (exactly that
+    suite, plus OpenSSL's renegotiation signal), and the others with the reason: the PSK suites, which OpenSSL
+    offers only with a pre-shared key (no server could negotiate them with this client either)."""
+    alone: list[Tls12Suite] = []
+    not_offered: dict[str, str] = {}
+    for suite in tls12_suites():
+        try:
+            codes = client_hello_suites(Offer("TLSv1.2", suite.name).context())
+        except ssl.SSLError as exc:
+            not_offered[suite.name] = f"OpenSSL builds no ClientHello with it alone ({exc.reason or exc})"
+            continue
+        if [c for c in codes if c != RENEGOTIATION_SCSV] != [suite.code]:
+            raise TlsProbeError(f"the ClientHello for {suite.name} alone offers "
+                                f"{', '.join(f'0x{c:04x}' for c in codes)}, not 0x{suite.code:04x}")
+        alone.append(suite)
+    return tuple(alone), not_offered
+
+
+@dataclass(frozen=True)
+class SuiteSweep:
+    """What one listener did with every TLS 1.2 suite offered alone.
+
+    ``accepted`` holds the suites a handshake completed with (TLS 1.2, that suite negotiated), ``refused`` the
+    offers that ended in a refusal alert (:data:`REFUSAL_ALERTS`), ``unproven`` those that failed any other way (a
+    reset, EOF, timeout, another alert, a plaintext answer: no proof of a refusal); ``not_offered`` the suites this
+    OpenSSL knows but cannot offer alone. ``certificate_der`` is the leaf of the first accepted handshake."""
+
+    listener: str
+    offered: tuple[str, ...]
+    accepted: frozenset[str]
+    refused: dict[str, str] = field(default_factory=dict)
+    unproven: dict[str, str] = field(default_factory=dict)
+    not_offered: dict[str, str] = field(default_factory=dict)
+    certificate_der: bytes | None = None
+
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        return x509.load_der_x509_certificate(self.certificate_der) if self.certificate_der else None
+
+
+def sweep_tls12(host: str, port: int, protocol: str, timeout: float = 3.0,
+                suites: Iterable[str] | None = None) -> SuiteSweep:
+    """Offer the listener each TLS 1.2 suite alone (``suites``, default :func:`offerable_tls12_suites`), one
+    handshake per suite pinned to TLS 1.2 at OpenSSL security level 0, and record what it did with each. A refused
+    offer costs one round trip (the server's alert ends it); ``timeout`` bounds a listener that answers nothing."""
+    known, not_offered = offerable_tls12_suites()
+    names = tuple(suites) if suites is not None else tuple(s.name for s in known)
+    accepted: list[str] = []
+    refused: dict[str, str] = {}
+    unproven: dict[str, str] = {}
+    leaf: bytes | None = None
+    for name in names:
+        result, error = _attempt(host, port, protocol, Offer("TLSv1.2", name).context(), timeout)
+        if result is not None and (result.version, result.cipher) == ("TLSv1.2", name):
+            accepted.append(name)
+            leaf = leaf or result.certificate_der
+        elif result is not None:
+            unproven[name] = f"negotiated {result.version} {result.cipher} instead"
+        elif error is not None:
+            alert = refusal_alert(error)
+            (refused if alert else unproven)[name] = f"alert {alert}" if alert else _briefly(error)
+    return SuiteSweep(f"{host}:{port}", names, frozenset(accepted), refused, unproven,
+                      {} if suites is not None else dict(not_offered), leaf)
+
+
+def _briefly(exc: BaseException) -> str:
+    """An offer's failure in few words: OpenSSL's reason code alone for an SSL error (no source line numbers)."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    return f"{type(exc).__name__} {reason}" if reason else _describe(exc)
+
+
+def _listed(names: Iterable[str], limit: int = 5) -> str:
+    shown = list(names)
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
+def tls12_policy_problems(sweep: SuiteSweep, policy: Iterable[str] = TLS12_CIPHERS) -> list[str]:
+    """What is wrong with a sweep against the TLS 1.2 policy (empty when nothing is): the listener must accept at
+    least one suite (else it proves nothing: TLS off, a plaintext port, TLS 1.2 disabled), accept only policy
+    suites, and refuse every other offer with a refusal alert (anything else does not prove a refusal)."""
+    if not sweep.accepted:
+        ended = {**sweep.refused, **sweep.unproven}
+        first = next((name for name in sweep.offered if name in ended), None)
+        how = f"; the first, {first}, ended with {ended[first]}" if first else ""
+        return [f"{sweep.listener} accepted none of the {len(sweep.offered)} TLS 1.2 suites offered one at a time"
+                f"{how}"]
+    allowed = set(policy)
+    problems = []
+    outside = [name for name in sweep.offered if name in sweep.accepted and name not in allowed]
+    if outside:
+        problems.append(f"{sweep.listener} accepts TLS 1.2 suites outside the policy: {', '.join(outside)}")
+    if sweep.unproven:
+        problems.append(f"{sweep.listener}: {len(sweep.unproven)} offer(s) ended without a refusal alert, so their "
+                        "refusal is not proven: "
+                        + _listed(f"{name} ({why})" for name, why in sweep.unproven.items()))
+    return problems

@@ -6,19 +6,28 @@ are in ``suites/doctor/test_doctor_machine.py``: this layer needs no Docker.
 from __future__ import annotations
 
 import socket
+import ssl
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import docker
 import docker.errors
+from cryptography import x509
 
 from harness import doctor
+from harness.certs import status
 from harness.doctor import (
     FAIL,
     INFO,
     OK,
     VENV_FIX,
+    cert_checks,
+    check_compose,
     check_compose_vault,
     check_engine,
     check_images,
@@ -30,9 +39,11 @@ from harness.doctor import (
 )
 from harness.images import LABEL_CONTEXT_DIGEST, context_digest
 from harness.settings import load_settings
-from stack.base import LABEL_KEEP, LABEL_RUN_ID
+from stack.base import LABEL_KEEP, LABEL_RUN_ID, TlsInfo
 from stack.errors import DockerUnavailable
 from stack.images import BASE_IMAGE_LOCAL, CATALOGUE
+from stack.selfsigned import self_signed
+from stack.tlsprobe import int_to_serial
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,6 +229,123 @@ def test_sealed_compose_vault_fails():
     check = check_compose_vault({"vault": vault}, get=lambda url, timeout: unsealed)
     assert check.status == OK
     assert check_compose_vault({}).status == INFO
+
+
+# ---------------------------------------------------------------------------------- compose (fakes)
+
+
+def _fake_compose(bin_dir: Path, script: str) -> None:
+    """A ``docker-compose`` on a PATH that holds nothing else (no ``docker``: the v2 plugin is not found)."""
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / "docker-compose"
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+
+
+def test_broken_compose_fails_with_what_it_said(tmp_path, monkeypatch):
+    said = "ImportError: cannot import name 'Mapping' from 'collections'"  # docker-compose 1.25 on Python 3.10
+    _fake_compose(tmp_path / "bin", f'echo "{said}" >&2\nexit 1\n')
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    check = check_compose()
+    assert (check.check, check.status) == ("compose", FAIL)
+    assert check.detail == ("no compose found (docker compose: not on PATH; docker-compose version: exit 1 "
+                            "ImportError: cannot import name 'Mapping' from 'collections'); install Debian's "
+                            "docker-compose (`bash scripts/setup.sh` does) or the docker compose v2 plugin")
+    assert check.fix == ("install Debian's docker-compose (`bash scripts/setup.sh` does) or the docker compose v2 "
+                         "plugin")
+
+
+def test_working_compose_passes_with_its_version(tmp_path, monkeypatch):
+    _fake_compose(tmp_path / "bin", 'case "$*" in "version --short") echo 1.29.2;; *) echo "docker-compose version '
+                                    '1.29.2";; esac\n')
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    check = check_compose()
+    assert (check.status, check.detail) == (OK, "docker-compose (v1) 1.29.2")
+
+
+# ------------------------------------------------------------------------------ certificates (fakes)
+
+ROTATE_FIX = "run `python -m harness certs rotate`"
+
+
+@contextmanager
+def tls_listener(cert_pem: str, key_pem: str, tmp_path: Path) -> Iterator[int]:
+    """A TLS listener on 127.0.0.1 presenting ``cert_pem``, serving connections until the block ends."""
+    (tmp_path / "served.pem").write_text(cert_pem)
+    (tmp_path / "served.key").write_text(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "served.pem", tmp_path / "served.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+def _served_rows(tmp_path: Path, days: int, vault_issued: str | None = None) -> tuple[list[Any], str]:
+    """What ``certs status`` reads off a listener serving a certificate valid for ``days`` (the listener's CA file
+    is the certificate itself), expecting Vault's serial to be ``vault_issued`` (default: the served one)."""
+    cert_pem, key_pem = self_signed("localhost", days=days)
+    (tmp_path / "ca.pem").write_text(cert_pem)
+    served = int_to_serial(x509.load_pem_x509_certificate(cert_pem.encode()).serial_number)
+    with tls_listener(cert_pem, key_pem, tmp_path) as port:
+        endpoint = SimpleNamespace(alias="dsh-abc123-postgres",
+                                   tls=TlsInfo(port, "tls", vault_issued or served, str(tmp_path / "ca.pem"), False))
+        return status({"postgres": endpoint}), served
+
+
+def test_certificate_about_to_expire_fails_with_rotate(tmp_path):
+    rows, serial = _served_rows(tmp_path, days=1)
+    (check,) = cert_checks("run-1", rows, 2.0, ROTATE_FIX)
+    assert check.check == f"certificate dsh-abc123-postgres :{rows[0].target.port} (run-1)"
+    assert (check.status, check.detail, check.fix) == (
+        FAIL, f"1.0 days left, serial {serial}, TLSv1.3 (minimum 2)", ROTATE_FIX)
+
+
+def test_certificate_vault_did_not_issue_fails_with_rotate(tmp_path):
+    other = int_to_serial(x509.random_serial_number())
+    rows, serial = _served_rows(tmp_path, days=30, vault_issued=other)
+    (check,) = cert_checks("run-1", rows, 2.0, ROTATE_FIX)
+    assert (check.status, check.detail, check.fix) == (
+        FAIL, f"30.0 days left, serial {serial}, TLSv1.3, not the certificate Vault issued", ROTATE_FIX)
+
+
+def test_certificate_vault_issued_with_days_left_passes(tmp_path):
+    rows, serial = _served_rows(tmp_path, days=30)
+    (check,) = cert_checks("run-1", rows, 2.0, ROTATE_FIX)
+    assert (check.status, check.detail) == (OK, f"30.0 days left, serial {serial}, TLSv1.3")
+
+
+def test_unreachable_listener_fails_with_the_error(tmp_path):
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    (tmp_path / "ca.pem").write_text(self_signed("localhost")[0])
+    endpoint = SimpleNamespace(alias="dsh-abc123-postgres",
+                               tls=TlsInfo(port, "tls", "0a:0b", str(tmp_path / "ca.pem"), False))
+    (check,) = cert_checks("run-1", status({"postgres": endpoint}), 2.0, ROTATE_FIX)
+    assert (check.check, check.status, check.fix) == (f"certificate postgres :{port} (run-1)", FAIL, ROTATE_FIX)
+    assert check.detail == "ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 # ---------------------------------------------------------------------------------- leftovers (fakes)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import secrets
 import subprocess
 import sys
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +84,9 @@ class FakeStack:
 
     def close(self):
         pass
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -275,42 +280,164 @@ def _forms(stack: type[SecretStack]) -> dict[str, bytes]:
     return {name: value.encode() for name, value in {**whole, **heads}.items()}
 
 
-@pytest.mark.parametrize("tb", ["long", "native"])
-def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
-    """A run that fails on purpose with its secrets in the assertion message, captured stdout/stderr/log, a
-    setup error, a skip reason and the attached service logs: the JUnit XML, the JSON report, the Markdown
-    summary (made by a separate process, as CI does) and the terminal output hold ``***`` and none of them."""
+def _leak_run(pytester: pytest.Pytester, tmp_path: Path, *args: str) -> tuple[pytest.RunResult, dict[str, bytes]]:
+    """The leaky suite, run as a user would (``-n`` in a subprocess: xdist's workers are processes of their own),
+    and every artifact of it: JUnit XML, JSON report, the Markdown summary made by a separate process (as CI does)
+    with that process's output, the terminal output, and in a subprocess the HTML report (in this process the
+    charts cannot be drawn twice: numpy loads once per process)."""
     pytester.makepyfile(test_leaky=LEAKY_SUITE)
     junit, report, summary = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "summary.md"
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_logging=all",
-                                          f"--harness-report={report}", f"--tb={tb}", "-l", "-rA")
+    run = pytester.runpytest_subprocess if "-n" in args else pytester.runpytest_inprocess
+    result = run("-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_logging=all",
+                 f"--harness-report={report}", "-l", "-rA", *args)
     result.assert_outcomes(failed=1, errors=1, skipped=1)
     proc = subprocess.run([sys.executable, "-m", "harness", "report", "summarize", str(report),
                            "--output", str(summary)], capture_output=True, timeout=120, check=False)
     assert proc.returncode == 1  # failed tests: FAIL
-
     artifacts = {"junit xml": junit.read_bytes(), "json report": report.read_bytes(), "summary": summary.read_bytes(),
                  "summary stdout": proc.stdout, "summary stderr": proc.stderr,
                  "terminal": "\n".join(result.outlines + result.errlines).encode()}
-    leaks = sorted(f"{form} in {where}" for where, data in artifacts.items()
-                   for form, value in _forms(secret_engine).items() if value in data)
-    assert leaks == []
-    assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
+    if run == pytester.runpytest_subprocess:
+        artifacts["html report"] = report.with_suffix(".html").read_bytes()
+    return result, artifacts
 
-    # What was redacted is still there around the mask: the reports stay useful. (Past the leak check above,
-    # these assertions cannot print a secret when they fail.)
-    data = json.loads(report.read_text())
+
+def _leaks(artifacts: dict[str, bytes]) -> list[str]:
+    """Which form of which secret is in which artifact (names only: never a secret itself)."""
+    return sorted(f"{form} in {where}" for where, data in artifacts.items()
+                  for form, value in _forms(SecretStack).items() if value in data)
+
+
+def _assert_masked_but_useful(result: pytest.RunResult, tmp_path: Path) -> None:
+    """What was redacted is still there around the mask: the reports stay useful. (Called past the leak check, so
+    these assertions cannot print a secret when they fail.)"""
+    data = json.loads((tmp_path / "report.json").read_text())
     reasons = {r["nodeid"].split("::")[-1]: r["reason"] for r in data["results"]}
     assert "password '***' is not the token *** (['***', '***'])" in reasons["test_leaks_in_message_and_output"]
     assert "could not log in with root token ***" in reasons["test_error_in_setup"]
     assert reasons["test_skip_reason"] == "skipped: the admin token *** expired"
-    xml = junit.read_text()
+    xml = (tmp_path / "junit.xml").read_text()
     for text in ("stdout: password=*** token=*** key=***", "url=postgresql://app:***@127.0.0.1/app b64=***",
                  "log record: ***", "AssertionError: password '***' is not the token ***"):
         assert text in xml, text
     result.stdout.fnmatch_lines(["*postgres logs (last 80 lines)*",
                                  "postgres log: FATAL password authentication failed, tried '***'"])
-    assert "**Result: FAIL**" in summary.read_text()
+    assert "**Result: FAIL**" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("tb", ["long", "native"])
+def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
+    """A run that fails on purpose with its secrets in the assertion message, captured stdout/stderr/log, a
+    setup error, a skip reason and the attached service logs: no artifact holds any of them, each holds ``***``."""
+    result, artifacts = _leak_run(pytester, tmp_path, f"--tb={tb}")
+    assert _leaks(artifacts) == []
+    assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
+    _assert_masked_but_useful(result, tmp_path)
+
+
+# The same secrets in xdist workers: a conftest gives every worker the engine of SecretStack (as the engine does, it
+# registers the Vault init when it starts or attaches to the shared stack; the password only its endpoint holds).
+XDIST_SECRET_ENGINE = """
+import dataclasses, os
+import harness.plugin, harness.reuse
+from harness.redact import register_fields
+from stack.vault import VaultInit
+
+
+@dataclasses.dataclass(frozen=True)
+class PgEndpoint:
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+class Report:
+    def __init__(self, run_id):
+        self.run_id = run_id
+
+    def to_json(self):
+        return {"run_id": self.run_id, "image_set": "debian", "started": ["vault", "postgres"],
+                "total_start_s": 1.0, "services": {}}
+
+
+class SecretStack:
+    def __init__(self, run_id, settings):
+        self.run_id, self.report, self.errors = run_id, Report(run_id), {}
+        self.state_dir = settings.state_dir / "runs" / run_id
+        self.vault_bootstrap = None
+        self.vault_init = VaultInit(keys=os.environ["LEAK_UNSEAL_KEYS"].split(","),
+                                    root_token=os.environ["LEAK_ROOT_TOKEN"], shares=2, threshold=1)
+        register_fields(self.vault_init)
+
+    def unavailable_reason(self, name):
+        return None
+
+    def endpoint(self, name):
+        password = os.environ["LEAK_PASSWORD"]
+        return PgEndpoint("127.0.0.1", 5432, "app", password) if name == "postgres" else f"endpoint-of-{name}"
+
+    def logs(self, name, tail=200):
+        return f"{name} log: FATAL password authentication failed, tried {os.environ['LEAK_PASSWORD']!r}"
+
+
+class SecretEngine:
+    def images(self, settings, services):
+        return {n: {"ref": f"img/{n}", "id": "sha256:1", "source": "debian"} for n in services}
+
+    def start(self, settings, services, labels, log):
+        return SecretStack("fake-1", settings)
+
+    def adopt(self, settings, record, log):
+        return SecretStack(record.run_id, settings)
+
+    def remove(self, settings, run_id):
+        pass
+
+
+harness.reuse.ENGINE = SecretEngine()
+if os.environ.get("LEAK_BREAK_WORKER_REDACTION") and os.environ.get("PYTEST_XDIST_WORKER"):
+    harness.plugin.redact_report = lambda report: None  # the broken thing: workers send their reports as they are
+"""
+
+
+@pytest.fixture
+def xdist_secret_engine(pytester, monkeypatch, tmp_path):
+    pytester.makeconftest(XDIST_SECRET_ENGINE)
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LEAK_ROOT_TOKEN", SecretStack.root_token)
+    monkeypatch.setenv("LEAK_UNSEAL_KEYS", f"{SecretStack.unseal_key},{secrets.token_hex(32)}")
+    monkeypatch.setenv("LEAK_PASSWORD", SecretStack.password)
+    monkeypatch.delenv("LEAK_BREAK_WORKER_REDACTION", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    forget()
+
+
+def test_no_secret_reaches_any_artifact_under_xdist(pytester, xdist_secret_engine, tmp_path):
+    """The leak check with the tests in two xdist workers: their reports reach the controller, which writes the
+    terminal output, the JUnit XML and the one run report, and knows none of the secrets itself."""
+    result, artifacts = _leak_run(pytester, tmp_path, "-n", "2", "--tb=long")
+    assert _leaks(artifacts) == []
+    assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
+    _assert_masked_but_useful(result, tmp_path)
+    assert "[gw" in result.stdout.str(), "the tests did not run in xdist workers"
+
+
+def test_the_xdist_leak_check_sees_workers_that_do_not_redact(pytester, xdist_secret_engine, tmp_path, monkeypatch,
+                                                             capsys):
+    """The check above can fail: with redaction off in the workers only, every secret reaches every artifact the
+    controller writes (the base64 unseal key is only in captured stderr, so only where captured output goes)."""
+    monkeypatch.setenv("LEAK_BREAK_WORKER_REDACTION", "1")
+    try:
+        _, artifacts = _leak_run(pytester, tmp_path, "-n", "2", "--tb=long")
+    finally:
+        capsys.readouterr()  # the unredacted run's output: not for this test's own report, even with fake secrets
+    everywhere = ("html report", "json report", "junit xml", "summary", "summary stdout", "terminal")
+    expected = [f"{form} in {where}" for secret in ("password", "root token", "unseal key")
+                for form in (secret, f"head of the {secret}") for where in everywhere]
+    expected += [f"{form} in {where}" for form in ("unseal key (base64)", "head of the unseal key (base64)")
+                 for where in ("junit xml", "terminal")]
+    assert _leaks(artifacts) == sorted(expected)
 
 
 def test_redaction_leaves_a_run_without_secrets_alone(pytester, fake_engine):

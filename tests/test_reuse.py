@@ -4,8 +4,10 @@ use of it with pytest-xdist and ``--reuse``, proven with pytester against a fake
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from harness import reuse
 from harness.reuse import NOT_SHAPING, config_digest, config_inputs, describe_mismatch
 from harness.settings import Settings
+from stack import registry
 
 IMAGES = {"vault": {"ref": "devstack-harness/openbao:2.7.2", "id": "sha256:" + "a" * 64, "source": "debian"},
           "postgres": {"ref": "devstack-harness/postgres:15", "id": "sha256:" + "b" * 64, "source": "debian"}}
@@ -104,6 +107,65 @@ def test_harness_version_covers_the_code_that_builds_containers(monkeypatch):
         return data + b"# edited" if self.name == "postgres.py" else data
 
     monkeypatch.setattr(Path, "read_bytes", edited)
+    assert reuse.harness_version() != first
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a fresh interpreter holds after importing the start path (harness.engine: Stack.start) and every registered
+# service module (the registry imports them when the stack starts them), as repository-relative file names.
+_START_PATH = """
+import json, sys
+import harness.engine
+from stack import registry
+registry.specs()
+print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
+                        if (getattr(m, "__name__", "") + ".").split(".")[0] in ("harness", "stack"))))
+"""
+
+
+@functools.cache
+def start_path_files() -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", _START_PATH], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(proc.stdout)]
+
+
+def test_harness_version_changes_with_every_module_of_the_start_path(monkeypatch):
+    """Edit each module the start path imports (its bytes as the hash reads them): the version, and so the
+    configuration hash, must change, or --reuse would attach to a stack that module's old code started."""
+    files = start_path_files()
+    assert {"harness/engine.py", "harness/certs.py", "stack/postgres.py"} <= set(files), files
+    first = reuse.harness_version()
+    original = Path.read_bytes
+    unnoticed = []
+    for name in files:
+        edited_file = (ROOT / name).resolve()
+
+        def edited(self: Path, target: Path = edited_file) -> bytes:
+            data = original(self)
+            return data + b"# edited" if Path(self).resolve() == target else data
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "read_bytes", edited)
+            if reuse.harness_version() == first:
+                unnoticed.append(name)
+    assert unnoticed == [], f"edits the configuration hash does not see: {unnoticed}"
+
+
+def test_the_listed_harness_modules_are_those_of_the_start_path():
+    """SHAPING_MODULES is neither short of a module the start path imports nor holding one it no longer does."""
+    imported = sorted(f.removeprefix("harness/") for f in start_path_files() if f.startswith("harness/"))
+    assert sorted(reuse.SHAPING_MODULES) == imported
+
+
+def test_a_service_registered_from_elsewhere_is_covered(monkeypatch, tmp_path):
+    (tmp_path / "extra_service.py").write_text("SPEC = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.MODULES, "extra", "extra_service")
+    assert ("extra_service", tmp_path / "extra_service.py") in reuse.shaping_files()
+    first = reuse.harness_version()
+    (tmp_path / "extra_service.py").write_text("SPEC = None  # edited\n")
     assert reuse.harness_version() != first
 
 

@@ -1,6 +1,8 @@
 """Service drills without Docker: the verdicts say "broken" against fakes of the broken thing (a lost committed row,
 a rolled-back row that is present, a confirmed message that is missing, a KV value lost across a seal), the
-writer's bookkeeping against a fake database, the shared plumbing, and the registry of declared drills."""
+writer's bookkeeping against a fake database, the PostgreSQL/MySQL durability checks against fake settings, a whole
+SQL crash round against a fake server that loses an acknowledged commit, the shared plumbing, and the registry of
+declared drills."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -26,11 +30,11 @@ from harness.drill_kit import (
     runner_for,
     service_drills,
 )
-from harness.drill_sql import SqlCrashRound, SqlWriter, sql_verdict
+from harness.drill_sql import SqlCrashRound, SqlWriter, sql_crash_round, sql_verdict
 from harness.drill_vault import vault_verdict
 from harness.drills import drill_lines, report
-from stack import registry
-from stack.drill_ops import FAULT_HELP, ServiceDrill
+from stack import mysql, postgres, registry
+from stack.drill_ops import FAULT_HELP, ServiceDrill, SqlCrashOps
 
 # ------------------------------------------------------------------------------------------------ SQL verdict
 
@@ -153,6 +157,201 @@ def test_writer_and_verdict_catch_a_database_that_loses_an_acknowledged_commit()
     assert 17 in writer.acked
     _, problems = sql_verdict(writer.acked, writer.in_doubt, writer.aborted, set(db.rows))
     assert problems == ["1 committed row(s) missing after the crash: 17"]
+
+
+# ------------------------------------------------------------------- the durability checks, on fake connections
+
+
+class _Settings:
+    """A connection answering ``SHOW <name>`` (psycopg's ``conn.execute``) and one ``SELECT @@...`` row (PyMySQL's
+    cursor) from ``values``."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.row: tuple[str, ...] | None = None
+
+    def execute(self, sql: str, params: Any = None) -> _Settings:
+        if sql.startswith("SHOW "):
+            self.row = (self.values[sql.removeprefix("SHOW ")],)
+        else:  # SELECT @@innodb_flush_log_at_trx_commit, @@default_storage_engine
+            self.row = tuple(self.values[name.strip().removeprefix("@@")] for name in sql[7:].split(","))
+        return self
+
+    def fetchone(self) -> tuple[str, ...] | None:
+        return self.row
+
+    def cursor(self) -> _Settings:
+        return self
+
+    def __enter__(self) -> _Settings:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def rollback(self) -> None:
+        pass
+
+
+def test_postgres_durability_check_names_each_unsafe_setting():
+    safe = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    assert postgres.drill_durability(_Settings(safe)) == []
+    unsafe = _Settings({**safe, "fsync": "off", "synchronous_commit": "local"})
+    assert postgres.drill_durability(unsafe) == [
+        "fsync = off (an acknowledged commit may not survive a crash)",
+        "synchronous_commit = local (an acknowledged commit may not survive a crash)"]
+
+
+def test_mysql_durability_check_names_a_lazy_log_flush_and_a_non_innodb_engine():
+    assert mysql.drill_durability(_Settings({"innodb_flush_log_at_trx_commit": "1",
+                                             "default_storage_engine": "InnoDB"})) == []
+    assert mysql.drill_durability(_Settings({"innodb_flush_log_at_trx_commit": "2",
+                                             "default_storage_engine": "MyISAM"})) == [
+        "innodb_flush_log_at_trx_commit = 2 (an acknowledged commit may not survive a crash)",
+        "default_storage_engine = MyISAM, not InnoDB (no crash recovery for the drill's table)"]
+
+
+# ---------------------------------------------------------------------- a whole crash round, on a fake server
+
+
+class CrashServer:
+    """A SQL server in memory whose container can be killed and started. With ``fsync`` off it acknowledges a
+    commit before it is flushed, and a crash loses the last one acknowledged (the broken thing the drill exists
+    for); ``lost`` records which. A commit and a crash exclude each other, so a commit either returned before the
+    crash (acknowledged) or fails (in doubt)."""
+
+    def __init__(self, fsync: bool) -> None:
+        self.fsync = fsync
+        self.flushed: set[int] = set()
+        self.unflushed: list[int] = []
+        self.lost: list[int] = []
+        self.epoch = 0
+        self.status = "running"
+        self.log: list[tuple[float, str]] = [(time.time(), "ready for connections")]
+        self.lock = threading.Lock()
+
+    # the container, as the drill sees docker-py's
+    def kill(self, signal: str | None = None) -> None:
+        with self.lock:
+            self.status, self.epoch = "exited", self.epoch + 1
+            self.lost += self.unflushed
+            self.unflushed = []
+
+    def start(self) -> None:
+        self.log.append((time.time(), "InnoDB: Starting crash recovery from checkpoint"))
+        self.status = "running"
+
+    def reload(self) -> None:
+        pass
+
+    def restart(self, timeout: int = 10) -> None:
+        self.kill()
+        self.start()
+
+    def logs(self, since: int = 0) -> bytes:
+        return "\n".join(line for at, line in self.log if at >= since).encode()
+
+    # the service
+    def connect(self) -> CrashConnection:
+        if self.status != "running":
+            raise ConnectionRefusedError(111, "Connection refused")
+        return CrashConnection(self, self.epoch)
+
+    def commit(self, rows: set[int], epoch: int) -> None:
+        with self.lock:
+            if epoch != self.epoch:
+                raise ConnectionError("server closed the connection unexpectedly")
+            if self.fsync:
+                self.flushed |= rows
+            else:  # acknowledged now, flushed when the next commit comes
+                self.flushed |= set(self.unflushed)
+                self.unflushed = sorted(rows)
+
+    def rows(self) -> set[int]:
+        return self.flushed | set(self.unflushed)
+
+
+class CrashConnection:
+    def __init__(self, server: CrashServer, epoch: int) -> None:
+        self.server, self.epoch = server, epoch
+        self.pending: set[int] = set()
+        self.result: list[tuple[Any, ...]] = []
+
+    def _alive(self) -> None:
+        if self.epoch != self.server.epoch:
+            raise ConnectionError("server closed the connection unexpectedly")
+
+    def cursor(self) -> CrashConnection:
+        return self
+
+    def execute(self, sql: str, params: tuple[int, ...] | None = None) -> CrashConnection:
+        self._alive()
+        if sql.startswith("INSERT"):
+            assert params is not None
+            self.pending.add(params[0])
+        elif sql.startswith("SHOW "):
+            self.result = [("off" if sql == "SHOW fsync" and not self.server.fsync else "on",)]
+        elif sql == "SELECT 1":
+            self.result = [(1,)]
+        elif sql.startswith("SELECT n"):
+            self.result = [(n,) for n in sorted(self.server.rows())]
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.result
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.result[0] if self.result else None
+
+    def commit(self) -> None:
+        self.server.commit(self.pending, self.epoch)
+        self.pending = set()
+
+    def rollback(self) -> None:
+        self.pending = set()
+
+    def close(self) -> None:
+        pass
+
+
+FAKE_SQL_DRILL = ServiceDrill(
+    name="fakesql-crash", kind="sql-crash", faults=("docker-kill",), summary="",
+    ops=SqlCrashOps(connect=lambda server: server.connect(), create=("CREATE TABLE {table} (n bigint)",),
+                    insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
+                    drop="DROP TABLE IF EXISTS {table}", durability=postgres.drill_durability,
+                    recovery_log="crash recovery"))
+
+
+def _crash_round(monkeypatch: pytest.MonkeyPatch, server: CrashServer) -> SqlCrashRound:
+    """One round of the real drill loop against ``server``: its container, endpoint and login are the fake's."""
+    real_get = registry.get
+
+    def login(endpoint: CrashServer) -> bool:
+        endpoint.connect().close()
+        return True
+
+    monkeypatch.setattr(registry, "get", lambda name: SimpleNamespace(op=lambda op: login) if name == "fakesql"
+                        else real_get(name))
+    container = SimpleNamespace(alias="fakesql", endpoint=lambda: server, get_wrapped_container=lambda: server)
+    stack = SimpleNamespace(require=lambda name: container)
+    return sql_crash_round(stack, "fakesql", FAKE_SQL_DRILL, 0, "docker-kill", timeout=10)
+
+
+def test_crash_round_on_a_server_that_keeps_every_acknowledged_commit(monkeypatch):
+    server = CrashServer(fsync=True)
+    result = _crash_round(monkeypatch, server)
+    assert result.problems == [] and server.lost == []
+    assert (result.committed_missing, result.in_flight_present, result.recovery_logged) == (0, 0, True)
+    assert result.rows_committed >= 90 and result.accepting_ms is not None
+
+
+def test_crash_round_says_an_acknowledged_commit_was_lost(monkeypatch):
+    server = CrashServer(fsync=False)
+    result = _crash_round(monkeypatch, server)
+    assert len(server.lost) == 1, server.lost  # the last commit acknowledged before the kill
+    assert result.problems == ["fsync = off (an acknowledged commit may not survive a crash)",
+                               f"1 committed row(s) missing after the crash: {server.lost[0]}"]
+    assert result.committed_missing == 1 and result.recovery_logged
 
 
 # ---------------------------------------------------------------------------------------------- broker verdict

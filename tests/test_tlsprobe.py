@@ -1,7 +1,8 @@
 """The handshake probes, against local servers: they can tell refusal from acceptance, and plain from TLS.
 
 Every verdict is tried against a fake of the broken thing (a plaintext listener, a TLS-1.0-only server, a
-server that accepts CBC suites, one that resets instead of alerting) and of the healthy one."""
+server that accepts CBC suites, one that resets instead of alerting, one that accepts a suite outside the policy
+when offered every TLS 1.2 suite in turn, one that accepts none) and of the healthy one."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ from stack.tlsprobe import (
     NO_REFUSAL_ALERT,
     PG_SSL_REQUEST,
     REFUSED,
+    RENEGOTIATION_SCSV,
     Offer,
+    SuiteSweep,
     TlsProbeError,
     check_legacy,
     check_offer,
     check_tls12_suite,
+    client_hello_suites,
     client_offers,
     client_speaks,
     handshake,
@@ -37,10 +41,14 @@ from stack.tlsprobe import (
     legacy_context,
     mysql_greeting_capabilities,
     mysql_ssl_request,
+    offerable_tls12_suites,
     refusal_alert,
     serial_to_int,
     server_picks,
+    sweep_tls12,
     tls12_only,
+    tls12_policy_problems,
+    tls12_suites,
     unverified_context,
 )
 
@@ -369,3 +377,84 @@ def test_verified_handshake_refuses_wrong_name_and_unknown_ca(cert_files, tmp_pa
     with tls_server(cert_files) as port, pytest.raises(ssl.SSLCertVerificationError):
         handshake("127.0.0.1", port, "tls", ssl.create_default_context(cafile=str(tmp_path / "other.pem")),
                   "localhost")
+
+
+# ------------------------------------------------------------------- every TLS 1.2 suite against the policy
+
+
+def test_each_suite_is_offered_alone_and_only_psk_suites_cannot_be():
+    """The proof that the sweep offers what it says: each ClientHello (built in memory) carries exactly the one
+    suite; what this OpenSSL cannot offer alone is the PSK family, which no server could negotiate with it."""
+    alone, not_offered = offerable_tls12_suites()
+    assert len(alone) + len(not_offered) == len(tls12_suites()) and len(alone) >= 40
+    assert set(TLS12_CIPHERS) <= {s.name for s in alone} and "ECDHE-RSA-AES128-SHA256" in {s.name for s in alone}
+    assert all("PSK" in name for name in not_offered), sorted(not_offered)
+    for suite in alone[:3]:
+        assert [c for c in client_hello_suites(Offer("TLSv1.2", suite.name).context())
+                if c != RENEGOTIATION_SCSV] == [suite.code]
+
+
+def _sweep(port: int) -> SuiteSweep:
+    return sweep_tls12("127.0.0.1", port, "tls", timeout=2.0)
+
+
+def test_sweep_names_an_accepted_suite_outside_the_policy(cert_files):
+    with tls_server(cert_files, ciphers=f"{OPENSSL_TLS12}:ECDHE-RSA-AES128-SHA256") as port:
+        sweep = _sweep(port)
+    assert sweep.accepted == {"ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                              "ECDHE-RSA-CHACHA20-POLY1305", "ECDHE-RSA-AES128-SHA256"}
+    assert tls12_policy_problems(sweep) == [
+        f"127.0.0.1:{port} accepts TLS 1.2 suites outside the policy: ECDHE-RSA-AES128-SHA256"]
+    assert set(sweep.refused.values()) == {"alert handshake_failure"} and sweep.unproven == {}
+
+
+def test_sweep_of_a_listener_with_the_policy_has_no_problem(cert_files):
+    with tls_server(cert_files, ciphers=OPENSSL_TLS12) as port:
+        sweep = _sweep(port)
+    assert tls12_policy_problems(sweep) == []
+    assert sweep.accepted == {"ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                              "ECDHE-RSA-CHACHA20-POLY1305"}  # the ECDSA ones need an ECDSA certificate
+    assert len(sweep.refused) == len(sweep.offered) - 3 and sweep.certificate is not None
+    assert all("PSK" in name for name in sweep.not_offered) and sweep.not_offered
+
+
+@pytest.mark.parametrize(("listener", "first"), [
+    ("plaintext", "SSLError WRONG_VERSION_NUMBER"),
+    ("tls13-only", "alert protocol_version"),
+], ids=["plaintext", "tls13-only"])
+def test_sweep_of_a_listener_accepting_nothing_fails(cert_files, listener: str, first: str):
+    handler = plaintext if listener == "plaintext" else tls_handler(tls_context(cert_files, ssl.TLSVersion.TLSv1_3))
+    with server(handler) as port:
+        sweep = _sweep(port)
+    alone, _ = offerable_tls12_suites()
+    assert sweep.accepted == frozenset()
+    assert tls12_policy_problems(sweep) == [
+        f"127.0.0.1:{port} accepted none of the {len(alone)} TLS 1.2 suites offered one at a time; the first, "
+        f"{alone[0].name}, ended with {first}"]
+
+
+def test_sweep_does_not_count_a_reset_as_a_refusal(cert_files):
+    """A listener that takes the policy suites and resets every other offer: accepted only policy suites, yet the
+    refusals are not proven."""
+    policy = tls_handler(tls_context(cert_files, ciphers=OPENSSL_TLS12))
+    with server(policy) as port:
+        sweep = sweep_tls12("127.0.0.1", port, "tls", suites=["ECDHE-RSA-AES128-GCM-SHA256"])
+    with server(reset) as port2:
+        reset_sweep = sweep_tls12("127.0.0.1", port2, "tls", suites=["AES128-GCM-SHA256", "AES128-SHA256"])
+    combined = SuiteSweep("fake", (*sweep.offered, *reset_sweep.offered), sweep.accepted,
+                          unproven=reset_sweep.unproven)
+    assert tls12_policy_problems(combined) == [
+        "fake: 2 offer(s) ended without a refusal alert, so their refusal is not proven: AES128-GCM-SHA256 "
+        "(ConnectionResetError: [Errno 104] Connection reset by peer), AES128-SHA256 (ConnectionResetError: "
+        "[Errno 104] Connection reset by peer)"]
+
+
+@pytest.mark.parametrize(("protocol", "pre"), [("postgres", _answer_s), ("mysql", _greet(0x0800 | 0x0200))],
+                         ids=["postgres-sslrequest", "mysql-greeting"])
+def test_sweep_behind_the_protocol_preambles(cert_files, protocol: str, pre: Handler):
+    offered = ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA256", "AES128-GCM-SHA256"]
+    with tls_server(cert_files, pre=pre, ciphers=f"{OPENSSL_TLS12}:ECDHE-RSA-AES128-SHA256") as port:
+        sweep = sweep_tls12("127.0.0.1", port, protocol, suites=offered)
+    assert tls12_policy_problems(sweep) == [
+        f"127.0.0.1:{port} accepts TLS 1.2 suites outside the policy: ECDHE-RSA-AES128-SHA256"]
+    assert sweep.refused == {"AES128-GCM-SHA256": "alert handshake_failure"}

@@ -1,11 +1,13 @@
-"""The TLS 1.2 cipher policy (``stack/tls_policy.py``) on every TLS listener of every service: a TLS 1.2 offer of
-only a CBC/SHA-1 suite, only a suite without forward secrecy (RSA key exchange) or only a finite-field DHE suite
-is refused, while a TLS 1.2 handshake with the same listener succeeds on a policy suite and a default client
-still gets TLS 1.3. Where the server can enforce its own order, its order wins.
+"""The TLS 1.2 cipher policy (``stack/tls_policy.py``) on every TLS listener of every service: offered every TLS 1.2
+suite this machine's OpenSSL can offer alone (about 60: CBC, SHA-1, RSA key exchange, DHE, anonymous, CAMELLIA,
+ARIA, CCM, ...), one handshake per suite, a listener accepts at least one and only policy suites, and every other
+offer ends in a refusal alert; a default client still gets TLS 1.3. Where the server can enforce its own order,
+its order wins.
 
-Each refusal is a :func:`stack.tlsprobe.check_tls12_suite` verdict: believed only when the modern handshake in
-the same check succeeded and the weak offer ended in a refusal alert from the server, after a local control
-server proved this client really offers the weak suite. Plaintext, resets and local errors never count.
+The sweep is :func:`stack.tlsprobe.sweep_tls12`, judged by :func:`stack.tlsprobe.tls12_policy_problems`: each
+ClientHello is checked in memory to carry exactly the one suite, and a local control server proves this client
+completes TLS 1.2 with each suite of :data:`~stack.tls_policy.WEAK_TLS12`. Plaintext, resets and local errors never
+count as refusals, and a listener that accepts nothing proves nothing (it fails).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from harness.certs import served
 from harness.plugin import service_params
 from stack import registry
 from stack.tls_policy import SERVER_ORDER, TLS12_CIPHERS, WEAK_TLS12
-from stack.tlsprobe import Offer, check_tls12_suite, client_offers, server_picks
+from stack.tlsprobe import Offer, client_offers, server_picks, sweep_tls12, tls12_policy_problems
 
 SERVICES = registry.with_capability("tls")
 pytestmark = pytest.mark.tls
@@ -31,16 +33,16 @@ def client_offers_weak_suites() -> None:
         assert (result.version, result.cipher) == ("TLSv1.2", cipher)
 
 
-@pytest.mark.parametrize("cipher", list(WEAK_TLS12))
 @pytest.mark.parametrize("service", service_params(SERVICES))
-def test_weak_tls12_suite_is_refused(listeners, client_offers_weak_suites, service, cipher):
+def test_only_policy_suites_are_accepted_in_tls12(listeners, client_offers_weak_suites, service):
     for target in listeners:
-        verdict = check_tls12_suite(target.host, target.port, target.protocol, cipher)
-        assert verdict.refused, f"{target.alias} ({WEAK_TLS12[cipher]}): {verdict}"
-        assert verdict.modern is not None and verdict.modern.cipher in TLS12_CIPHERS, verdict.modern
-        # The weak suites are RSA-authenticated: against an ECDSA certificate their refusal would prove nothing.
-        assert isinstance(verdict.modern.certificate.public_key(), RSAPublicKey), (
-            f"{target.alias} serves a non-RSA certificate: the RSA-authenticated offer {cipher} proves nothing")
+        sweep = sweep_tls12(target.host, target.port, target.protocol)
+        assert tls12_policy_problems(sweep) == [], f"{target.alias}: accepted {sorted(sweep.accepted)}"
+        assert set(WEAK_TLS12) <= set(sweep.refused), f"{target.alias}: {sweep.refused}"
+        # The weak samples are RSA-authenticated: against an ECDSA certificate their refusal would prove nothing.
+        certificate = sweep.certificate
+        assert certificate is not None and isinstance(certificate.public_key(), RSAPublicKey), (
+            f"{target.alias} serves a non-RSA certificate: the RSA-authenticated offers prove nothing")
 
 
 @pytest.mark.parametrize("service", service_params(SERVICES))
