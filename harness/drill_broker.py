@@ -22,10 +22,12 @@ dies -- confirmed by the broker, not yet acknowledged by any consumer, so only t
 5. Verdict (:func:`broker_verdict`): no confirmed message missing, no delivered message that nobody published,
    at least :data:`AT_RISK_MIN` at risk at the fault, and the durable queue still there after the restart.
 
-A declare-durability round (:func:`declare_durability_round`) declares a durable queue twice and kills the broker
-right after each ``declare-ok``: once with the broker's metadata commit decisions held back
-(:attr:`BrokerOps.hold_metadata`), once with them settled first (:attr:`BrokerOps.settle_metadata`). It pins the
-finding of docs/drills.md: held -> the queue is gone after the restart; settled -> it survives.
+A declare-durability round (:func:`declare_durability_round`) asks the broker which metadata store it uses, declares
+a durable queue twice and kills the broker right after each ``declare-ok``: once *unsettled* (on Mnesia with its
+commit decisions held back, :attr:`BrokerOps.hold_metadata`; Khepri has no such step), once *settled*
+(:attr:`BrokerOps.settle_metadata`). It pins the finding of docs/drills.md against the service's table per store
+(:attr:`BrokerOps.unsettled_declare_lost`): Mnesia loses the unsettled queue, Khepri keeps it, both keep the settled
+one.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from stack.waiting import poll
 
 BROKER_METRICS = ("broker_back_ms", "client_outage_ms", "confirmed_at_risk", "at_risk_delivered",
                   "confirmed_missing", "unconfirmed_lost", "duplicates")
-DURABILITY_METRICS = ("held_lost", "settled_lost", "held_back_ms", "settled_back_ms")
+DURABILITY_METRICS = ("unsettled_lost", "settled_lost", "unsettled_back_ms", "settled_back_ms")
 BEFORE_FAULT = 100  # confirmed publishes before the first consumer is cancelled
 DELIVERED_BEFORE = 50  # deliveries before the first consumer is cancelled
 AT_RISK_MIN = 100  # a round with fewer confirmed, unacknowledged messages at the fault proves too little
@@ -406,38 +408,45 @@ class DurabilityRound:
     round: int
     fault: str
     victim: str
-    held_lost: bool | None = None  # the queue declared with the commit decisions held back was gone afterwards
+    store: str | None = None  # the broker's metadata store (mnesia, khepri)
+    unsettled_lost: bool | None = None  # the queue killed right after its declare-ok was gone afterwards
     settled_lost: bool | None = None  # the queue declared and settled was gone afterwards
-    held_back_ms: float | None = None
+    unsettled_back_ms: float | None = None
     settled_back_ms: float | None = None
     problems: list[str] = field(default_factory=list)
 
 
-def durability_verdict(held_lost: bool, settled_lost: bool) -> list[str]:
-    """The finding's two sides: a kill before the commit decision reaches the log loses a just-declared durable
-    queue (held), and settling the decisions first keeps it (settled). Either side not seen is a problem."""
+def durability_verdict(store: str, expected_lost: bool, unsettled_lost: bool, settled_lost: bool) -> list[str]:
+    """Both sides of the finding for the broker's metadata store: a queue killed right after its declare-ok is
+    lost exactly when the store's table says so (``expected_lost``), and a settled declaration always survives."""
     problems = []
-    if not held_lost:
-        problems.append("the queue declared with the broker's commit decisions held back survived the kill: the "
-                        "finding (a just-declared durable queue is lost on a kill) was not reproduced")
+    if unsettled_lost != expected_lost:
+        seen = "was gone" if unsettled_lost else "survived"
+        problems.append(f"{store}: the queue killed right after its declare-ok {seen} after the restart; the module's "
+                        f"table says it is {'lost' if expected_lost else 'kept'} on {store}")
     if settled_lost:
-        problems.append("the queue declared and settled on disk before the kill was gone after the restart")
+        problems.append(f"{store}: the queue declared and settled on disk before the kill was gone after the restart")
     return problems
 
 
 def declare_durability_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str,
                              timeout: float) -> DurabilityRound:
-    """Declare, kill, restart, look: once with commit decisions held back, once settled (module docstring)."""
+    """Declare, kill, restart, look: once unsettled (Mnesia: with its commit decisions held back), once settled
+    (module docstring)."""
     ops = _broker_ops(drill, service)
-    if fault != "docker-kill" or ops.hold_metadata is None or ops.settle_metadata is None:
-        raise DrillError(f"drill {drill.name}: needs the docker-kill fault and both hold_metadata and "
-                         f"settle_metadata in {service}'s BrokerOps")
+    if (fault != "docker-kill" or ops.hold_metadata is None or ops.settle_metadata is None
+            or ops.metadata_store is None or ops.unsettled_declare_lost is None):
+        raise DrillError(f"drill {drill.name}: needs the docker-kill fault and hold_metadata, settle_metadata, "
+                         f"metadata_store and unsettled_declare_lost in {service}'s BrokerOps")
     broker = _Broker(stack, service, ops)
     result = DurabilityRound(round=number, fault=fault, victim=str(getattr(broker.container, "alias", service)))
-    for side in ("held", "settled"):
+    broker.wait_login(f"before round {number}", timeout)
+    store = result.store = ops.metadata_store(broker.wrapped)
+    for side in ("unsettled", "settled"):
         queue = f"drill-{side}-{secrets.token_hex(4)}"
         broker.wait_login(f"before the {side} declare of round {number}", timeout)
-        (ops.hold_metadata if side == "held" else ops.settle_metadata)(broker.wrapped)
+        if side == "unsettled" and store == "mnesia":
+            ops.hold_metadata(broker.wrapped)  # makes Mnesia's window certain; Khepri has no such step to hold
         broker.declare(queue)  # returns at declare-ok
         if side == "settled":
             ops.settle_metadata(broker.wrapped)
@@ -455,7 +464,11 @@ def declare_durability_round(stack: Any, service: str, drill: ServiceDrill, numb
             lost = True
         setattr(result, f"{side}_lost", lost)
         broker.delete(queue)
-    result.problems = durability_verdict(bool(result.held_lost), bool(result.settled_lost))
+    if store not in ops.unsettled_declare_lost:
+        raise DrillError(f"drill {drill.name}: {service} uses the metadata store {store!r}, which its table "
+                         f"({', '.join(ops.unsettled_declare_lost)}) does not know")
+    result.problems = durability_verdict(store, ops.unsettled_declare_lost[store], bool(result.unsettled_lost),
+                                         bool(result.settled_lost))
     return result
 
 

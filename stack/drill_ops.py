@@ -21,7 +21,7 @@ Faults (the names the CLI's ``--fault`` takes):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +92,18 @@ class BrokerOps:
         hold_metadata: ``(docker container) -> None``: hold back the broker's metadata commit decisions (the
             ``declare-durability`` drill's fault: what a kill right after a declare-ok meets); None when the
             broker has no such window.
+        metadata_store: ``(docker container) -> str``: which metadata store the running broker uses (RabbitMQ:
+            ``mnesia`` or ``khepri``); asked of the server that runs, not of its version.
+        unsettled_declare_lost: metadata store -> whether a durable queue killed right after its ``declare-ok``
+            (decisions held back where the store has such a step) is expected to be gone after the restart: the
+            facts the ``declare-durability`` drill pins, per store.
     """
 
     connect: Callable[[Any], Any]
     settle_metadata: Callable[[Any], None] | None = None
     hold_metadata: Callable[[Any], None] | None = None
+    metadata_store: Callable[[Any], str] | None = None
+    unsettled_declare_lost: Mapping[str, bool] | None = None
 
 
 @dataclass(frozen=True)

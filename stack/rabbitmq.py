@@ -347,10 +347,30 @@ def _eval(container: Any, expression: str) -> str:
 #: record without a decision, which recovery presumes aborted (docs/drills.md, rabbitmq-declare-durability).
 SETTLE_METADATA = "ok = mnesia_recover:sync(), mnesia:sync_log()."
 HOLD_METADATA = "sys:suspend(mnesia_recover)."
+#: RabbitMQ 4.x can keep its metadata in Khepri (a Raft log) instead of Mnesia: opt-in on 4.0, the default from 4.2
+#: on. Asked of the running broker (the module may not exist, as on 3.10).
+METADATA_STORE = ("case code:ensure_loaded(rabbit_khepri) of {module, _} -> "
+                  "case rabbit_khepri:is_enabled() of true -> khepri; false -> mnesia end; _ -> mnesia end.")
+#: Per metadata store: is a durable queue killed right after its declare-ok gone after the restart? Mnesia: yes when
+#: the commit decision had not reached the log (the drill holds it back to make the window certain; measured 7 of
+#: 7 on 3.10 and on 4.0). Khepri: a declare-ok comes after the Raft log entry is written, so the queue survives
+#: (measured on 4.3; the drill fails if either stops being true).
+UNSETTLED_DECLARE_LOST = {"mnesia": True, "khepri": False}
+
+
+def metadata_store(container: Any) -> str:
+    """``mnesia`` or ``khepri``: where the running broker keeps queues, exchanges and bindings."""
+    output = _eval(container, METADATA_STORE)
+    if output not in UNSETTLED_DECLARE_LOST:
+        raise RuntimeError(f"rabbitmqctl eval (metadata store) answered {output[-300:]!r}, expected mnesia or khepri")
+    return output
 
 
 def settle_metadata(container: Any) -> None:
-    """Push Mnesia's pending commit decisions into its log and sync the log to disk."""
+    """Push Mnesia's pending commit decisions into its log and sync the log to disk (Khepri: nothing to settle, a
+    declare-ok already follows the Raft log write)."""
+    if metadata_store(container) == "khepri":
+        return
     output = _eval(container, SETTLE_METADATA)
     if output != "ok":
         raise RuntimeError(f"rabbitmqctl eval '{SETTLE_METADATA}' answered {output[-300:]!r}, expected ok")
@@ -363,7 +383,8 @@ def hold_metadata(container: Any) -> None:
         raise RuntimeError(f"rabbitmqctl eval '{HOLD_METADATA}' answered {output[-300:]!r}, expected ok")
 
 
-_BROKER_OPS = BrokerOps(connect=drill_connect, settle_metadata=settle_metadata, hold_metadata=hold_metadata)
+_BROKER_OPS = BrokerOps(connect=drill_connect, settle_metadata=settle_metadata, hold_metadata=hold_metadata,
+                        metadata_store=metadata_store, unsettled_declare_lost=UNSETTLED_DECLARE_LOST)
 
 DRILLS = (
     ServiceDrill(
@@ -373,8 +394,9 @@ DRILLS = (
         ops=_BROKER_OPS),
     ServiceDrill(
         name="rabbitmq-declare-durability", kind="declare-durability", faults=("docker-kill",),
-        summary="a durable queue declared, then the broker killed: with mnesia_recover suspended the queue is "
-                "gone after the restart (the finding), with the commit decisions synced first it survives",
+        summary="a durable queue declared, then the broker killed at once and after settling: on Mnesia (commit "
+                "decisions held back) the unsettled queue is gone (the finding), on Khepri it survives; settled, "
+                "it survives",
         ops=_BROKER_OPS),
 )
 

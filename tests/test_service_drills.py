@@ -455,13 +455,19 @@ def test_broker_verdict_says_a_message_nobody_published_was_delivered():
     assert problems == ["1 delivered message(s) that were never published: 999"]
 
 
-def test_declare_durability_verdict_pins_both_sides_of_the_finding():
-    assert durability_verdict(held_lost=True, settled_lost=False) == []
-    assert durability_verdict(held_lost=False, settled_lost=False) == [
-        "the queue declared with the broker's commit decisions held back survived the kill: the finding (a "
-        "just-declared durable queue is lost on a kill) was not reproduced"]
-    assert durability_verdict(held_lost=True, settled_lost=True) == [
-        "the queue declared and settled on disk before the kill was gone after the restart"]
+def test_declare_durability_verdict_pins_both_sides_of_the_finding_per_store():
+    assert durability_verdict("mnesia", True, unsettled_lost=True, settled_lost=False) == []
+    assert durability_verdict("khepri", False, unsettled_lost=False, settled_lost=False) == []
+    # Mnesia without the loss: the finding was not reproduced (e.g. a broker where the window closed).
+    assert durability_verdict("mnesia", True, unsettled_lost=False, settled_lost=False) == [
+        "mnesia: the queue killed right after its declare-ok survived after the restart; the module's table says it "
+        "is lost on mnesia"]
+    # Khepri losing a queue after its declare-ok: a real loss, not the known Mnesia window.
+    assert durability_verdict("khepri", False, unsettled_lost=True, settled_lost=False) == [
+        "khepri: the queue killed right after its declare-ok was gone after the restart; the module's table says it "
+        "is kept on khepri"]
+    assert durability_verdict("mnesia", True, unsettled_lost=True, settled_lost=True) == [
+        "mnesia: the queue declared and settled on disk before the kill was gone after the restart"]
 
 
 # ----------------------------------------------------------------------------------------------- Vault verdict
