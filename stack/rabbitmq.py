@@ -247,6 +247,10 @@ def describe(endpoint: RabbitMqEndpoint) -> tuple[str, str]:
     return plain, secure
 
 
+#: What every backup of RabbitMQ holds: the definitions export.
+BACKUP_DEFINITIONS = "rabbitmq/definitions.json"
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """The definitions export (users, vhosts, permissions, queues, exchanges, bindings, policies)."""
     ep: RabbitMqEndpoint = src.endpoint
@@ -255,14 +259,14 @@ def backup_capture(src: BackupSource) -> list[Captured]:
     if resp.status_code != 200:
         raise StepFailed(f"GET /api/definitions answered {resp.status_code}: {resp.text[:200]}")
     data = json.dumps(resp.json(), indent=1, sort_keys=True).encode()
-    return [Captured("rabbitmq", "rabbitmq/definitions.json", data, round(time.monotonic() - t0, 3),
+    return [Captured("rabbitmq", BACKUP_DEFINITIONS, data, round(time.monotonic() - t0, 3),
                      {"tool": "management API /api/definitions"})]
 
 
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """Import the definitions; the live application user is left out, so its current password keeps working."""
     ep: RabbitMqEndpoint = src.endpoint
-    definitions = json.loads(files["rabbitmq/definitions.json"])
+    definitions = json.loads(files[BACKUP_DEFINITIONS])
     definitions["users"] = [u for u in definitions.get("users", []) if u.get("name") != ep.user]
     resp = requests.post(f"{ep.management_url()}/api/definitions", json=definitions, auth=(ep.user, ep.password),
                          timeout=60, verify=ep.tls.ca_file if ep.tls is not None else True)
@@ -349,7 +353,7 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DEFINITIONS,)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -20,7 +20,8 @@ PASS = b"a passphrase of some length"
 
 
 def _items(pg: bytes = b"PGDMP-one") -> list[Captured]:
-    return [Captured("postgres", "postgres/db.dump", pg, 0.1),
+    return [Captured("postgres", "postgres/devstack.dump", pg, 0.1),
+            Captured("postgres", "postgres/globals.sql", b"--\n-- PostgreSQL database cluster dump\n--\n", 0.1),
             Captured("rabbitmq", "rabbitmq/definitions.json", b'{"queues": []}', 0.1)]
 
 
@@ -34,8 +35,8 @@ def test_round_trip(tmp_path, passphrase):
     manifest = build_backup(tmp_path, _items(), services=["postgres", "rabbitmq"], versions={}, passphrase=passphrase)
     assert all(f.status == "ok" for f in verify(tmp_path, manifest.id, passphrase, basic_format_check))
     files = read_artifacts(tmp_path, manifest.id, passphrase)
-    assert files["postgres/db.dump"][1] == b"PGDMP-one"
-    stored = (tmp_path / manifest.id / "postgres" / "db.dump").read_bytes()
+    assert files["postgres/devstack.dump"][1] == b"PGDMP-one"
+    stored = (tmp_path / manifest.id / "postgres" / "devstack.dump").read_bytes()
     assert (stored == b"PGDMP-one") is (passphrase is None)
 
 
@@ -59,7 +60,7 @@ def test_format_check_catches_a_non_dump(tmp_path):
     manifest = build_backup(tmp_path, _items(pg=b"not a dump"), services=["postgres"], versions={},
                             passphrase=None)
     bad = [f for f in verify(tmp_path, manifest.id, None, basic_format_check) if f.status != "ok"]
-    assert [(f.artifact, f.status) for f in bad] == [("postgres/db.dump", "bad format")]
+    assert [(f.artifact, f.status) for f in bad] == [("postgres/devstack.dump", "bad format")]
 
 
 def test_incremental_references_unchanged_content(tmp_path):
@@ -68,7 +69,7 @@ def test_incremental_references_unchanged_content(tmp_path):
     assert same.totals["stored"] == 0 and all(a.stored_in == full.id for a in same.artifacts)
     changed = build_backup(tmp_path, _items(pg=b"PGDMP-two"), services=["postgres"], versions={}, passphrase=PASS,
                            parent_id=same.id)
-    assert {a.name for a in changed.artifacts if a.stored_in == changed.id} == {"postgres/db.dump"}
+    assert {a.name for a in changed.artifacts if a.stored_in == changed.id} == {"postgres/devstack.dump"}
     assert read_artifacts(tmp_path, changed.id, PASS)["rabbitmq/definitions.json"][1] == b'{"queues": []}'
     (tmp_path / full.id / "rabbitmq" / "definitions.json").write_bytes(b"x")
     assert any(f.status == "checksum mismatch" for f in verify(tmp_path, changed.id, PASS))

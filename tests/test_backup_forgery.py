@@ -45,6 +45,7 @@ PASS = b"the owner's passphrase, 0600"
 
 def _items(pg: bytes = b"PGDMP-one") -> list[Captured]:
     return [Captured("postgres", "postgres/devstack.dump", pg, 0.1),
+            Captured("postgres", "postgres/globals.sql", b"--\n-- PostgreSQL database cluster dump\n--\n", 0.1),
             Captured("mysql", "mysql/devstack.sql", b"-- MariaDB dump\nCREATE TABLE accounts (id int);\n", 0.1),
             Captured("rabbitmq", "rabbitmq/definitions.json", b'{"queues": []}', 0.1)]
 
