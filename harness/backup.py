@@ -10,7 +10,9 @@ Ids (``20261121T181516.123456Z-3fa2``) sort by time and differ even within one m
   ``manifest.sig``'s own ``alg`` field, which anyone can write. Inside an encrypted backup every artifact must
   be encrypted; a passphrase given for a manifest without an encryption block means the block was removed.
 * Unencrypted backups carry a plain SHA-256 of the manifest: it catches accidental corruption, not someone who
-  rewrites files and manifest on purpose. ``verify`` says so in its output.
+  rewrites files and manifest on purpose. A backup is *authenticated* only when its manifest's HMAC was checked
+  under the passphrase's key; ``verify`` says when it is not, and ``read_artifacts`` (so every restore) refuses
+  an unauthenticated backup unless the caller allows it (``--allow-unauthenticated``).
 * Encryption: AES-256-GCM per file (random 96-bit nonce; associated data ``<backup id>/<artifact path>`` of the
   backup that stored it, so a ciphertext moved to another backup or path of the same chain does not decrypt),
   keys from the passphrase with scrypt (fixed parameters; salt recorded). Dumps are taken into memory and
@@ -58,8 +60,9 @@ SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
 NONCE_BYTES = 12
 MAC_ALG = "HMAC-SHA256"
 PLAIN_ALG = "SHA256"
-NOT_AUTHENTICATED = ("NOT AUTHENTICATED (unencrypted backup): the SHA-256 checks detect accidental corruption "
-                     "only, not someone who rewrites files and manifest on purpose; if this backup was made with "
+UNAUTHENTICATED_LIMIT = ("the SHA-256 checks detect accidental corruption only, not someone who rewrites files and "
+                         "manifest on purpose")
+NOT_AUTHENTICATED = (f"NOT AUTHENTICATED (unencrypted backup): {UNAUTHENTICATED_LIMIT}; if this backup was made with "
                      "--encrypt, verify it with --passphrase-file")
 AUTHENTICATED = f"authentic: {MAC_ALG} over the manifest and backup id, under the passphrase's key"
 _ARTIFACT_PATH = re.compile(r"[a-z0-9_]+/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -85,6 +88,15 @@ class ManifestTampered(BackupError):
 
 class WrongPassphrase(BackupError):
     """The passphrase does not open this backup."""
+
+
+class NotAuthenticated(BackupError):
+    """A backup that verifies but is not authenticated (no passphrase, no HMAC), refused unless allowed."""
+
+    def __init__(self, backup_id: str) -> None:
+        super().__init__(f"backup {backup_id} is NOT AUTHENTICATED (unencrypted backup), nothing restored: "
+                         f"{UNAUTHENTICATED_LIMIT}; if it was made with --encrypt, restore it with --passphrase-file; "
+                         "to restore it unauthenticated, add --allow-unauthenticated")
 
 
 # --------------------------------------------------------------------------------------------- crypto
@@ -465,6 +477,11 @@ class _Verifier:
         return Finding(label, "ok"), blob
 
 
+def is_authenticated(findings: list[Finding]) -> bool:
+    """Whether :func:`verify` authenticated the manifest (checked its HMAC under the passphrase's key)."""
+    return bool(findings) and findings[0].status == "ok" and findings[0].detail == AUTHENTICATED
+
+
 def basic_format_check(name: str, data: bytes) -> str | None:
     """Cheap local checks of each artifact kind (no server needed): the service's own ``format_check`` where its
     spec declares one (artifacts are named ``<service>/...``), else checks by file extension."""
@@ -490,13 +507,15 @@ def basic_format_check(name: str, data: bytes) -> str | None:
     return None
 
 
-def _refusal(backup_id: str, findings: list[Finding], what: str) -> BackupError | None:
+def refusal(backup_id: str, findings: list[Finding], what: str = "") -> BackupError | None:
+    """The error naming every problem of :func:`verify`'s findings (``what`` says what follows from it), or None
+    when there is none."""
     bad = [f for f in findings if f.status != "ok"]
     if not bad:
         return None
     if bad[0].status == "wrong passphrase":
         return WrongPassphrase(bad[0].detail)
-    return BackupError(f"backup {backup_id} does not verify, {what}: "
+    return BackupError(f"backup {backup_id} does not verify{', ' + what if what else ''}: "
                        + "; ".join(f"{f.artifact}: {f.status}: {f.detail}".rstrip(": ") for f in bad))
 
 
@@ -523,7 +542,7 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
             raise ConfigError("an incremental backup must use the same encryption (and passphrase) as its parent")
         # The whole parent chain must verify: the new manifest re-signs the parents' checksums.
         verifier = _Verifier(root, passphrase, None)
-        refused = _refusal(parent_id, verifier.run(parent_id), "so no incremental is built on it")
+        refused = refusal(parent_id, verifier.run(parent_id), "so no incremental is built on it")
         if refused is not None:
             raise refused
         parent, keys = verifier.opener.open(parent_id)  # one scrypt derivation, reused below
@@ -556,13 +575,18 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
     return manifest
 
 
-def read_artifacts(root: Path, backup_id: str, passphrase: bytes | None) -> dict[str, tuple[Artifact, bytes]]:
+def read_artifacts(root: Path, backup_id: str, passphrase: bytes | None, *,
+                   allow_unauthenticated: bool = False) -> dict[str, tuple[Artifact, bytes]]:
     """Every artifact of a backup (resolving the incremental chain), decrypted, exactly the bytes that were
-    verified; refuses (``BackupError`` naming each problem) on anything ``verify`` finds."""
+    verified; refuses (``BackupError`` naming each problem) on anything ``verify`` finds, then
+    (:class:`NotAuthenticated`) a backup that verifies but is not authenticated, unless ``allow_unauthenticated``."""
     keep: dict[str, tuple[Artifact, bytes]] = {}
-    refused = _refusal(backup_id, _Verifier(root, passphrase, None).run(backup_id, keep), "nothing restored")
+    findings = _Verifier(root, passphrase, None).run(backup_id, keep)
+    refused = refusal(backup_id, findings, "nothing restored")
     if refused is not None:
         raise refused
+    if not is_authenticated(findings) and not allow_unauthenticated:
+        raise NotAuthenticated(backup_id)
     return keep
 
 

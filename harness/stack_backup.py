@@ -208,12 +208,14 @@ def restore_vault(t: RunningStack, files: dict[str, bytes], timeout: float = 60)
 
 
 def restore(t: RunningStack, root: Path, backup_id: str, passphrase: bytes | None,
-            services: list[str] | None) -> dict[str, float]:
+            services: list[str] | None, *, allow_unauthenticated: bool = False) -> dict[str, float]:
     """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service. A backup
-    that does not verify is refused before anything of ``t`` is touched."""
+    that does not verify is refused before anything of ``t`` is touched, and so is one that is not authenticated
+    (no passphrase: an unencrypted backup) unless ``allow_unauthenticated``."""
     from harness.backup import read_artifacts
 
-    return restore_verified(t, read_artifacts(root, backup_id, passphrase), services)
+    artifacts = read_artifacts(root, backup_id, passphrase, allow_unauthenticated=allow_unauthenticated)
+    return restore_verified(t, artifacts, services)
 
 
 def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:

@@ -34,7 +34,7 @@ def test_ids_sort_by_time_and_are_unique():
 def test_round_trip(tmp_path, passphrase):
     manifest = build_backup(tmp_path, _items(), services=["postgres", "rabbitmq"], versions={}, passphrase=passphrase)
     assert all(f.status == "ok" for f in verify(tmp_path, manifest.id, passphrase, basic_format_check))
-    files = read_artifacts(tmp_path, manifest.id, passphrase)
+    files = read_artifacts(tmp_path, manifest.id, passphrase, allow_unauthenticated=passphrase is None)
     assert files["postgres/devstack.dump"][1] == b"PGDMP-one"
     stored = (tmp_path / manifest.id / "postgres" / "devstack.dump").read_bytes()
     assert (stored == b"PGDMP-one") is (passphrase is None)

@@ -21,6 +21,7 @@ from harness.backup import (
     BackupError,
     Captured,
     Keys,
+    NotAuthenticated,
     build_backup,
     read_artifacts,
     sign_manifest,
@@ -244,16 +245,19 @@ def test_unencrypted_backup_says_it_is_not_authenticated(tmp_path: Path, monkeyp
     plain = build_backup(root, _items(), services=["postgres"], versions={}, passphrase=None)
     findings = verify(root, plain.id)
     assert findings[0].detail == NOT_AUTHENTICATED and all(f.status == "ok" for f in findings)
-    assert main(["backup", "verify", plain.id]) == 0
+    assert main(["backup", "verify", plain.id]) == 3  # not authenticated (tests/test_backup_cli.py: the verdicts)
     shown = " ".join(capsys.readouterr().out.split())
     assert "NOT AUTHENTICATED" in shown and "detect accidental corruption only" in shown
-    # The stated limit, shown to hold: rewriting an artifact and the manifest on purpose is not detected.
+    # The stated limit, shown to hold: rewriting an artifact and the manifest on purpose is not detected ...
     (root / plain.id / "mysql/devstack.sql").write_bytes(FORGED_SQL)
     data = read_manifest(root, plain.id)
     swap_artifact(data, "mysql/devstack.sql", FORGED_SQL)
     write_manifest(root, plain.id, data)
     plain_sig(root, plain.id)
     assert all(f.status == "ok" for f in verify(root, plain.id))
+    # ... which is why nothing unauthenticated is restored unless the caller opts in.
+    with pytest.raises(NotAuthenticated, match=f"^backup {plain.id} is NOT AUTHENTICATED"):
+        read_artifacts(root, plain.id, None)
 
 
 def test_passphrase_for_an_unencrypted_backup_is_refused(tmp_path: Path) -> None:

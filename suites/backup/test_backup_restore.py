@@ -302,7 +302,7 @@ def test_incremental_stores_only_what_changed_and_restores_latest(round_trip, tm
     with fresh.endpoint("postgres").connect() as conn:
         conn.execute("INSERT INTO canary VALUES ('after-incremental')")
         conn.execute("DELETE FROM customers WHERE id <= 10")
-    restore(target, root, incremental.id, None, ["postgres"])
+    restore(target, root, incremental.id, None, ["postgres"], allow_unauthenticated=True)  # unencrypted chain
     with fresh.endpoint("postgres").connect() as conn:
         notes = sorted(r[0] for r in conn.execute("SELECT note FROM canary"))
         customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
