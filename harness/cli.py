@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "compose": cmd_compose, "services": cmd_services, "doctor": cmd_doctor}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")  # text, never markup: it can quote a forged backup
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: cleaning up")
@@ -546,9 +546,10 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
         table = Table()
         for col in ("id", "created", "type", "parent", "services", "stored bytes", "encrypted"):
             table.add_column(col, overflow="fold")
-        for m in list_backups(root):
-            table.add_row(m.id, m.created, m.type, m.parent or "-", ",".join(m.services),
-                          str(m.totals.get("stored_bytes", "?")), "yes" if m.encryption else "no")
+        for m in list_backups(root):  # as written, unauthenticated: shown as text, never as markup
+            table.add_row(*(escape(cell) for cell in (m.id, m.created, m.type, m.parent or "-", ",".join(m.services),
+                                                      str(m.totals.get("stored_bytes", "?")),
+                                                      "yes" if m.encryption else "no")))
         out.print(table)
         return 0
     if args.backup_command == "verify":

@@ -263,6 +263,21 @@ def backup_capture(src: BackupSource) -> list[Captured]:
                      {"tool": "management API /api/definitions"})]
 
 
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of the definitions export, as the restore reads it: a JSON object whose users
+    (if any) are a list of objects."""
+    try:
+        definitions = json.loads(data)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(definitions, dict):
+        return "not a JSON object"
+    users = definitions.get("users", [])
+    if not isinstance(users, list) or not all(isinstance(user, dict) for user in users):
+        return "'users' is not a list of objects"
+    return None
+
+
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """Import the definitions; the live application user is left out, so its current password keeps working."""
     ep: RabbitMqEndpoint = src.endpoint
@@ -353,7 +368,8 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DEFINITIONS,)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DEFINITIONS,),
+                         format_check=backup_format_check),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -467,6 +467,22 @@ def backup_completeness(names: Sequence[str]) -> list[str]:
     return problems
 
 
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of a shard, as the restore reads it: every line a key record, an object with the
+    key and its ``DUMP`` payload in base64 and the expiry an integer."""
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            record = json.loads(line)
+            ok = (isinstance(record, dict) and isinstance(record.get("k"), str) and isinstance(record.get("v"), str)
+                  and isinstance(record.get("exp"), int) and not isinstance(record.get("exp"), bool))
+            ok = ok and all(base64.b64decode(record[part], validate=True) is not None for part in ("k", "v"))
+        except ValueError:  # not JSON, or not base64 (binascii.Error is a ValueError)
+            ok = False
+        if not ok:
+            return f"line {number}: not a key record (an object with k and v in base64 and exp an integer)"
+    return None
+
+
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """``RESTORE ... ABSTTL REPLACE`` through the cluster, so each key lands on whichever master owns its slot;
     keys that expired since the backup are left out."""
@@ -564,7 +580,8 @@ SPEC = ServiceSpec(
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark),
-                         artifacts=(BACKUP_SHARDS,), completeness=backup_completeness),
+                         artifacts=(BACKUP_SHARDS,), completeness=backup_completeness,
+                         format_check=backup_format_check),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,
