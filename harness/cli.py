@@ -632,7 +632,7 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness import engine
     from harness.backup import UNAUTHENTICATED_LIMIT, read_artifacts
-    from harness.stack_backup import restore_verified, services_in
+    from harness.stack_backup import restorable, restore_verified
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
@@ -644,9 +644,10 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
     if passphrase is None:  # so allowed: read_artifacts refuses an unauthenticated backup otherwise
         console.print(f"[yellow]note:[/yellow] {escape(f'restoring backup {args.id} NOT AUTHENTICATED')} "
                       f"(--allow-unauthenticated): {UNAUTHENTICATED_LIMIT}")
+    wanted = restorable(artifacts, args.services)  # before --fresh starts a stack for them
     if args.fresh:
         stack = engine.Stack(settings, keep=True, log=_log(t0))
-        stack.start(args.services or services_in(artifacts))
+        stack.start(wanted)
         timings = restore_verified(stack, artifacts, args.services)
         stack.write_state()
     else:

@@ -34,8 +34,8 @@ from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, Ste
 from stack.service import MissingCapability
 
 NOT_BACKED_UP = "not backed up: no backup capability"
-__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "create", "plan", "restore",
-           "restore_verified", "services_in"]
+__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "create", "plan", "restorable",
+           "restore", "restore_verified", "services_in"]
 
 
 class MissingBackupCapability(MissingCapability, BackupError):
@@ -226,11 +226,9 @@ def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
     return known + sorted(held - set(known))
 
 
-def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes]],
-                     services: list[str] | None) -> dict[str, float]:
-    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``. Refused before
-    anything of ``t`` is touched: a service asked for that the backup does not hold, a service that does not run
-    in ``t`` or lacks the backup capability, a service without every artifact it declares."""
+def restorable(artifacts: dict[str, tuple[Artifact, bytes]], services: list[str] | None) -> list[str]:
+    """The services of ``artifacts`` to restore (``services``, or all it holds), in restore order; refuses a
+    service asked for that the backup does not hold, and a service without every artifact it declares."""
     held = services_in(artifacts)
     not_held = [s for s in services or [] if s not in held]
     if not_held:
@@ -239,6 +237,15 @@ def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes
     problems = incomplete(wanted, [name for name, (art, _) in artifacts.items() if art.service in wanted])
     if problems:
         raise BackupError("backup incomplete, nothing restored: " + "; ".join(problems))
+    return wanted
+
+
+def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes]],
+                     services: list[str] | None) -> dict[str, float]:
+    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``. Refused before
+    anything of ``t`` is touched: what :func:`restorable` refuses, a service that does not run in ``t`` or lacks
+    the backup capability."""
+    wanted = restorable(artifacts, services)
     not_running = [s for s in wanted if s not in t.running()]
     if not_running:
         raise BackupError(f"the target stack does not run {', '.join(not_running)}; start it first")

@@ -548,3 +548,15 @@ def test_the_reported_forgery_with_a_dump_is_not_authenticated(root: Path, resto
     assert restores.untouched
     assert main(["backup", "restore", backup_id, "--yes", "--allow-unauthenticated"]) == 0
     assert restores.services == ["postgres"]
+
+
+def test_restore_fresh_of_a_service_the_backup_does_not_hold_starts_no_stack(
+        root: Path, passfile: Path, restores: Restores, capsys: pytest.CaptureFixture[str]) -> None:
+    backup = build_backup(root, _items(["vault", "postgres"]), services=["vault", "postgres"], versions={},
+                          passphrase=PASS)
+    argv = ["backup", "restore", backup.id, "--yes", "--fresh", "--services", "mysql", "--passphrase-file",
+            str(passfile)]
+    assert main(argv) == 1
+    assert _flat(capsys.readouterr().err) == ("error: the backup holds no mysql (it holds vault, postgres); nothing "
+                                              "restored")
+    assert restores.untouched
