@@ -10,11 +10,15 @@ Ids (``20261121T181516.123456Z-3fa2``) sort by time and differ even within one m
   ``manifest.sig``'s own ``alg`` field, which anyone can write. Inside an encrypted backup every artifact must
   be encrypted; a passphrase given for a manifest without an encryption block means the block was removed.
 * Unencrypted backups carry a plain SHA-256 of the manifest: it catches accidental corruption, not someone who
-  rewrites files and manifest on purpose. ``verify`` says so in its output.
+  rewrites files and manifest on purpose. A backup is *authenticated* only when its manifest's HMAC was checked
+  under the passphrase's key; ``verify`` says when it is not, and ``read_artifacts`` (so every restore) refuses
+  an unauthenticated backup unless the caller allows it (``--allow-unauthenticated``).
 * Encryption: AES-256-GCM per file (random 96-bit nonce; associated data ``<backup id>/<artifact path>`` of the
   backup that stored it, so a ciphertext moved to another backup or path of the same chain does not decrypt),
   keys from the passphrase with scrypt (fixed parameters; salt recorded). Dumps are taken into memory and
   encrypted there; no plaintext dump is written to disk when encryption is on.
+* Completeness: a backup holds every artifact its services declare (``BackupOps.artifacts``; Vault's here),
+  else ``verify`` names each one missing and nothing is restored from it.
 * Incremental: an artifact whose content fingerprint equals the one in the parent chain is not stored again;
   the manifest points at the backup that holds it (and pins its size and SHA-256). The parent chain is
   verified before an incremental is built on it, so a forged parent is never re-signed. Granularity: one
@@ -25,7 +29,9 @@ Ids (``20261121T181516.123456Z-3fa2``) sort by time and differ even within one m
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
+import fnmatch
 import functools
 import hashlib
 import hmac
@@ -35,7 +41,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +61,19 @@ SCRYPT = {"n": 2**15, "r": 8, "p": 1, "length": 64}
 NONCE_BYTES = 12
 MAC_ALG = "HMAC-SHA256"
 PLAIN_ALG = "SHA256"
-NOT_AUTHENTICATED = ("NOT AUTHENTICATED (unencrypted backup): the SHA-256 checks detect accidental corruption "
-                     "only, not someone who rewrites files and manifest on purpose; if this backup was made with "
+UNAUTHENTICATED_LIMIT = ("the SHA-256 checks detect accidental corruption only, not someone who rewrites files and "
+                         "manifest on purpose")
+NOT_AUTHENTICATED = (f"NOT AUTHENTICATED (unencrypted backup): {UNAUTHENTICATED_LIMIT}; if this backup was made with "
                      "--encrypt, verify it with --passphrase-file")
 AUTHENTICATED = f"authentic: {MAC_ALG} over the manifest and backup id, under the passphrase's key"
 _ARTIFACT_PATH = re.compile(r"[a-z0-9_]+/[A-Za-z0-9][A-Za-z0-9._-]*")
+_BACKUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a directory name under the backup root, never a path
+#: Vault, the root of trust, is captured and restored by the harness itself (harness.stack_backup), so its
+#: artifacts are declared here rather than in a ``BackupOps``.
+VAULT = "vault"
+VAULT_SNAPSHOT = "vault/raft.snap"
+VAULT_KEYS = "vault/unseal.json"
+VAULT_ARTIFACTS = (VAULT_SNAPSHOT, VAULT_KEYS)
 
 
 class BackupError(HarnessError):
@@ -78,6 +92,19 @@ class WrongPassphrase(BackupError):
     """The passphrase does not open this backup."""
 
 
+class NoSuchBackup(BackupError):
+    """The backup asked for does not exist (or its id is not one)."""
+
+
+class NotAuthenticated(BackupError):
+    """A backup that verifies but is not authenticated (no passphrase, no HMAC), refused unless allowed."""
+
+    def __init__(self, backup_id: str) -> None:
+        super().__init__(f"backup {backup_id} is NOT AUTHENTICATED (unencrypted backup), nothing restored: "
+                         f"{UNAUTHENTICATED_LIMIT}; if it was made with --encrypt, restore it with --passphrase-file; "
+                         "to restore it unauthenticated, add --allow-unauthenticated")
+
+
 # --------------------------------------------------------------------------------------------- crypto
 
 
@@ -87,10 +114,15 @@ def read_passphrase(path: Path) -> bytes:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(f"passphrase file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"passphrase file {path} cannot be read: {exc.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"passphrase file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 (chmod 600 "
                           f"{path}) so nobody else can read it")
-    data = path.read_bytes().strip()
+    try:
+        data = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"passphrase file {path} cannot be read: {exc.strerror}") from None
     if len(data) < 8:
         raise ConfigError(f"passphrase file {path} holds fewer than 8 bytes")
     return data
@@ -188,12 +220,94 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
-        data = json.loads(raw)
+        """The manifest in ``raw``; ``BackupError`` naming the first thing that is not what the harness writes
+        (bad JSON, another schema, a field unknown, missing or of the wrong type)."""
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BackupError(str(exc)) from None
+        if not isinstance(data, dict):
+            raise BackupError("not a JSON object")
         if data.get("schema") != SCHEMA:
             raise BackupError(f"manifest schema {data.get('schema')} is not supported (expected {SCHEMA}; schema 1 "
                               "backups let manifest.sig choose its own check and cannot be trusted)")
+        problem = _shape_problem(data)
+        if problem is not None:
+            raise BackupError(problem)
         data["artifacts"] = [Artifact(**a) for a in data["artifacts"]]
         return cls(**data)
+
+
+Check = Callable[[Any], str | None]  # a field's value -> "<what it is>, not <what it must be>", or None if fine
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _of(types: tuple[type, ...], wanted: str) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+        return None if ok else f"{_kind(value)}, not {wanted}"
+    return check
+
+
+def _backup_id_or(null: bool) -> Check:
+    wanted = "a backup id or null" if null else "a backup id"
+
+    def check(value: Any) -> str | None:
+        if (value is None and null) or (isinstance(value, str) and _BACKUP_ID.fullmatch(value)):
+            return None
+        return f"{value!r}, not {wanted}" if isinstance(value, str) else f"{_kind(value)}, not {wanted}"
+    return check
+
+
+def _size(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if value >= 0 else f"{value}, not an integer >= 0"
+    return f"{_kind(value)}, not an integer >= 0"
+
+
+def _backup_type(value: Any) -> str | None:
+    return None if value in ("full", "incremental") else f"{value!r}, not full or incremental"
+
+
+def _names(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"{_kind(value)}, not a list of service names"
+    odd = [v for v in value if not isinstance(v, str)]
+    return f"a list with {_kind(odd[0])}, not a list of service names" if odd else None
+
+
+_STR, _OBJECT = _of((str,), "a string"), _of((dict,), "an object")
+_MANIFEST_FIELDS: dict[str, Check] = {
+    "schema": _of((int,), "an integer"), "id": _backup_id_or(null=False), "created": _STR, "type": _backup_type,
+    "parent": _backup_id_or(null=True), "services": _names, "versions": _OBJECT,
+    "encryption": _of((dict, type(None)), "an object or null"), "artifacts": _of((list,), "a list"),
+    "totals": _OBJECT}
+_ARTIFACT_FIELDS: dict[str, Check] = {
+    "service": _STR, "name": _STR, "stored_in": _backup_id_or(null=False), "size": _size, "sha256": _STR,
+    "fingerprint": _STR, "encrypted": _of((bool,), "true or false"), "duration_s": _of((int, float), "a number"),
+    "meta": _OBJECT}
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """The first field of a parsed manifest that is not what the harness writes, named; None when all are. What
+    a manifest holds reaches paths, tables and arithmetic: none of it is used before this check."""
+    artifacts = data.get("artifacts")
+    records = [("", _MANIFEST_FIELDS, data)] + [(f"artifacts[{i}] ", _ARTIFACT_FIELDS, art) for i, art in
+                                               enumerate(artifacts if isinstance(artifacts, list) else [])]
+    for where, fields, record in records:
+        if not isinstance(record, dict):
+            return f"{where.strip()} is {_kind(record)}, not an object"
+        unknown = sorted(set(record) - set(fields))
+        if unknown:
+            return f"{where}unknown field {unknown[0]!r}"
+        for key, check in fields.items():
+            problem = check(record[key]) if key in record else "missing"
+            if problem is not None:
+                return f"{where}field {key!r} is {problem}"
+    return None
 
 
 def new_backup_id(now: dt.datetime | None = None) -> str:
@@ -255,6 +369,8 @@ def _manifest_problems(directory: Path, backup_id: str, raw: bytes, data: dict[s
         name = art.get("name") if isinstance(art, dict) else None
         if not isinstance(name, str) or not _ARTIFACT_PATH.fullmatch(name):
             problems.append(f"bad artifact path: {name!r} is not <service>/<file>")
+        elif art.get("service") != name.split("/", 1)[0]:
+            problems.append(f"artifact under another service: {name} is marked as service {art.get('service')!r}")
         elif keys is not None and art.get("encrypted") is not True:
             problems.append(f"unencrypted artifact: {name} is marked unencrypted inside an encrypted backup")
         elif keys is None and art.get("encrypted"):
@@ -296,10 +412,15 @@ class _Opener:
 
     def open(self, backup_id: str) -> tuple[Manifest, Keys | None]:
         """The authenticated manifest of a backup and its keys; raises on any problem."""
+        if not _BACKUP_ID.fullmatch(backup_id):
+            raise NoSuchBackup(f"not a backup id: {backup_id!r} (ids look like 20261121T181516.123456Z-3fa2)")
         directory = self.root / backup_id
         if not (directory / "manifest.json").is_file():
-            raise BackupError(f"no backup {backup_id} in {self.root}")
-        raw = (directory / "manifest.json").read_bytes()
+            raise NoSuchBackup(f"no backup {backup_id} in {self.root}")
+        try:
+            raw = (directory / "manifest.json").read_bytes()
+        except OSError as exc:
+            raise ManifestTampered(backup_id, [f"manifest unreadable: {exc.strerror}"]) from None
         try:
             data = json.loads(raw)
         except ValueError as exc:
@@ -312,7 +433,7 @@ class _Opener:
             raise ManifestTampered(backup_id, problems)
         try:
             return Manifest.from_json(raw), keys
-        except (BackupError, TypeError, KeyError, ValueError) as exc:
+        except BackupError as exc:
             raise ManifestTampered(backup_id, [f"manifest unreadable: {exc}"]) from None
 
 
@@ -322,9 +443,40 @@ def list_backups(root: Path) -> list[Manifest]:
     for path in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         try:
             found.append(Manifest.from_json(path.read_bytes()))
-        except (BackupError, ValueError, TypeError, KeyError):
+        except (BackupError, OSError):
             continue
     return found
+
+
+# --------------------------------------------------------------------------------------- completeness
+
+
+def required_artifacts(service: str) -> tuple[str, ...]:
+    """The artifacts (names or ``fnmatch`` patterns) every backup of ``service`` must hold: Vault's here, every
+    other service's in its spec's ``backup_ops.artifacts``."""
+    if service == VAULT:
+        return VAULT_ARTIFACTS
+    ops = registry.get(service).backup_ops
+    return ops.artifacts if ops is not None else ()
+
+
+def incomplete(services: Iterable[str], names: Collection[str]) -> list[str]:
+    """What a backup of ``services`` that holds the artifacts ``names`` lacks, each as ``<service>: <problem>``
+    (``postgres: missing artifact postgres/devstack.dump``); registry order, services it does not know last."""
+    wanted = set(services)
+    problems = []
+    for service in [s for s in registry.names() if s in wanted] + sorted(wanted - set(registry.names())):
+        if service not in registry.names():
+            problems.append(f"{service}: not a registered service (registered: {', '.join(registry.names())}): its "
+                            "artifacts can be neither checked nor restored")
+            continue
+        own = sorted(n for n in names if n.split("/", 1)[0] == service)
+        problems += [f"{service}: missing artifact {pattern}" for pattern in required_artifacts(service)
+                     if not any(fnmatch.fnmatchcase(name, pattern) for name in own)]
+        ops = registry.get(service).backup_ops
+        if ops is not None and ops.completeness is not None:
+            problems += [f"{service}: {problem}" for problem in ops.completeness(own)]
+    return problems
 
 
 # --------------------------------------------------------------------------------------------- verify
@@ -333,7 +485,8 @@ def list_backups(root: Path) -> list[Manifest]:
 @dataclass
 class Finding:
     artifact: str
-    status: str  # ok | checksum mismatch | missing | unexpected extra file | manifest tampered | bad format
+    status: str  # ok | checksum mismatch | missing | unreadable | unexpected extra file | manifest tampered |
+    # bad format | incomplete
     detail: str = ""
 
 
@@ -344,7 +497,8 @@ def verify(root: Path, backup_id: str, passphrase: bytes | None = None,
            format_check: FormatCheck | None = None) -> list[Finding]:
     """Authenticate the manifest (HMAC when encrypted, see the module doc), then check every artifact of the
     chain (size, SHA-256, decryption, format) and look for files the manifest does not know. The first finding
-    says whether the manifest is authenticated; any problem is a finding whose status is not ``ok``."""
+    says whether the manifest is authenticated; any problem is a finding whose status is not ``ok``.
+    :class:`NoSuchBackup` when ``backup_id`` is not a backup (a missing parent is a finding)."""
     return _Verifier(root, passphrase, format_check).run(backup_id)
 
 
@@ -365,6 +519,10 @@ class _Verifier:
                             f"chain loop: {' -> '.join(children)} -> {backup_id}")], set()
         try:
             manifest, keys = self.opener.open(backup_id)
+        except NoSuchBackup as exc:
+            if not children:
+                raise
+            return [Finding("manifest.json", "missing", str(exc))], {backup_id}
         except ManifestTampered as exc:
             return [Finding("manifest.json", "manifest tampered", p) for p in exc.problems], {backup_id}
         except WrongPassphrase as exc:
@@ -395,13 +553,19 @@ class _Verifier:
             findings.append(finding)
             if keep is not None and plain is not None:
                 keep[art.name] = (art, plain)
+        findings += [Finding("manifest.json", "incomplete", problem) for problem in
+                     incomplete([*manifest.services, *(a.service for a in manifest.artifacts)],
+                                [a.name for a in manifest.artifacts])]
         return findings, chain
 
     def _artifact(self, label: str, art: Artifact, keys: Keys | None) -> tuple[Finding, bytes | None]:
         path = self.root / art.stored_in / art.name
         if not path.is_file():
             return Finding(label, "missing"), None
-        blob = path.read_bytes()  # read once: what is checked is what a restore gets
+        try:
+            blob = path.read_bytes()  # read once: what is checked is what a restore gets
+        except OSError as exc:
+            return Finding(label, "unreadable", exc.strerror or type(exc).__name__), None
         if len(blob) != art.size or _sha256(blob) != art.sha256:
             return Finding(label, "checksum mismatch",
                            f"stored bytes differ from the manifest: {len(blob)} bytes, sha256 {_sha256(blob)[:12]}…; "
@@ -419,10 +583,51 @@ class _Verifier:
         return Finding(label, "ok"), blob
 
 
+def vault_format_check(name: str, data: bytes) -> str | None:
+    """Vault's artifacts: a gzip raft snapshot, and the keys bundle as :func:`harness.stack_backup.restore_vault`
+    reads it (the unseal keys and threshold, the root token, the bootstrap record's fields)."""
+    if name == VAULT_SNAPSHOT:
+        return None if data.startswith(b"\x1f\x8b") else "not a gzip raft snapshot"
+    if name != VAULT_KEYS:
+        return None
+    from harness.vault_bootstrap import BootstrapResult
+
+    try:
+        bundle = json.loads(data)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    init = bundle.get("init") if isinstance(bundle, dict) else None
+    bootstrap = bundle.get("bootstrap") if isinstance(bundle, dict) else None
+    if not isinstance(init, dict) or not isinstance(bootstrap, dict):
+        return "not an object with init and bootstrap objects"
+    keys, threshold = init.get("keys"), init.get("threshold")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        return "init.keys is not a list of unseal keys"
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= len(keys):
+        return "init.threshold is not a number from 1 to the number of keys"
+    if not isinstance(init.get("root_token"), str) or not isinstance(init.get("shares"), int):
+        return "init.root_token or init.shares is missing"
+    fields = dataclasses.fields(BootstrapResult)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    optional = [f.name for f in fields if f.name not in required]
+    if not set(required) <= set(bootstrap) <= {f.name for f in fields}:
+        return f"bootstrap does not hold exactly {', '.join(required)} (and {', '.join(optional)})"
+    if not isinstance(bootstrap["admin_token"], str):
+        return "bootstrap.admin_token is not a string"
+    return None
+
+
+def is_authenticated(findings: list[Finding]) -> bool:
+    """Whether :func:`verify` authenticated the manifest (checked its HMAC under the passphrase's key)."""
+    return bool(findings) and findings[0].status == "ok" and findings[0].detail == AUTHENTICATED
+
+
 def basic_format_check(name: str, data: bytes) -> str | None:
     """Cheap local checks of each artifact kind (no server needed): the service's own ``format_check`` where its
     spec declares one (artifacts are named ``<service>/...``), else checks by file extension."""
     service = name.split("/", 1)[0]
+    if service == VAULT:
+        return vault_format_check(name, data)
     ops = registry.get(service).backup_ops if service in registry.names() else None
     if ops is not None and ops.format_check is not None:
         return ops.format_check(name, data)
@@ -444,13 +649,15 @@ def basic_format_check(name: str, data: bytes) -> str | None:
     return None
 
 
-def _refusal(backup_id: str, findings: list[Finding], what: str) -> BackupError | None:
+def refusal(backup_id: str, findings: list[Finding], what: str = "") -> BackupError | None:
+    """The error naming every problem of :func:`verify`'s findings (``what`` says what follows from it), or None
+    when there is none."""
     bad = [f for f in findings if f.status != "ok"]
     if not bad:
         return None
     if bad[0].status == "wrong passphrase":
         return WrongPassphrase(bad[0].detail)
-    return BackupError(f"backup {backup_id} does not verify, {what}: "
+    return BackupError(f"backup {backup_id} does not verify{', ' + what if what else ''}: "
                        + "; ".join(f"{f.artifact}: {f.status}: {f.detail}".rstrip(": ") for f in bad))
 
 
@@ -477,7 +684,7 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
             raise ConfigError("an incremental backup must use the same encryption (and passphrase) as its parent")
         # The whole parent chain must verify: the new manifest re-signs the parents' checksums.
         verifier = _Verifier(root, passphrase, None)
-        refused = _refusal(parent_id, verifier.run(parent_id), "so no incremental is built on it")
+        refused = refusal(parent_id, verifier.run(parent_id), "so no incremental is built on it")
         if refused is not None:
             raise refused
         parent, keys = verifier.opener.open(parent_id)  # one scrypt derivation, reused below
@@ -510,13 +717,19 @@ def build_backup(root: Path, captured: Iterable[Captured], *, services: list[str
     return manifest
 
 
-def read_artifacts(root: Path, backup_id: str, passphrase: bytes | None) -> dict[str, tuple[Artifact, bytes]]:
+def read_artifacts(root: Path, backup_id: str, passphrase: bytes | None, *,
+                   allow_unauthenticated: bool = False) -> dict[str, tuple[Artifact, bytes]]:
     """Every artifact of a backup (resolving the incremental chain), decrypted, exactly the bytes that were
-    verified; refuses (``BackupError`` naming each problem) on anything ``verify`` finds."""
+    verified (format checks included: no service's restore code gets content it cannot read); refuses
+    (``BackupError`` naming each problem) on anything ``verify`` finds, then (:class:`NotAuthenticated`) a backup
+    that verifies but is not authenticated, unless ``allow_unauthenticated``."""
     keep: dict[str, tuple[Artifact, bytes]] = {}
-    refused = _refusal(backup_id, _Verifier(root, passphrase, None).run(backup_id, keep), "nothing restored")
+    findings = _Verifier(root, passphrase, basic_format_check).run(backup_id, keep)
+    refused = refusal(backup_id, findings, "nothing restored")
     if refused is not None:
         raise refused
+    if not is_authenticated(findings) and not allow_unauthenticated:
+        raise NotAuthenticated(backup_id)
     return keep
 
 

@@ -121,15 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--incremental", action="store_true",
                         help="store only artifacts changed since the newest backup (the parent)")
     backup_sub.add_parser("list", help="table of backups: id, created, type, parent, services, size, encrypted")
-    check = backup_sub.add_parser("verify", help="recompute checksums, signature and formats (exit 1 on a problem)")
+    check = backup_sub.add_parser("verify", help="recompute checksums, signature, completeness and formats: exit 0 "
+                                  "ok and authenticated, 1 on a problem, 3 ok but NOT AUTHENTICATED (no passphrase)")
     check.add_argument("id")
     check.add_argument("--passphrase-file", type=Path, default=None)
+    check.add_argument("--allow-unauthenticated", action="store_true",
+                       help="exit 0, not 3, for a backup that verifies but is not authenticated (unencrypted)")
     back = backup_sub.add_parser("restore", help="restore a backup into the `up` stack (or --fresh: a new one)")
     back.add_argument("id")
     back.add_argument("--yes", action="store_true", help="required: the restore replaces the services' data")
     back.add_argument("--fresh", action="store_true", help="start a new stack (kept, like `up`) and restore into it")
     back.add_argument("--services", type=_services_arg, default=None)
     back.add_argument("--passphrase-file", type=Path, default=None)
+    back.add_argument("--allow-unauthenticated", action="store_true",
+                      help="restore a backup that is not authenticated (unencrypted: its checksums catch accidents, "
+                           "not a forger)")
 
     images = sub.add_parser("images", help="image sets")
     images_sub = images.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
@@ -202,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "compose": cmd_compose, "services": cmd_services, "doctor": cmd_doctor}[args.command]
         return handler(args, settings)
     except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")  # text, never markup: it can quote a forged backup
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: cleaning up")
@@ -542,7 +548,7 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.backup import NOT_AUTHENTICATED, basic_format_check, list_backups, read_passphrase, verify
+    from harness.backup import list_backups, read_passphrase
 
     root = settings.state_dir / "backups"
     passphrase = read_passphrase(args.passphrase_file) if getattr(args, "passphrase_file", None) else None
@@ -550,27 +556,57 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
         table = Table()
         for col in ("id", "created", "type", "parent", "services", "stored bytes", "encrypted"):
             table.add_column(col, overflow="fold")
-        for m in list_backups(root):
-            table.add_row(m.id, m.created, m.type, m.parent or "-", ",".join(m.services),
-                          str(m.totals.get("stored_bytes", "?")), "yes" if m.encryption else "no")
+        for m in list_backups(root):  # as written, unauthenticated: shown as text, never as markup
+            table.add_row(*(escape(cell) for cell in (m.id, m.created, m.type, m.parent or "-", ",".join(m.services),
+                                                      str(m.totals.get("stored_bytes", "?")),
+                                                      "yes" if m.encryption else "no")))
         out.print(table)
         return 0
     if args.backup_command == "verify":
-        t0 = time.monotonic()
-        findings = verify(root, args.id, passphrase, basic_format_check)
-        table = Table(title=f"verify {args.id} ({time.monotonic() - t0:.3f} s)", title_justify="left")
-        for col in ("artifact", "status", "detail"):
-            table.add_column(col, overflow="fold")
-        for f in findings:
-            table.add_row(escape(f.artifact), f.status if f.status == "ok" else f"[red]{f.status}[/red]",
-                          escape(f.detail))
-        out.print(table)
-        if any(f.detail == NOT_AUTHENTICATED for f in findings):
-            out.print(f"[yellow]note:[/yellow] {NOT_AUTHENTICATED}")
-        return 0 if all(f.status == "ok" for f in findings) else 1
+        return _backup_verify(args, root, passphrase)
     if args.backup_command == "create":
         return _backup_create(args, settings, root, passphrase)
     return _backup_restore(args, settings, root, passphrase)
+
+
+#: ``backup verify``'s exit code for a backup without a problem that is not authenticated (no passphrase).
+EXIT_NOT_AUTHENTICATED = 3
+
+
+def _backup_verify(args: argparse.Namespace, root: Path, passphrase: bytes | None) -> int:
+    """The findings table, then one verdict: a problem is an ``error:`` line (exit 1); else ok and authentic (0),
+    or NOT AUTHENTICATED (3, or 0 with --allow-unauthenticated)."""
+    from harness.backup import (
+        AUTHENTICATED,
+        NOT_AUTHENTICATED,
+        UNAUTHENTICATED_LIMIT,
+        basic_format_check,
+        is_authenticated,
+        refusal,
+        verify,
+    )
+
+    t0 = time.monotonic()
+    findings = verify(root, args.id, passphrase, basic_format_check)
+    table = Table(title=escape(f"verify {args.id} ({time.monotonic() - t0:.3f} s)"), title_justify="left")
+    for col in ("artifact", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        table.add_row(escape(f.artifact), escape(f.status) if f.status == "ok" else f"[red]{escape(f.status)}[/red]",
+                      escape(f.detail))
+    out.print(table)
+    refused = refusal(args.id, findings)
+    if refused is not None:
+        raise refused
+    if is_authenticated(findings):
+        out.print(f"verdict: ok, {AUTHENTICATED}", markup=False)
+        return 0
+    if args.allow_unauthenticated:
+        out.print(f"verdict: ok, NOT AUTHENTICATED (accepted with --allow-unauthenticated): {UNAUTHENTICATED_LIMIT}",
+                  markup=False)
+        return 0
+    out.print(f"verdict: {NOT_AUTHENTICATED}; to accept it unauthenticated, add --allow-unauthenticated", markup=False)
+    return EXIT_NOT_AUTHENTICATED
 
 
 def _kept_stack(settings: Settings) -> KeptStack:
@@ -605,22 +641,23 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
     from harness import engine
-    from harness.backup import read_artifacts
-    from harness.stack_backup import restore_verified, services_in
+    from harness.backup import UNAUTHENTICATED_LIMIT, read_artifacts
+    from harness.stack_backup import restorable, restore_verified
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
         return 2
     t0 = time.monotonic()
-    # Verified before any stack is started or touched: a backup that does not verify restores nothing.
-    artifacts = read_artifacts(root, args.id, passphrase)
-    if passphrase is None:
-        from harness.backup import NOT_AUTHENTICATED
-
-        console.print(f"[yellow]note:[/yellow] {NOT_AUTHENTICATED}")
+    # Verified before any stack is started or touched: a backup that does not verify, or is not authenticated
+    # and not allowed to be, restores nothing.
+    artifacts = read_artifacts(root, args.id, passphrase, allow_unauthenticated=args.allow_unauthenticated)
+    if passphrase is None:  # so allowed: read_artifacts refuses an unauthenticated backup otherwise
+        console.print(f"[yellow]note:[/yellow] {escape(f'restoring backup {args.id} NOT AUTHENTICATED')} "
+                      f"(--allow-unauthenticated): {UNAUTHENTICATED_LIMIT}")
+    wanted = restorable(artifacts, args.services)  # before --fresh starts a stack for them
     if args.fresh:
         stack = engine.Stack(settings, keep=True, log=_log(t0))
-        stack.start(args.services or services_in(artifacts))
+        stack.start(wanted)
         timings = restore_verified(stack, artifacts, args.services)
         stack.write_state()
     else:

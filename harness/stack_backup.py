@@ -27,16 +27,15 @@ from typing import Any
 
 import requests
 
-from harness.backup import Artifact, BackupError, Manifest
+from harness.backup import VAULT, VAULT_KEYS, VAULT_SNAPSHOT, Artifact, BackupError, Manifest, incomplete
 from harness.running import RunningStack
 from stack import registry
 from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, StepFailed
 from stack.service import MissingCapability
 
-VAULT = "vault"  # the root of trust: captured and restored by the harness itself, restored first
 NOT_BACKED_UP = "not backed up: no backup capability"
-__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "create", "plan", "restore",
-           "restore_verified", "services_in"]
+__all__ = ["NOT_BACKED_UP", "RESTORE_DIR", "VAULT", "MissingBackupCapability", "create", "plan", "restorable",
+           "restore", "restore_verified", "services_in"]
 
 
 class MissingBackupCapability(MissingCapability, BackupError):
@@ -112,8 +111,8 @@ def capture_vault(t: RunningStack) -> list[Captured]:
     seconds = round(time.monotonic() - t0, 3)
     bundle = {"init": json.loads((t.state_dir / "vault-init.json").read_text()),
               "bootstrap": json.loads((t.state_dir / "vault-bootstrap.json").read_text())}
-    return [Captured(VAULT, "vault/raft.snap", resp.content, seconds, {"tool": "sys/storage/raft/snapshot"}),
-            Captured(VAULT, "vault/unseal.json", json.dumps(bundle, sort_keys=True).encode(), 0.0,
+    return [Captured(VAULT, VAULT_SNAPSHOT, resp.content, seconds, {"tool": "sys/storage/raft/snapshot"}),
+            Captured(VAULT, VAULT_KEYS, json.dumps(bundle, sort_keys=True).encode(), 0.0,
                      {"holds": "unseal keys, admin token, AppRole credentials"})]
 
 
@@ -130,7 +129,8 @@ def _version(t: RunningStack, name: str) -> str:
 def create(t: RunningStack, root: Path, services: list[str] | None, passphrase: bytes | None,
            parent_id: str | None = None, log: Callable[[str], None] | None = None) -> Manifest:
     """Back up the running services (or ``services``) into a new backup under ``root``; ``log`` hears which
-    running services are not backed up and why."""
+    running services are not backed up and why. A capture without every artifact its service declares writes
+    nothing."""
     from harness.backup import build_backup
 
     wanted, skipped = plan(t, services)
@@ -139,6 +139,9 @@ def create(t: RunningStack, root: Path, services: list[str] | None, passphrase: 
     captured: list[Captured] = []
     for name in wanted:
         captured += capture_service(t, name)
+    problems = incomplete(wanted, [item.name for item in captured])
+    if problems:
+        raise BackupError("backup incomplete, nothing written: " + "; ".join(problems))
     versions = {name: _version(t, name) for name in wanted}
     return build_backup(root, captured, services=wanted, versions=versions, passphrase=passphrase,
                         parent_id=parent_id)
@@ -167,8 +170,8 @@ def restore_vault(t: RunningStack, files: dict[str, bytes], timeout: float = 60)
     from stack.waiting import poll
 
     ep = t.endpoint(VAULT)
-    bundle = json.loads(files["vault/unseal.json"])
-    resp = requests.post(f"{ep.url}/v1/sys/storage/raft/snapshot-force", data=files["vault/raft.snap"],
+    bundle = json.loads(files[VAULT_KEYS])
+    resp = requests.post(f"{ep.url}/v1/sys/storage/raft/snapshot-force", data=files[VAULT_SNAPSHOT],
                          headers={"X-Vault-Token": ep.token}, timeout=120)
     if resp.status_code not in (200, 204):
         raise BackupError(f"raft snapshot-force answered {resp.status_code}: {resp.text[:300]}")
@@ -205,12 +208,14 @@ def restore_vault(t: RunningStack, files: dict[str, bytes], timeout: float = 60)
 
 
 def restore(t: RunningStack, root: Path, backup_id: str, passphrase: bytes | None,
-            services: list[str] | None) -> dict[str, float]:
+            services: list[str] | None, *, allow_unauthenticated: bool = False) -> dict[str, float]:
     """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service. A backup
-    that does not verify is refused before anything of ``t`` is touched."""
+    that does not verify is refused before anything of ``t`` is touched, and so is one that is not authenticated
+    (no passphrase: an unencrypted backup) unless ``allow_unauthenticated``."""
     from harness.backup import read_artifacts
 
-    return restore_verified(t, read_artifacts(root, backup_id, passphrase), services)
+    artifacts = read_artifacts(root, backup_id, passphrase, allow_unauthenticated=allow_unauthenticated)
+    return restore_verified(t, artifacts, services)
 
 
 def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
@@ -221,10 +226,26 @@ def services_in(artifacts: dict[str, tuple[Artifact, bytes]]) -> list[str]:
     return known + sorted(held - set(known))
 
 
+def restorable(artifacts: dict[str, tuple[Artifact, bytes]], services: list[str] | None) -> list[str]:
+    """The services of ``artifacts`` to restore (``services``, or all it holds), in restore order; refuses a
+    service asked for that the backup does not hold, and a service without every artifact it declares."""
+    held = services_in(artifacts)
+    not_held = [s for s in services or [] if s not in held]
+    if not_held:
+        raise BackupError(f"the backup holds no {', '.join(not_held)} (it holds {', '.join(held)}); nothing restored")
+    wanted = [s for s in held if services is None or s in services]
+    problems = incomplete(wanted, [name for name, (art, _) in artifacts.items() if art.service in wanted])
+    if problems:
+        raise BackupError("backup incomplete, nothing restored: " + "; ".join(problems))
+    return wanted
+
+
 def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes]],
                      services: list[str] | None) -> dict[str, float]:
-    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``."""
-    wanted = [s for s in services_in(artifacts) if services is None or s in services]
+    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``. Refused before
+    anything of ``t`` is touched: what :func:`restorable` refuses, a service that does not run in ``t`` or lacks
+    the backup capability."""
+    wanted = restorable(artifacts, services)
     not_running = [s for s in wanted if s not in t.running()]
     if not_running:
         raise BackupError(f"the target stack does not run {', '.join(not_running)}; start it first")

@@ -1,7 +1,8 @@
 """What a service's backup operations are, and the small tools they share (no harness imports).
 
-A service module that can be backed up declares ``backup_ops=BackupOps(capture, restore, version)`` in its
-``SPEC``; :mod:`harness.stack_backup` walks the registry and calls them. Each operation gets a
+A service module that can be backed up declares ``backup_ops=BackupOps(capture, restore, version,
+artifacts=...)`` in its ``SPEC``; :mod:`harness.stack_backup` walks the registry and calls them, and ``backup
+verify`` refuses a backup that lacks one of the declared artifacts. Each operation gets a
 :class:`BackupSource` (the service's endpoint and, on demand, its containers) and reports a failed command as
 :class:`StepFailed`, which the harness turns into its ``BackupError``.
 """
@@ -83,6 +84,12 @@ class BackupOps:
             verify`` runs instead of the generic checks by file extension, or None for those.
         seed: the data the backup round trips write and find again (:class:`BackupSeed`); the per-service round
             trip fails naming a backed-up service without one.
+        artifacts: the artifacts every backup of the service must hold, as names or ``fnmatch`` patterns
+            (``redis/shard-*.jsonl``); ``verify`` names each one missing (``postgres: missing artifact
+            postgres/devstack.dump``), ``create`` writes no backup without one, and ``restore`` never calls
+            ``restore`` without one.
+        completeness: further checks of the artifact names a backup holds for the service (sorted) -> the
+            problems, e.g. Redis slots in no shard; None for none.
     """
 
     capture: Callable[[BackupSource], list[Captured]]
@@ -91,6 +98,8 @@ class BackupOps:
     live_credentials: tuple[str, ...] = ("password",)
     format_check: Callable[[str, bytes], str | None] | None = None
     seed: BackupSeed | None = None
+    artifacts: tuple[str, ...] = ()
+    completeness: Callable[[Sequence[str]], list[str]] | None = None
 
 
 def run_checked(container: Any, cmd: list[str], user: str = "", what: str = "") -> bytes:

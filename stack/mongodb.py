@@ -201,6 +201,10 @@ def _tools_config(src: BackupSource, extra: dict[str, tuple[bytes, str]] | None 
                                                           "mongodb"), **(extra or {})}, "mongodb")
 
 
+#: What every backup of MongoDB holds: the application database's archive.
+BACKUP_ARCHIVE = f"mongodb/{APP_DATABASE}.archive.gz"
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """``mongodump --archive --gzip --db <db>`` (credentials in a 0600 ``--config`` file)."""
     ep, c = src.endpoint, src.container()
@@ -208,14 +212,14 @@ def backup_capture(src: BackupSource) -> list[Captured]:
            "--db", ep.database, "--archive", "--gzip", "--quiet"]
     with _tools_config(src):
         dump, seconds = timed(lambda: run_checked(c, cmd, "mongodb", "mongodump"))
-    return [Captured("mongodb", f"mongodb/{ep.database}.archive.gz", dump, seconds, {"tool": "mongodump"})]
+    return [Captured("mongodb", BACKUP_ARCHIVE, dump, seconds, {"tool": "mongodump"})]
 
 
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """``mongorestore --drop`` of the archive (config and archive removed afterwards)."""
     ep, c = src.endpoint, src.container()
     archive = f"{RESTORE_DIR}/dump.archive.gz"
-    with _tools_config(src, {archive: (files[f"mongodb/{ep.database}.archive.gz"], "mongodb")}):
+    with _tools_config(src, {archive: (files[BACKUP_ARCHIVE], "mongodb")}):
         run_checked(c, ["mongorestore", f"--config={MONGO_CONFIG}", "--username", ep.user,
                         "--authenticationDatabase", "admin", f"--archive={archive}", "--gzip", "--drop", "--quiet"],
                     "mongodb", "mongorestore")
@@ -262,7 +266,7 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_ARCHIVE,)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

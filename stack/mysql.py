@@ -226,6 +226,10 @@ def _option_file(src: BackupSource) -> AbstractContextManager[None]:
     return private_files(src.container(), {MYSQL_OPTIONS: (content, "mysql")}, "mysql")
 
 
+#: What every backup of MySQL holds: the application database's dump.
+BACKUP_DUMP = f"mysql/{APP_DATABASE}.sql"
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """``mariadb-dump``/``mysqldump --single-transaction --routines --triggers --events --skip-dump-date
     --databases <db>`` as root (credentials in a 0600 option file)."""
@@ -235,15 +239,15 @@ def backup_capture(src: BackupSource) -> list[Captured]:
            "--events", "--skip-dump-date", "--databases", ep.database]
     with _option_file(src):
         dump, seconds = timed(lambda: run_checked(c, cmd, "mysql", tool))
-    return [Captured("mysql", f"mysql/{ep.database}.sql", dump, seconds, {"tool": tool.rsplit("/", 1)[-1]})]
+    return [Captured("mysql", BACKUP_DUMP, dump, seconds, {"tool": tool.rsplit("/", 1)[-1]})]
 
 
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """The dump fed to the client as root (option file and dump removed afterwards)."""
-    ep, c = src.endpoint, src.container()
+    c = src.container()
     tool = tool_path(c, "mariadb", "mysql")
     with _option_file(src), private_files(
-            c, {f"{RESTORE_DIR}/dump.sql": (files[f"mysql/{ep.database}.sql"], "mysql")}, "mysql"):
+            c, {f"{RESTORE_DIR}/dump.sql": (files[BACKUP_DUMP], "mysql")}, "mysql"):
         run_checked(c, ["sh", "-c", f'"$0" --defaults-extra-file={MYSQL_OPTIONS} < {RESTORE_DIR}/dump.sql', tool],
                     "mysql", tool)
 
@@ -361,7 +365,7 @@ SPEC = ServiceSpec(
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          live_credentials=("password", "root_password"),
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DUMP,)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -206,6 +206,11 @@ def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
     return reload_tls(endpoint)
 
 
+#: What every backup of PostgreSQL holds: the application database (``pg_dump -Fc``) and the roles.
+BACKUP_DUMP = f"postgres/{APP_DATABASE}.dump"
+BACKUP_GLOBALS = "postgres/globals.sql"
+
+
 def backup_format_check(name: str, data: bytes) -> str | None:
     """``backup verify``'s check of the artifacts: the database is a ``pg_dump -Fc`` archive (``PGDMP`` header);
     the globals are plain SQL from ``pg_dumpall``, which carries no header to check."""
@@ -225,9 +230,9 @@ def backup_capture(src: BackupSource) -> list[Captured]:
                                               "pg_dump -Fc"))
     roles, roles_s = timed(lambda: run_checked(c, ["pg_dumpall", "--globals-only", "--no-role-passwords", "-U",
                                                    ep.user], "postgres", "pg_dumpall --globals-only"))
-    return [Captured("postgres", f"postgres/{ep.dbname}.dump", dump, seconds, {"tool": "pg_dump -Fc"},
+    return [Captured("postgres", BACKUP_DUMP, dump, seconds, {"tool": "pg_dump -Fc"},
                      _without_restrict_keys(plain)),
-            Captured("postgres", "postgres/globals.sql", roles, roles_s,
+            Captured("postgres", BACKUP_GLOBALS, roles, roles_s,
                      {"tool": "pg_dumpall --globals-only --no-role-passwords"}, _without_restrict_keys(roles))]
 
 
@@ -238,12 +243,11 @@ def _without_restrict_keys(sql: bytes) -> bytes:
 
 
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
-    """Roles first (``psql``), then ``pg_restore --clean --if-exists`` of the database."""
+    """Roles first (``psql``), then ``pg_restore --clean --if-exists`` of the database. The harness calls it
+    only with both declared artifacts (``BackupOps.artifacts``)."""
     ep, c = src.endpoint, src.container()
-    dump = files[f"postgres/{ep.dbname}.dump"]
-    with private_files(c, {f"{RESTORE_DIR}/pg.dump": (dump, "postgres"),
-                           f"{RESTORE_DIR}/globals.sql": (files.get("postgres/globals.sql", b""), "postgres")},
-                       "postgres"):
+    with private_files(c, {f"{RESTORE_DIR}/pg.dump": (files[BACKUP_DUMP], "postgres"),
+                           f"{RESTORE_DIR}/globals.sql": (files[BACKUP_GLOBALS], "postgres")}, "postgres"):
         # Roles that already exist make psql print an error and go on; passwords are not in the file.
         run_checked(c, ["psql", "-q", "-U", ep.user, "-d", ep.dbname, "-f", f"{RESTORE_DIR}/globals.sql"],
                     "postgres", "psql")
@@ -357,7 +361,8 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark),
+                         artifacts=(BACKUP_DUMP, BACKUP_GLOBALS)),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -247,6 +247,10 @@ def describe(endpoint: RabbitMqEndpoint) -> tuple[str, str]:
     return plain, secure
 
 
+#: What every backup of RabbitMQ holds: the definitions export.
+BACKUP_DEFINITIONS = "rabbitmq/definitions.json"
+
+
 def backup_capture(src: BackupSource) -> list[Captured]:
     """The definitions export (users, vhosts, permissions, queues, exchanges, bindings, policies)."""
     ep: RabbitMqEndpoint = src.endpoint
@@ -255,14 +259,29 @@ def backup_capture(src: BackupSource) -> list[Captured]:
     if resp.status_code != 200:
         raise StepFailed(f"GET /api/definitions answered {resp.status_code}: {resp.text[:200]}")
     data = json.dumps(resp.json(), indent=1, sort_keys=True).encode()
-    return [Captured("rabbitmq", "rabbitmq/definitions.json", data, round(time.monotonic() - t0, 3),
+    return [Captured("rabbitmq", BACKUP_DEFINITIONS, data, round(time.monotonic() - t0, 3),
                      {"tool": "management API /api/definitions"})]
+
+
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of the definitions export, as the restore reads it: a JSON object whose users
+    (if any) are a list of objects."""
+    try:
+        definitions = json.loads(data)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(definitions, dict):
+        return "not a JSON object"
+    users = definitions.get("users", [])
+    if not isinstance(users, list) or not all(isinstance(user, dict) for user in users):
+        return "'users' is not a list of objects"
+    return None
 
 
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """Import the definitions; the live application user is left out, so its current password keeps working."""
     ep: RabbitMqEndpoint = src.endpoint
-    definitions = json.loads(files["rabbitmq/definitions.json"])
+    definitions = json.loads(files[BACKUP_DEFINITIONS])
     definitions["users"] = [u for u in definitions.get("users", []) if u.get("name") != ep.user]
     resp = requests.post(f"{ep.management_url()}/api/definitions", json=definitions, auth=(ep.user, ep.password),
                          timeout=60, verify=ep.tls.ca_file if ep.tls is not None else True)
@@ -416,7 +435,8 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DEFINITIONS,),
+                         format_check=backup_format_check),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

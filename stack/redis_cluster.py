@@ -20,9 +20,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -435,6 +436,53 @@ def backup_capture(src: BackupSource) -> list[Captured]:
     return out
 
 
+#: What every backup of the cluster holds: one shard file per master (``redis/shard-<lo>-<hi>[_<lo>-<hi>...].jsonl``),
+#: whose slot ranges together cover every slot (:func:`backup_completeness`).
+BACKUP_SHARDS = "redis/shard-*.jsonl"
+_SHARD_NAME = re.compile(r"redis/shard-((?:\d+-\d+(?:_\d+-\d+)*)?)\.jsonl")
+
+
+def backup_completeness(names: Sequence[str]) -> list[str]:
+    """The slots no shard artifact holds (a master left out of the backup), and shard names without slot ranges.
+    A shard named without any range (``shard-.jsonl``: a master that owned no slot) holds no key and is fine."""
+    problems: list[str] = []
+    covered: set[int] = set()
+    for name in names:
+        found = _SHARD_NAME.fullmatch(name)
+        if found is None:
+            problems.append(f"{name} is not a shard artifact (redis/shard-<lo>-<hi>[_<lo>-<hi>...].jsonl)")
+            continue
+        for part in filter(None, found.group(1).split("_")):
+            lo, hi = (int(n) for n in part.split("-"))
+            covered.update(range(lo, min(hi, CLUSTER_SLOTS - 1) + 1))
+    gaps: list[list[int]] = []
+    for slot in sorted(set(range(CLUSTER_SLOTS)) - covered):
+        if gaps and gaps[-1][1] == slot - 1:
+            gaps[-1][1] = slot
+        else:
+            gaps.append([slot, slot])
+    if gaps:
+        problems.append(f"slots {', '.join(f'{lo}-{hi}' if hi > lo else str(lo) for lo, hi in gaps)} are in no "
+                        "shard artifact")
+    return problems
+
+
+def backup_format_check(name: str, data: bytes) -> str | None:
+    """``backup verify``'s check of a shard, as the restore reads it: every line a key record, an object with the
+    key and its ``DUMP`` payload in base64 and the expiry an integer."""
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            record = json.loads(line)
+            ok = (isinstance(record, dict) and isinstance(record.get("k"), str) and isinstance(record.get("v"), str)
+                  and isinstance(record.get("exp"), int) and not isinstance(record.get("exp"), bool))
+            ok = ok and all(base64.b64decode(record[part], validate=True) is not None for part in ("k", "v"))
+        except ValueError:  # not JSON, or not base64 (binascii.Error is a ValueError)
+            ok = False
+        if not ok:
+            return f"line {number}: not a key record (an object with k and v in base64 and exp an integer)"
+    return None
+
+
 def backup_restore(src: BackupSource, files: Mapping[str, bytes]) -> None:
     """``RESTORE ... ABSTTL REPLACE`` through the cluster, so each key lands on whichever master owns its slot;
     keys that expired since the backup are left out."""
@@ -546,7 +594,9 @@ SPEC = ServiceSpec(
     rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark),
+                         artifacts=(BACKUP_SHARDS,), completeness=backup_completeness,
+                         format_check=backup_format_check),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

@@ -86,7 +86,7 @@ def test_service_with_backup_ops_is_backed_up_and_restored_through_its_spec(tmp_
     manifest = bs.create(target, tmp_path / "backups", None, None)
     assert manifest.services == ["withops"] and manifest.versions == {"withops": "1.2.3"}
     assert [a.name for a in manifest.artifacts] == ["withops/data.json"]
-    timings = bs.restore(target, tmp_path / "backups", manifest.id, None, None)
+    timings = bs.restore(target, tmp_path / "backups", manifest.id, None, None, allow_unauthenticated=True)
     assert list(timings) == ["withops"]
     assert RESTORED == [("withops", {"withops/data.json": b'{"rows": 3}'})]
 
@@ -123,7 +123,7 @@ def test_restore_of_a_service_without_ops_touches_nothing(tmp_path: Path) -> Non
     """A backup holding a service that (now) declares no backup operations restores nothing at all."""
     root = tmp_path / "backups"
     manifest = bs.create(FakeTarget(["withops"], tmp_path), root, None, None)
-    artifacts = read_artifacts(root, manifest.id, None)
+    artifacts = read_artifacts(root, manifest.id, None, allow_unauthenticated=True)
     (art, data), = artifacts.values()
     artifacts["noops/x"] = (type(art)(**{**art.__dict__, "service": "noops", "name": "noops/x"}), data)
     with pytest.raises(MissingCapability, match="'noops' declares no 'backup_ops'"):

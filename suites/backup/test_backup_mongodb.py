@@ -22,7 +22,8 @@ def test_mongodb_dump_and_restore(mongodb_service, harness_stack, tmp_path):
     assert all(f.status == "ok" for f in verify(tmp_path, manifest.id, None, basic_format_check))
     with mongodb_service.client() as client:
         client[mongodb_service.database]["backup_probe"].delete_many({"_id": {"$lt": 100}})
-    restore(harness_stack, tmp_path, manifest.id, None, ["mongodb"])
+    # Unencrypted, so not authenticated: this round trip is about mongodump/mongorestore, and opts in.
+    restore(harness_stack, tmp_path, manifest.id, None, ["mongodb"], allow_unauthenticated=True)
     with mongodb_service.client() as client:
         docs = list(client[mongodb_service.database]["backup_probe"].find().sort("_id", 1))
     assert [d["v"] for d in docs] == [f"doc-{i}" for i in range(250)]
