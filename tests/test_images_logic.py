@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.images import context_digest, debian_specs
+from harness.images import SID_APT_CONF, apt_sources, build_args, context_digest, debian_specs
 from harness.settings import Settings
 from stack.errors import ConfigError
-from stack.images import CATALOGUE
+from stack.images import CATALOGUE, DEFAULT_RELEASE, RELEASES, TOOL_IMAGES
 
 
 def _ctx(tmp_path):
@@ -63,3 +63,73 @@ def test_every_debian_image_has_a_context(tmp_path):
 def test_mongodb_has_no_debian_build():
     with pytest.raises(ConfigError, match="mongodb has no Debian build"):
         debian_specs(Settings(), ["mongodb"])
+
+
+# ---------------------------------------------------------------------------------------------- release lines
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_every_release_line_builds_every_service_but_mongodb_from_a_real_context(release):
+    specs = {spec.service: spec for spec in debian_specs(Settings(release=release), None)}
+    assert set(specs) == {*CATALOGUE, *TOOL_IMAGES} - {"mongodb"}
+    for name, spec in specs.items():
+        assert spec.context_dir is not None and (spec.context_dir / "Dockerfile").is_file(), (release, name)
+        if name not in TOOL_IMAGES:
+            assert spec.release == release
+            # The tag says the release beyond the default line, so images of different lines coexist.
+            assert release == DEFAULT_RELEASE or spec.debian.endswith(f"-{release}"), spec.debian
+            assert spec.debian_version and spec.product
+
+
+def test_the_default_flavor_is_the_real_thing_where_the_release_has_it():
+    flavors = {release: {name: Settings(release=release).image_of(name).flavor for name in ("mysql", "redis")}
+               for release in RELEASES}
+    assert flavors == {"bookworm": {"mysql": "mariadb", "redis": "redis"},
+                       "trixie": {"mysql": "mariadb", "redis": "redis"},
+                       "sid": {"mysql": "mysql", "redis": "redis"}}
+
+
+def test_a_flavor_is_chosen_per_service_and_keeps_the_service():
+    settings = Settings(release="sid", flavors=("mysql=mariadb", "redis=valkey"))
+    mysql, redis = settings.image_of("mysql"), settings.image_of("redis")
+    assert (mysql.service, mysql.debian, mysql.debian_version) == ("mysql", "devstack-harness/mariadb:11.8-sid",
+                                                                   "11.8.")
+    assert (redis.service, redis.debian, redis.debian_version) == ("redis", "devstack-harness/valkey:9.1-sid", "9.1.")
+    assert dict(redis.build_args) == {"SERVER": "valkey"}
+
+
+def test_build_args_carry_the_line_and_change_the_digest(tmp_path):
+    trixie, sid = (Settings(release=r).image_of("postgres") for r in ("trixie", "sid"))
+    assert build_args(trixie, "base") == {"BASE": "base", "PG_MAJOR": "17"}
+    assert build_args(sid, "base") == {"BASE": "base", "PG_MAJOR": "18"}
+    ctx = _ctx(tmp_path)
+    assert context_digest(ctx, "sha256:1", build_args(trixie, "b")) != context_digest(ctx, "sha256:1",
+                                                                                       build_args(sid, "b"))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"release": "buster"}, "release must be one of bookworm, trixie, sid, not 'buster'"),
+    ({"flavors": ("mysql=mysql",)}, "flavors: mysql on bookworm is served by mariadb, not 'mysql'"),
+    ({"release": "trixie", "flavors": ("redis=keydb",)},
+     "flavors: redis on trixie is served by redis or valkey, not 'keydb'"),
+    ({"flavors": ("cache=redis",)}, "flavors: 'cache=redis' is not service=flavor with a known service; valid "
+                                    "services: vault, postgres, mysql, mongodb, redis, rabbitmq"),
+])
+def test_a_release_or_flavor_the_line_does_not_offer_is_refused_by_name(changes, message):
+    with pytest.raises(ConfigError) as exc:
+        Settings(**changes)
+    assert str(exc.value) == message
+
+
+def test_a_line_without_a_pinned_official_image_runs_its_debian_build():
+    spec = Settings(release="sid").image_of("postgres")
+    assert spec.official == "" and spec.official_version == ""  # no tag is pinned that could not be checked here
+    assert Settings().image_of("postgres").official == "postgres:15.10"
+
+
+def test_apt_sources_per_release():
+    assert apt_sources("sid") == "deb http://deb.debian.org/debian sid main\n"
+    assert apt_sources("trixie").splitlines() == [
+        "deb http://deb.debian.org/debian trixie main", "deb http://deb.debian.org/debian trixie-updates main",
+        "deb http://deb.debian.org/debian-security trixie-security main"]
+    assert "Check-Valid-Until" in SID_APT_CONF
