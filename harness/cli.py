@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     drill = sub.add_parser("drill", help="resilience drills on a stack of their own, with measured figures "
                                          "(docs/drills.md, docs/redis.md)")
-    drill.add_argument("kind", choices=drill_names(), metavar="NAME",
-                       help="redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
+    drill.add_argument("kind", choices=[*drill_names(), "upgrade"], metavar="NAME",
+                       help="upgrade: data from one release line into a fresh stack of another (--from, --to; "
+                            "docs/release-lines.md); "
+                            "redis-failover: 3 masters + 1 replica each; redis-node-loss: 3 masters, no replicas; "
                             "redis-partition, latency: 3+3, network faults in one node's namespace (docs/redis.md); "
                             + "; ".join(f"{n}: {d.summary}" for n, (_, d) in service_drills().items()))
     drill.add_argument("--rounds", type=int, default=1, help="rounds to run (bounded by HARNESS_DRILL_MAX_ROUNDS)")
@@ -111,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--full-coverage", choices=["yes", "no", "both"], default="both",
                        help="node loss: cluster-require-full-coverage; both (default) alternates")
     drill.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
+    drill.add_argument("--from", dest="from_release", choices=list(RELEASES), default=None,
+                       help="upgrade: the old release line (default: HARNESS_RELEASE, else bookworm)")
+    drill.add_argument("--to", dest="to_release", choices=list(RELEASES), default=None,
+                       help="upgrade: the new release line")
+    drill.add_argument("--services", type=_services_arg, default=None,
+                       help="upgrade: the services to carry over, one pair each (default: every backed-up service "
+                            "with a Debian build)")
+    drill.add_argument("--flavor", action="append", default=None, metavar="SERVICE=FLAVOR",
+                       help="upgrade: the server on the new line where it offers two (mysql=mysql|mariadb, "
+                            "redis=redis|valkey); repeatable")
 
     backup = sub.add_parser("backup", help="back up, verify and restore the stack started by `up`")
     backup_sub = backup.add_subparsers(dest="backup_command", required=True, parser_class=_Parser)
@@ -429,6 +441,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
 
+    if args.kind == "upgrade":
+        return _upgrade_drill(args, settings)
     if not 1 <= args.rounds <= settings.drill_max_rounds:
         console.print(f"[red]error:[/red] --rounds must be between 1 and {settings.drill_max_rounds} "
                       "(HARNESS_DRILL_MAX_ROUNDS)")
@@ -477,6 +491,43 @@ def _drill_done(args: argparse.Namespace, settings: Settings, run_id: str, data:
     console.print(f"report: {path}")
     if data["failed_rounds"]:
         console.print(f"[red]error:[/red] rounds with problems: {data['failed_rounds']}")
+        return 1
+    return 0
+
+
+def _upgrade_drill(args: argparse.Namespace, settings: Settings) -> int:
+    """``drill upgrade --from OLD --to NEW``: one pair per service (harness/upgrade.py); exit 1 when a pair did not
+    carry everything over and is not a known gap of its service."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from harness.upgrade import pair_lines, upgrade_pair
+
+    if args.to_release is None:
+        console.print("[red]error:[/red] drill upgrade needs --to RELEASE (one of " + ", ".join(RELEASES) + ")")
+        return 2
+    try:
+        old = settings.with_overrides(release=args.from_release or settings.release, flavors=())
+        new = settings.with_overrides(release=args.to_release, flavors=tuple(args.flavor or ()))
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    names = args.services or [s for s in registry.with_capability("backup")
+                              if s != "vault" and old.image_of(s).debian and new.image_of(s).debian]
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    t0 = time.monotonic()
+    pairs = [upgrade_pair(old, new, name, log=_log(t0)) for name in names]
+    lines = pair_lines(pairs)
+    for line in lines:
+        out.print(redact(line), highlight=False, markup=False)
+    data = {"drill": "upgrade", "from": old.release, "to": new.release, "flavors": list(new.flavors),
+            "pairs": [asdict(p) for p in pairs], "failed": [p.service for p in pairs if p.problems]}
+    path = args.report or settings.state_dir / "drills" / f"upgrade-{old.release}-{new.release}-{started}.json"
+    write_file(path, json.dumps(data, indent=2), 0o644)
+    console.print(f"report: {path}")
+    failed = [p.service for p in pairs if p.problems]
+    if failed:
+        console.print(f"[red]error:[/red] pairs that did not carry everything over: {', '.join(failed)}")
         return 1
     return 0
 

@@ -90,6 +90,9 @@ class BackupOps:
             ``restore`` without one.
         completeness: further checks of the artifact names a backup holds for the service (sorted) -> the
             problems, e.g. Redis slots in no shard; None for none.
+        upgrade_gaps: the known incompatibilities of an upgrade between release lines (``python -m harness drill
+            upgrade``), ``"<from flavor>-><to flavor>"`` -> why: such a pair that does not carry everything over is
+            reported with the reason instead of failing the drill.
     """
 
     capture: Callable[[BackupSource], list[Captured]]
@@ -100,6 +103,7 @@ class BackupOps:
     seed: BackupSeed | None = None
     artifacts: tuple[str, ...] = ()
     completeness: Callable[[Sequence[str]], list[str]] | None = None
+    upgrade_gaps: Mapping[str, str] = field(default_factory=dict)
 
 
 def run_checked(container: Any, cmd: list[str], user: str = "", what: str = "") -> bytes:

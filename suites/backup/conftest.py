@@ -11,7 +11,6 @@ per-service round trips (``test_backup_per_service.py``) both use it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,89 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hvac.exceptions
 import pytest
 
 from harness.backup import basic_format_check, verify
 from harness.engine import Stack
 from harness.stack_backup import create, restore
+from harness.upgrade import fingerprints_vault, missing_vault, seed_vault
 from stack import registry
 from stack.service import MissingCapability
 
-VAULT_SEED = {"colour": "teal", "n": 42}
-
-
-# ----------------------------------------------------------------------------------------------- PostgreSQL
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------------- MySQL
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------------- Redis
-
-
-
-
-
-
-
-
-
-# ------------------------------------------------------------------------------------------------- RabbitMQ
-
-
-
-
-
-
-
-# -------------------------------------------------------------------------------------------------- MongoDB
-# Not run on this project's CI machine when no mongo image exists (the round trip skips naming the image).
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------------- Vault
-
-def seed_vault(stack: Stack) -> None:
-    vault = stack.endpoint("vault").client()
-    written = vault.secrets.kv.v2.create_or_update_secret(path="backup-seed", secret=VAULT_SEED, mount_point="secret")
-    assert written["data"]["version"] >= 1, f"vault: writing backup-seed answered {written}"
-
-
-def missing_vault(stack: Stack) -> list[str]:
-    try:
-        kv = stack.endpoint("vault").client().secrets.kv.v2.read_secret_version(
-            path="backup-seed", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]
-    except hvac.exceptions.InvalidPath:
-        kv = None
-    return [] if kv == VAULT_SEED else ["vault.kv backup-seed: absent or different"]
-
-
-def fingerprints_vault(stack: Stack) -> dict[str, str]:
-    vault = stack.endpoint("vault").client()
-    others = [name for name in stack.services if name != "vault"]
-    return {
-        "vault.kv": json.dumps(vault.secrets.kv.v2.read_secret_version(
-            path="backup-seed", mount_point="secret", raise_on_deleted_version=True)["data"]["data"], sort_keys=True),
-        "vault.ca": vault.read("pki_int/cert/ca")["data"]["certificate"],
-        "vault.role_ids": json.dumps({s: vault.read(f"auth/approle/role/{s}/role-id")["data"]["role_id"]
-                                      for s in others}, sort_keys=True)}
+# The Vault seed lives in harness.upgrade (the upgrade drill proves the same data across release lines).
 
 
 # ------------------------------------------------------------------------------------------------ the table
