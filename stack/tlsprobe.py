@@ -388,11 +388,13 @@ class Tls12Suite:
 
 
 def tls12_suites() -> tuple[Tls12Suite, ...]:
-    """Every TLS 1.2 suite this machine's OpenSSL knows, at security level 0 (so nothing is held back for being
-    weak), in OpenSSL's order."""
+    """Every suite this machine's OpenSSL knows that TLS 1.2 can negotiate, at security level 0 (so nothing is held
+    back for being weak), NULL encryption included, in OpenSSL's order. OpenSSL labels a suite with the protocol
+    that introduced it: the CBC/SHA-1 suites of SSLv3 and TLS 1.0 (``ECDHE-RSA-AES128-SHA``, ``DES-CBC3-SHA``) are
+    TLS 1.2 suites too; only the TLS 1.3 ones are not."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    return tuple(Tls12Suite(c["name"], c["id"] & 0xFFFF) for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2")
+    ctx.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    return tuple(Tls12Suite(c["name"], c["id"] & 0xFFFF) for c in ctx.get_ciphers() if c["protocol"] != "TLSv1.3")
 
 
 def client_hello_suites(ctx: ssl.SSLContext) -> list[int]:
@@ -418,8 +420,9 @@ def client_hello_suites(ctx: ssl.SSLContext) -> list[int]:
 @functools.cache
 def offerable_tls12_suites() -> tuple[tuple[Tls12Suite, ...], dict[str, str]]:
     """The suites of :func:`tls12_suites` this client can offer alone, each proven by its ClientHello (exactly that
-    suite, plus OpenSSL's renegotiation signal), and the others with the reason: the PSK suites, which OpenSSL
-    offers only with a pre-shared key (no server could negotiate them with this client either)."""
+    suite, plus OpenSSL's renegotiation signal), and the others with the reason: the PSK and SRP suites, which
+    OpenSSL offers only with a pre-shared key or an SRP login (no server could negotiate them with this client
+    either)."""
     alone: list[Tls12Suite] = []
     not_offered: dict[str, str] = {}
     for suite in tls12_suites():
