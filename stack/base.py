@@ -68,9 +68,12 @@ class TlsMaterial:
     serial: str
 
     def files(self, owner: str, combined: bool = False) -> dict[str, tuple[bytes, str]]:
-        """The files a server reads, as ``path -> (content, owner)`` (all installed 0600)."""
+        """The files a server reads, as ``path -> (content, owner)`` (all installed 0600). The CA file holds the
+        chain that issued the server's certificate (intermediate and root), not the root alone: MySQL 9 verifies
+        its own certificate against it (a warning at start, and ``ALTER INSTANCE RELOAD TLS`` refuses with
+        "Invalid certificates" when the intermediate is missing); the other servers accept a bundle there."""
         files = {TLS_CERT: (self.certificate.encode(), owner), TLS_KEY: (self.private_key.encode(), owner),
-                 TLS_CA: (self.root_ca.encode(), owner)}
+                 TLS_CA: ((self.ca_chain or self.root_ca).encode(), owner)}
         if combined:
             pem = self.certificate.rstrip("\n") + "\n" + self.private_key.rstrip("\n") + "\n"
             files[TLS_PEM] = (pem.encode(), owner)

@@ -345,6 +345,9 @@ DRILLS = (ServiceDrill(
     ops=SqlCrashOps(connect=drill_connect, create=("CREATE TABLE {table} (n bigint PRIMARY KEY)",),
                     insert="INSERT INTO {table} (n) VALUES (%s)", select="SELECT n FROM {table}",
                     drop="DROP TABLE IF EXISTS {table}", durability=drill_durability,
+                    # Case-sensitive, after the fault only: MariaDB's InnoDB logs "Starting crash recovery from
+                    # checkpoint", MySQL 9.7 (default log verbosity) "Starting XA crash recovery..."; neither
+                    # appears on a clean restart (checked on both).
                     recovery_log="crash recovery")),)
 
 
