@@ -264,8 +264,8 @@ class FailoverRound:
     rejoin_ms: float | None = None
     writes_acked: int = 0
     writes_replicated: int = 0
-    lost_writes: int = 0
-    lost_replicated: int = 0
+    lost_writes: int | None = None  # None: not counted (no promotion, so the writes were never read back)
+    lost_replicated: int | None = None
     writer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -407,7 +407,7 @@ class NodeLossRound:
     detect_ms: float | None = None
     recovery_ms: float | None = None
     keys_written: int = 0
-    keys_missing: int = 0
+    keys_missing: int | None = None  # None: not counted
     surviving_slots_served: bool | None = None
     lost_slots_error: str = ""
     problems: list[str] = field(default_factory=list)

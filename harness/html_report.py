@@ -54,6 +54,7 @@ from harness.summary import (
     load_report,
     numeric_leaves,
     results_of,
+    round_count,
     suite_of,
     summarize,
     unit_of,
@@ -477,21 +478,21 @@ def _invariants(kind: str, drills: Sequence[Drill]) -> str:
     failed = [str(r.get("round", "?")) for r in rounds if json_list(r.get("problems"))]
     rows.append(["rounds with a problem (must be none)", esc(", ".join(failed) or "none"),
                  '<span class="bad">FAIL</span>' if failed else '<span class="ok">ok</span>'])
-    if any("lost_replicated" in r for r in rounds):
-        lost = sum(json_number(r.get("lost_replicated")) or 0 for r in rounds)
-        rows.append(["acknowledged writes confirmed on a replica by WAIT and lost (must be 0)", f"{lost:g}",
-                     '<span class="bad">FAIL</span>' if lost else '<span class="ok">ok</span>'])
-    if any("lost_writes" in r for r in rounds):
+    # A round that did not count (None) is "not measured", never 0; an invariant not measured is not ok.
+    if (lost := round_count(rounds, "lost_replicated")) is not None:
+        good = lost.counted == lost.rounds and not lost.total
+        rows.append(["acknowledged writes confirmed on a replica by WAIT and lost (must be 0)", esc(lost.text),
+                     '<span class="ok">ok</span>' if good else '<span class="bad">FAIL</span>'])
+    if (lost_writes := round_count(rounds, "lost_writes")) is not None:
         rows.append(["acknowledged writes lost, not confirmed by WAIT (allowed: asynchronous replication)",
-                     f"{sum(json_number(r.get('lost_writes')) or 0 for r in rounds):g}", ""])
+                     esc(lost_writes.text), ""])
     served = [r.get("surviving_slots_served") for r in rounds if "surviving_slots_served" in r]
     if served:
         bad = sum(1 for s in served if s is not True)
         rows.append(["surviving masters served their keys (every round)", f"{len(served) - bad} of {len(served)}",
                      '<span class="bad">FAIL</span>' if bad else '<span class="ok">ok</span>'])
-    if any("keys_missing" in r for r in rounds):
-        missing = sum(json_number(r.get("keys_missing")) or 0 for r in rounds)
-        rows.append(["keys missing after recovery", f"{missing:g}", ""])
+    if (missing := round_count(rounds, "keys_missing")) is not None:
+        rows.append(["keys missing after recovery", esc(missing.text), ""])
     problems = [f"<li>round {esc(r.get('round', '?'))}: {esc(p)}</li>"
                 for r in rounds for p in json_list(r.get("problems"))]
     out = _table(["invariant", "value", "verdict"], rows, f"invariants-{slug(kind)}")

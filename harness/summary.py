@@ -469,9 +469,28 @@ def _drill_cell(stats: dict[str, Any], unit: str) -> str:
     return text if top is None or top == median else f"{text} (max {with_unit(top, unit)})"
 
 
-def _round_sum(drill: Drill, key: str) -> float | None:
-    values = [v for r in json_list(drill.data.get("rounds")) if (v := json_number(json_dict(r).get(key))) is not None]
-    return sum(values) if values else None
+@dataclass(frozen=True)
+class RoundCount:
+    """A count over drill rounds (lost writes, missing keys): the sum of the rounds that counted it, how many did,
+    and how many rounds have the field at all (a round that ended early holds None: not counted, never 0)."""
+
+    total: float
+    counted: int
+    rounds: int
+
+    @property
+    def text(self) -> str:
+        if not self.counted:
+            return "not measured"
+        return number(self.total) + ("" if self.counted == self.rounds else
+                                     f" ({self.counted} of {self.rounds} rounds counted)")
+
+
+def round_count(rounds: Iterable[Any], key: str) -> RoundCount | None:
+    """:class:`RoundCount` of ``key`` over drill rounds (JSON), or None when no round has the field."""
+    having = [json_dict(r) for r in rounds if key in json_dict(r)]
+    values = [v for r in having if (v := json_number(r.get(key))) is not None]
+    return RoundCount(sum(values), len(values), len(having)) if having else None
 
 
 def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], several: bool) -> list[str]:
@@ -484,15 +503,15 @@ def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], seve
     rows += [[m, *(_drill_cell(json_dict(json_dict(d.data.get("summary")).get(m)), _metric_unit(m)) for d in drills)]
              for m in metrics]
     lines = [f"#### {kind}{common}{where}", "", *_table(head, rows), ""]
-    lost = [(d, _round_sum(d, "lost_writes")) for d in drills]
-    if any(total is not None for _, total in lost):
-        parts = [f"{d.label or kind} {number(total)}" for d, total in lost if total is not None]
-        confirmed = sum(_round_sum(d, "lost_replicated") or 0 for d in drills)
+    lost = [(d, count) for d in drills if (count := round_count(json_list(d.data.get("rounds")), "lost_writes"))]
+    if lost:
+        parts = [f"{d.label or kind} {count.text}" for d, count in lost]
+        confirmed = round_count([r for d in drills for r in json_list(d.data.get("rounds"))], "lost_replicated")
         lines += [f"Lost acknowledged writes, all rounds: {'; '.join(parts)}. Of those, confirmed on a replica "
-                  f"by `WAIT` (must be 0): {number(confirmed)}.", ""]
-    missing = [(d, _round_sum(d, "keys_missing")) for d in drills]
-    if any(total is not None for _, total in missing):
-        parts = [f"{d.label or kind} {number(total)}" for d, total in missing if total is not None]
+                  f"by `WAIT` (must be 0): {confirmed.text if confirmed else 'not measured'}.", ""]
+    missing = [(d, count) for d in drills if (count := round_count(json_list(d.data.get("rounds")), "keys_missing"))]
+    if missing:
+        parts = [f"{d.label or kind} {count.text}" for d, count in missing]
         lines += [f"Keys missing after recovery, all rounds: {'; '.join(parts)}.", ""]
     problems = [f"- {d.label or kind} round {json_dict(r).get('round', '?')}: {_code(_one_line(str(p)))}"
                 for d in drills for r in json_list(d.data.get("rounds"))

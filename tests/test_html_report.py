@@ -69,7 +69,8 @@ def failover_drill() -> dict[str, Any]:
     for i, fault in enumerate(["kill", "stop", "pause", "disconnect"] * 2):
         rounds.append(FailoverRound(i, fault, f"redis-{i % 3}", detect_ms=900 + 40 * i, promote_ms=1200 + 30 * i,
                                     cluster_ok_ms=1500 + 20 * i, client_outage_ms=1600 + 25 * i, rejoin_ms=3000,
-                                    writes_acked=500, writes_replicated=490, lost_writes=i % 3))
+                                    writes_acked=500, writes_replicated=490, lost_writes=i % 3,
+                                    lost_replicated=0))
     return drill_report("redis-failover", rounds, {"node_timeout_ms": 1000, "topology": "3+3", "rounds": 8})
 
 

@@ -57,7 +57,7 @@ def _drills(promote_ms=2100.0, lost=0):
     for number, fault in enumerate(("kill", "stop")):
         rnd = FailoverRound(round=number, fault=fault, victim="redis-1", detect_ms=1500.0, promote_ms=promote_ms,
                             cluster_ok_ms=2200.0, client_outage_ms=2300.0, rejoin_ms=900.0, writes_acked=400,
-                            writes_replicated=390, lost_writes=lost)
+                            writes_replicated=390, lost_writes=lost, lost_replicated=0)
         entries.append(report("redis-failover", [rnd], {"fault": fault, "node_timeout_ms": 1000, "topology": "3+3"}))
     loss = NodeLossRound(round=0, full_coverage=False, victim="redis-2", detect_ms=2000.0, recovery_ms=1200.0,
                          keys_written=300, keys_missing=0, surviving_slots_served=True, lost_slots_error="MOVED")
