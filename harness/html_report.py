@@ -46,12 +46,14 @@ from harness.summary import (
     Summary,
     compare,
     counts_of,
+    drill_rounds_text,
     drills_of,
     figures_of,
     json_dict,
     json_list,
     json_number,
     load_report,
+    no_exit_status_text,
     numeric_leaves,
     results_of,
     round_count,
@@ -396,8 +398,12 @@ def verdict_html(summary: Summary) -> str:
                         "proves nothing")
     if summary.failing:
         problems.append(f"{summary.failing} failed or errored test(s)")
+    if summary.no_exit_status:
+        problems.append(no_exit_status_text(summary.no_exit_status))
     if summary.bad_exit:
         problems.append(f"pytest exit status not 0 in {', '.join(summary.bad_exit)}")
+    if summary.failed_drill_rounds:
+        problems.append(drill_rounds_text(summary.failed_drill_rounds))
     if summary.regressions:
         problems.append(f"{len(summary.regressions)} regression(s)")
     if summary.newly_failing:

@@ -216,6 +216,17 @@ def test_nothing_passed_is_fail_as_summarize_says():
             "that passes nothing proves nothing.</p>") in page
 
 
+def test_a_failed_drill_round_and_a_missing_exit_status_are_fail_as_summarize_says():
+    data = run_report(failing=False)
+    data["drills"][0]["rounds"][2]["problems"] = ["promotion took 6100 ms, beyond drill_promote_max_ms (5000 ms)"]
+    del data["exitstatus"]
+    report = loaded(data)
+    assert summarize([report]).exit_code == 1
+    assert ('<p id="verdict" class="verdict fail">Result: FAIL — no exit status in report.json: the run did not end '
+            "(killed?) or its report is incomplete; 1 drill round(s) with problems: redis-failover round 2.</p>"
+            ) in render([report])
+
+
 def _trend_rows(page: str) -> dict[str, str]:
     """figure key -> the row's class ('' when none)."""
     return {a["data-figure"]: a.get("class", "") for t, a in Elements(page).elements
