@@ -437,6 +437,7 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
     from harness.drill_kit import REDIS_DRILLS
+    from harness.drill_verdict import judge
     from harness.drills import FAULTS, drill_settings, failover_round, node_loss_round, report
     from harness.engine import Stack
     from stack.redis_cluster import RedisCluster
@@ -468,11 +469,11 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
             if failover:
                 fault = FAULTS[number % len(FAULTS)] if args.fault == "cycle" else args.fault
                 console.print(f"round {number}: {fault} a master")
-                rounds.append(failover_round(cluster, number, fault, timeout=budget))
+                rounds.append(judge(args.kind, failover_round(cluster, number, fault, timeout=budget), chosen))
             else:
                 full = number % 2 == 1 if args.full_coverage == "both" else args.full_coverage == "yes"
                 console.print(f"round {number}: stop a master (full coverage {'yes' if full else 'no'})")
-                rounds.append(node_loss_round(cluster, number, full, timeout=budget))
+                rounds.append(judge(args.kind, node_loss_round(cluster, number, full, timeout=budget), chosen))
     finally:
         stack.close()
     data = report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms,
@@ -481,7 +482,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _drill_done(args: argparse.Namespace, settings: Settings, run_id: str, data: dict[str, Any]) -> int:
-    """Every drill's ending: its table (masked), its JSON report saved, exit 1 when a round had problems."""
+    """Every drill's ending: its table (masked), its JSON report saved, exit 1 when a round had problems (its own,
+    or those :func:`harness.drill_verdict.judge` added: the suites' rules)."""
     from harness.drills import drill_lines
 
     for line in drill_lines(data):
@@ -555,6 +557,7 @@ def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
     """redis-partition / latency (harness/drills_net.py) on a 3+3 cluster of their own."""
+    from harness.drill_verdict import judge
     from harness.drills import drill_settings
     from harness.drills_net import latency_round, net_report, nettools_image, partition_round
     from harness.engine import Stack
@@ -581,13 +584,14 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
             if args.kind == "redis-partition":
                 floor = number % 2 if args.min_replicas == "both" else int(args.min_replicas)
                 console.print(f"round {number}: partition a master (min-replicas-to-write {floor})")
-                rounds.append(partition_round(cluster, number, floor, budget, image,
-                                              chosen.drill_partition_peer_timeout_ms,
-                                              chosen.drill_partition_victim_timeout_ms))
+                rounds.append(judge(args.kind, partition_round(
+                    cluster, number, floor, budget, image, chosen.drill_partition_peer_timeout_ms,
+                    chosen.drill_partition_victim_timeout_ms), chosen))
             else:
                 method = "auto" if args.fault == "cycle" else args.fault
                 console.print(f"round {number}: delay a master by {chosen.drill_latency_ms} ms ({method})")
-                rounds.append(latency_round(cluster, number, chosen.drill_latency_ms, method, budget, image))
+                rounds.append(judge(args.kind, latency_round(
+                    cluster, number, chosen.drill_latency_ms, method, budget, image), chosen))
     finally:
         stack.close()
     data = net_report(args.kind, rounds, {"node_timeout_ms": chosen.redis_node_timeout_ms, "topology": "3+3",

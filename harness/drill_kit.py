@@ -167,6 +167,14 @@ def metrics_for(drill: ServiceDrill) -> tuple[str, ...]:
     return METRICS[drill.kind]
 
 
+def run_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str, timeout: float) -> Any:
+    """One round of ``drill`` on ``stack``, judged (:func:`harness.drill_verdict.judge`, with the stack's settings)
+    as the suites and the CLI both need it."""
+    from harness.drill_verdict import judge
+
+    return judge(drill.kind, runner_for(drill)(stack, service, drill, number, fault, timeout=timeout), stack.settings)
+
+
 def run_service_drill(stack: Any, name: str, rounds: int, fault: str, timeout: float,
                       on_round: Callable[[int, str], None] = lambda n, f: None) -> dict[str, Any]:
     """Start ``name``'s service in ``stack`` (Vault and its dependencies too), run ``rounds`` rounds (faults as
@@ -174,12 +182,12 @@ def run_service_drill(stack: Any, name: str, rounds: int, fault: str, timeout: f
     from harness.drills import report
 
     service, drill = service_drills()[name]
-    run = runner_for(drill)
+    runner_for(drill)  # an unknown kind is refused before anything starts
     faults = [pick_fault(drill, number, fault) for number in range(rounds)]  # refuse a bad --fault up front
     stack.start([service])
     done = []
     for number, chosen in enumerate(faults):
         on_round(number, chosen)
-        done.append(run(stack, service, drill, number, chosen, timeout=timeout))
+        done.append(run_round(stack, service, drill, number, chosen, timeout))
     return report(name, done, {"service": service, "faults": ",".join(dict.fromkeys(faults)), "rounds": rounds},
                   metrics=metrics_for(drill))

@@ -61,12 +61,13 @@ class SqlCrashRound:
     victim: str
     accepting_ms: float | None = None
     client_outage_ms: float | None = None
-    rows_committed: int = 0
-    committed_missing: int = 0
-    in_flight_present: int = 0
-    in_doubt: int = 0
-    in_doubt_present: int = 0
-    recovery_logged: bool = False
+    # None: not counted (the round ended before it read the rows back or the server's log)
+    rows_committed: int | None = None
+    committed_missing: int | None = None
+    in_flight_present: int | None = None
+    in_doubt: int | None = None
+    in_doubt_present: int | None = None
+    recovery_logged: bool | None = None
     writer_errors: dict[str, int] = field(default_factory=dict)
     fault_detail: str = ""
     problems: list[str] = field(default_factory=list)

@@ -65,12 +65,13 @@ class VaultRound:
     login_resume_ms: float | None = None
     issue_resume_ms: float | None = None
     client_outage_ms: float | None = None
-    client_errors: int = 0
-    kv_written: int = 0
-    kv_lost: int = 0
-    logins: int = 0
-    certificates: int = 0
-    sealed_seen: bool = False
+    # None: not counted (the round ended before the clients were stopped and the KV values read back)
+    client_errors: int | None = None
+    kv_written: int | None = None
+    kv_lost: int | None = None
+    logins: int | None = None
+    certificates: int | None = None
+    sealed_seen: bool | None = None
     errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 

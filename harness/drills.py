@@ -264,8 +264,8 @@ class FailoverRound:
     rejoin_ms: float | None = None
     writes_acked: int = 0
     writes_replicated: int = 0
-    lost_writes: int = 0
-    lost_replicated: int = 0
+    lost_writes: int | None = None  # None: not counted (no promotion, so the writes were never read back)
+    lost_replicated: int | None = None
     writer_errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -407,9 +407,10 @@ class NodeLossRound:
     detect_ms: float | None = None
     recovery_ms: float | None = None
     keys_written: int = 0
-    keys_missing: int = 0
+    keys_missing: int | None = None  # None: not counted
     surviving_slots_served: bool | None = None
     lost_slots_error: str = ""
+    victim_ip: str = ""  # the stopped master's address as the cluster names it (where MOVED must point)
     problems: list[str] = field(default_factory=list)
 
 
@@ -427,7 +428,7 @@ def node_loss_round(cluster: RedisCluster, number: int, full_coverage: bool, tim
     victim = sorted(cluster.nodes, key=lambda c: c.alias)[number % len(cluster.nodes)]
     survivor = next(c for c in cluster.nodes if c is not victim)
     me = view.myself(victim)
-    result = NodeLossRound(round=number, full_coverage=full_coverage, victim=victim.alias)
+    result = NodeLossRound(round=number, full_coverage=full_coverage, victim=victim.alias, victim_ip=me.ip)
 
     keys = _keys_on_every_master(view, prefix=f"loss-{secrets.token_hex(2)}-")
     result.keys_written = sum(len(v) for v in keys.values())

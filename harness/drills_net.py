@@ -692,8 +692,8 @@ class LatencyRound:
     ops_before: int = 0
     ops_during: int = 0
     unreplicated: int = 0
-    pfail_flags: int = 0
-    failovers: int = 0
+    pfail_flags: int | None = None  # None: not watched
+    failovers: int | None = None
     failover_detail: str = ""
     recover_ms: float | None = None
     worker_errors: dict[str, int] = field(default_factory=dict)

@@ -46,14 +46,17 @@ from harness.summary import (
     Summary,
     compare,
     counts_of,
+    drill_rounds_text,
     drills_of,
     figures_of,
     json_dict,
     json_list,
     json_number,
     load_report,
+    no_exit_status_text,
     numeric_leaves,
     results_of,
+    round_count,
     suite_of,
     summarize,
     unit_of,
@@ -395,8 +398,12 @@ def verdict_html(summary: Summary) -> str:
                         "proves nothing")
     if summary.failing:
         problems.append(f"{summary.failing} failed or errored test(s)")
+    if summary.no_exit_status:
+        problems.append(no_exit_status_text(summary.no_exit_status))
     if summary.bad_exit:
         problems.append(f"pytest exit status not 0 in {', '.join(summary.bad_exit)}")
+    if summary.failed_drill_rounds:
+        problems.append(drill_rounds_text(summary.failed_drill_rounds))
     if summary.regressions:
         problems.append(f"{len(summary.regressions)} regression(s)")
     if summary.newly_failing:
@@ -477,21 +484,21 @@ def _invariants(kind: str, drills: Sequence[Drill]) -> str:
     failed = [str(r.get("round", "?")) for r in rounds if json_list(r.get("problems"))]
     rows.append(["rounds with a problem (must be none)", esc(", ".join(failed) or "none"),
                  '<span class="bad">FAIL</span>' if failed else '<span class="ok">ok</span>'])
-    if any("lost_replicated" in r for r in rounds):
-        lost = sum(json_number(r.get("lost_replicated")) or 0 for r in rounds)
-        rows.append(["acknowledged writes confirmed on a replica by WAIT and lost (must be 0)", f"{lost:g}",
-                     '<span class="bad">FAIL</span>' if lost else '<span class="ok">ok</span>'])
-    if any("lost_writes" in r for r in rounds):
+    # A round that did not count (None) is "not measured", never 0; an invariant not measured is not ok.
+    if (lost := round_count(rounds, "lost_replicated")) is not None:
+        good = lost.counted == lost.rounds and not lost.total
+        rows.append(["acknowledged writes confirmed on a replica by WAIT and lost (must be 0)", esc(lost.text),
+                     '<span class="ok">ok</span>' if good else '<span class="bad">FAIL</span>'])
+    if (lost_writes := round_count(rounds, "lost_writes")) is not None:
         rows.append(["acknowledged writes lost, not confirmed by WAIT (allowed: asynchronous replication)",
-                     f"{sum(json_number(r.get('lost_writes')) or 0 for r in rounds):g}", ""])
+                     esc(lost_writes.text), ""])
     served = [r.get("surviving_slots_served") for r in rounds if "surviving_slots_served" in r]
     if served:
         bad = sum(1 for s in served if s is not True)
         rows.append(["surviving masters served their keys (every round)", f"{len(served) - bad} of {len(served)}",
                      '<span class="bad">FAIL</span>' if bad else '<span class="ok">ok</span>'])
-    if any("keys_missing" in r for r in rounds):
-        missing = sum(json_number(r.get("keys_missing")) or 0 for r in rounds)
-        rows.append(["keys missing after recovery", f"{missing:g}", ""])
+    if (missing := round_count(rounds, "keys_missing")) is not None:
+        rows.append(["keys missing after recovery", esc(missing.text), ""])
     problems = [f"<li>round {esc(r.get('round', '?'))}: {esc(p)}</li>"
                 for r in rounds for p in json_list(r.get("problems"))]
     out = _table(["invariant", "value", "verdict"], rows, f"invariants-{slug(kind)}")

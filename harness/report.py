@@ -26,6 +26,11 @@ class TestResult:
     reason: str = ""
 
 
+# How bad a phase's outcome is; a test keeps its worst. A failed call followed by a teardown error stays "failed"
+# (one outcome per test; pytest's own summary shows both).
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 2}
+
+
 @dataclass
 class Outcomes:
     """Accumulates one result per test from pytest's setup/call/teardown reports."""
@@ -33,7 +38,8 @@ class Outcomes:
     results: dict[str, TestResult] = field(default_factory=dict)
 
     def add(self, nodeid: str, when: str, outcome: str, duration: float, reason: str = "") -> None:
-        """Fold one phase report in: a failing setup/teardown is an ``error``, a skip in any phase a skip."""
+        """Fold one phase report in: a failing setup/teardown is an ``error``, a skip in any phase a skip. The worse
+        phase wins (:data:`_RANK`): a teardown that fails after a skip or an xfail makes the test an ``error``."""
         current = self.results.get(nodeid)
         if outcome == "skipped":
             final = "skipped"
@@ -47,7 +53,7 @@ class Outcomes:
             self.results[nodeid] = TestResult(nodeid, final, round(duration, 3), reason)
             return
         current.duration_s = round(current.duration_s + duration, 3)
-        if current.outcome == "passed" and final != "passed":
+        if _RANK[final] > _RANK[current.outcome]:
             current.outcome, current.reason = final, reason
 
     def counts(self) -> dict[str, int]:

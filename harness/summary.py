@@ -2,7 +2,9 @@
 
 The input is what the pytest plugin writes (``harness.report.build_report`` plus the optional ``drills`` and
 ``benchmarks`` keys; ``stack_mode`` and ``compose`` are shown when present). Any key may be missing or of an
-unexpected type: what cannot be read is left out, never guessed.
+unexpected type: what cannot be read is left out, never guessed -- and what decides the verdict is never assumed:
+a report without pytest's exit status, a drill round with problems, a report in which nothing passed are FAIL.
+Known failures (xfail, kept with the skips as ``xfail: reason``) are counted and listed apart from the skips.
 
 Every compared figure (time-to-ready, whole-stack start, drill medians, benchmark timings) is "lower is
 better". A figure is a regression when it grew by more than ``tolerance`` (a fraction of the previous value)
@@ -32,6 +34,7 @@ FLOORS: dict[str, float] = {"s": 0.05, "ms": 50.0, "count": 1.0}
 REPORT_KEYS = ("schema", "tests", "results", "skips", "time_to_ready_s", "drills", "benchmarks")
 SUITE_ROOTS = ("suites", "tests")
 REASON_MAX = 300
+XFAIL_PREFIX = "xfail: "  # how the run report keeps a known failure: with the skips, this before its reason
 
 
 class ReportInputError(HarnessError):
@@ -128,6 +131,11 @@ def counts_of(report: LoadedReport) -> dict[str, int]:
         return {k: counter.get(k, 0) for k in OUTCOMES}
     recorded = json_dict(report.data.get("tests"))
     return {k: int(json_number(recorded.get(k)) or 0) for k in OUTCOMES}
+
+
+def is_xfail(result: Result) -> bool:
+    """A known failure (``pytest.xfail`` or an ``xfail`` mark that failed): a skip whose reason says so."""
+    return result.outcome == "skipped" and result.reason.startswith(XFAIL_PREFIX)
 
 
 def suite_of(nodeid: str) -> str:
@@ -328,6 +336,36 @@ def newly_skipped(previous: LoadedReport, reports: Sequence[LoadedReport]) -> li
     return _passed_before_and_now(previous, reports, ("skipped",))
 
 
+def exit_status_missing(reports: Sequence[LoadedReport]) -> list[str]:
+    """Names of the reports without a numeric ``exitstatus``: pytest never finished the run (killed, or the report
+    was cut short), so nothing says how it ended. Never a PASS."""
+    return [r.name for r in reports if json_number(r.data.get("exitstatus")) is None]
+
+
+def failed_drill_rounds(reports: Sequence[LoadedReport]) -> list[str]:
+    """``kind label round N`` of every drill round with problems (its ``problems``, or its number in the drill
+    report's ``failed_rounds``), prefixed by the report's name when there are several. ``python -m harness drill``
+    exits 1 on such a round; the summary is never a PASS with one."""
+    several = len(reports) > 1
+    found = []
+    for report in reports:
+        for drill in drills_of(report):
+            rounds = [json_dict(r) for r in json_list(drill.data.get("rounds"))]
+            ids = [r.get("round", "?") for r in rounds if json_list(r.get("problems"))]
+            ids += [n for n in json_list(drill.data.get("failed_rounds")) if n not in ids]
+            name = " ".join(p for p in (drill.kind, drill.label) if p)
+            found += [f"{report.name}: {name} round {n}" if several else f"{name} round {n}" for n in ids]
+    return found
+
+
+def drill_rounds_text(failed: Sequence[str]) -> str:
+    return f"{len(failed)} drill round(s) with problems: {', '.join(failed)}"
+
+
+def no_exit_status_text(names: Sequence[str]) -> str:
+    return f"no exit status in {', '.join(names)}: the run did not end (killed?) or its report is incomplete"
+
+
 def nothing_passed(reports: Sequence[LoadedReport]) -> list[str]:
     """``name (what it holds)`` of every report in which no test passed: only skips, only failures, or no
     results at all. Such a run proved nothing, so it is never a PASS."""
@@ -382,25 +420,28 @@ def with_unit(value: float | None, unit: str | None) -> str:
     return number(value)
 
 
-def _counts_text(counts: dict[str, int]) -> str:
+def _counts_text(counts: dict[str, int], xfails: int = 0) -> str:
     errors = "error" if counts["error"] == 1 else "errors"
-    return (f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped, "
+    known = f" ({xfails} of them xfail)" if xfails else ""
+    return (f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped{known}, "
             f"{counts['error']} {errors}")
 
 
 def _header_lines(report: LoadedReport) -> list[str]:
     """One line per report: where it came from and what its tests did; then what did not start."""
     data = report.data
+    status = json_number(data.get("exitstatus"))
     facts = [f"run {_code(str(data['run_id']))}" if data.get("run_id") else "no stack",
              f"image set {data.get('image_set') or '-'}", f"created {data.get('created') or '-'}",
-             f"exit status {data.get('exitstatus', '-')}"]
+             "exit status missing" if status is None else f"exit status {status:g}"]
     if data.get("stack_mode"):
         facts.append(f"stack mode {data['stack_mode']}")
     compose = json_dict(data.get("compose"))
     scalars = [f"{k}={v}" for k, v in compose.items() if isinstance(v, str | int | float | bool)]
     if scalars:
         facts.append(f"compose {_code(', '.join(scalars))}")
-    lines = [f"- **{report.name}** — {', '.join(facts)}: {_counts_text(counts_of(report))}"]
+    xfails = sum(1 for r in results_of(report) if is_xfail(r))
+    lines = [f"- **{report.name}** — {', '.join(facts)}: {_counts_text(counts_of(report), xfails)}"]
     for key, what in (("services_unavailable", "unavailable"), ("services_failed", "failed to start")):
         for service, why in json_dict(data.get(key)).items():
             lines.append(f"  - {service} {what}: {_code(_one_line(str(why or '?')))}")
@@ -431,10 +472,24 @@ def _failure_section(results: list[Result], several: bool) -> list[str]:
     return [*lines, ""]
 
 
+def _xfail_section(results: list[Result], several: bool) -> list[str]:
+    """Known failures (xfail) apart from the skips: how many, which, and why."""
+    known = [r for r in results if is_xfail(r)]
+    if not known:
+        return []
+    lines = [f"### Known failures (xfail): {len(known)}", ""]
+    for r in known:
+        where = f" ({r.report})" if several else ""
+        reason = _one_line(r.reason.removeprefix(XFAIL_PREFIX))
+        lines.append(f"- {_code(r.nodeid)}{where} — {_code(reason) if reason else '(no reason recorded)'}")
+    return [*lines, ""]
+
+
 def _skip_section(results: list[Result]) -> list[str]:
+    """Skips grouped by reason (the xfails have their own section)."""
     groups: dict[str, list[Result]] = {}
     for r in results:
-        if r.outcome == "skipped":
+        if r.outcome == "skipped" and not is_xfail(r):
             groups.setdefault(_one_line(r.reason) or "(no reason recorded)", []).append(r)
     if not groups:
         return []
@@ -469,9 +524,28 @@ def _drill_cell(stats: dict[str, Any], unit: str) -> str:
     return text if top is None or top == median else f"{text} (max {with_unit(top, unit)})"
 
 
-def _round_sum(drill: Drill, key: str) -> float | None:
-    values = [v for r in json_list(drill.data.get("rounds")) if (v := json_number(json_dict(r).get(key))) is not None]
-    return sum(values) if values else None
+@dataclass(frozen=True)
+class RoundCount:
+    """A count over drill rounds (lost writes, missing keys): the sum of the rounds that counted it, how many did,
+    and how many rounds have the field at all (a round that ended early holds None: not counted, never 0)."""
+
+    total: float
+    counted: int
+    rounds: int
+
+    @property
+    def text(self) -> str:
+        if not self.counted:
+            return "not measured"
+        return number(self.total) + ("" if self.counted == self.rounds else
+                                     f" ({self.counted} of {self.rounds} rounds counted)")
+
+
+def round_count(rounds: Iterable[Any], key: str) -> RoundCount | None:
+    """:class:`RoundCount` of ``key`` over drill rounds (JSON), or None when no round has the field."""
+    having = [json_dict(r) for r in rounds if key in json_dict(r)]
+    values = [v for r in having if (v := json_number(r.get(key))) is not None]
+    return RoundCount(sum(values), len(values), len(having)) if having else None
 
 
 def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], several: bool) -> list[str]:
@@ -484,15 +558,15 @@ def _drill_kind_lines(report: LoadedReport, kind: str, drills: list[Drill], seve
     rows += [[m, *(_drill_cell(json_dict(json_dict(d.data.get("summary")).get(m)), _metric_unit(m)) for d in drills)]
              for m in metrics]
     lines = [f"#### {kind}{common}{where}", "", *_table(head, rows), ""]
-    lost = [(d, _round_sum(d, "lost_writes")) for d in drills]
-    if any(total is not None for _, total in lost):
-        parts = [f"{d.label or kind} {number(total)}" for d, total in lost if total is not None]
-        confirmed = sum(_round_sum(d, "lost_replicated") or 0 for d in drills)
+    lost = [(d, count) for d in drills if (count := round_count(json_list(d.data.get("rounds")), "lost_writes"))]
+    if lost:
+        parts = [f"{d.label or kind} {count.text}" for d, count in lost]
+        confirmed = round_count([r for d in drills for r in json_list(d.data.get("rounds"))], "lost_replicated")
         lines += [f"Lost acknowledged writes, all rounds: {'; '.join(parts)}. Of those, confirmed on a replica "
-                  f"by `WAIT` (must be 0): {number(confirmed)}.", ""]
-    missing = [(d, _round_sum(d, "keys_missing")) for d in drills]
-    if any(total is not None for _, total in missing):
-        parts = [f"{d.label or kind} {number(total)}" for d, total in missing if total is not None]
+                  f"by `WAIT` (must be 0): {confirmed.text if confirmed else 'not measured'}.", ""]
+    missing = [(d, count) for d in drills if (count := round_count(json_list(d.data.get("rounds")), "keys_missing"))]
+    if missing:
+        parts = [f"{d.label or kind} {count.text}" for d, count in missing]
         lines += [f"Keys missing after recovery, all rounds: {'; '.join(parts)}.", ""]
     problems = [f"- {d.label or kind} round {json_dict(r).get('round', '?')}: {_code(_one_line(str(p)))}"
                 for d in drills for r in json_list(d.data.get("rounds"))
@@ -594,24 +668,32 @@ class Summary:
     comparisons: list[Comparison] = field(default_factory=list)
     newly_skipped: list[str] = field(default_factory=list)
     nothing_passed: list[str] = field(default_factory=list)  # reports in which no test passed
+    failed_drill_rounds: list[str] = field(default_factory=list)  # "kind label round N" with problems
+    no_exit_status: list[str] = field(default_factory=list)  # reports without pytest's exit status
+    xfails: int = 0  # known failures, counted with the skips and listed apart
 
     @property
     def exit_code(self) -> int:
-        """1 when a test failed, a run did not exit 0, a run passed no test, a figure regressed or a test that
-        passed in the previous run fails or is skipped now; else 0."""
+        """1 when a test failed, a run did not exit 0 or has no exit status, a run passed no test, a drill round had
+        problems, a figure regressed or a test that passed in the previous run fails or is skipped now; else 0."""
         return 1 if (self.failing or self.bad_exit or self.nothing_passed or self.regressions or self.newly_failing
-                     or self.newly_skipped) else 0
+                     or self.newly_skipped or self.failed_drill_rounds or self.no_exit_status) else 0
 
 
 def _verdict_line(failing: int, bad_exit: list[str], empty: list[str], regressions: int, newly: int,
-                  skipped: int, total: dict[str, int]) -> str:
+                  skipped: int, total: dict[str, int], no_exit: list[str], drill_rounds: list[str],
+                  xfails: int) -> str:
     problems = []
     if empty:
         problems.append(f"no test passed in {', '.join(empty)}: a run that passes nothing proves nothing")
     if failing:
         problems.append(f"{total['failed']} failed, {total['error']} {'error' if total['error'] == 1 else 'errors'}")
+    if no_exit:
+        problems.append(no_exit_status_text(no_exit))
     if bad_exit:
         problems.append(f"pytest exit status not 0 in {', '.join(bad_exit)}")
+    if drill_rounds:
+        problems.append(drill_rounds_text(drill_rounds))
     if regressions:
         problems.append(f"{regressions} regression(s)")
     if newly:
@@ -620,7 +702,9 @@ def _verdict_line(failing: int, bad_exit: list[str], empty: list[str], regressio
         problems.append(f"{skipped} test(s) newly skipped")
     if problems:
         return f"**Result: FAIL** — {'; '.join(problems)}."
-    return f"**Result: PASS** — {total['passed']} passed, {total['skipped']} skipped, nothing failed."
+    known = (f" ({xfails} of them xfail: {'a known failure' if xfails == 1 else 'known failures'}, listed below)"
+             if xfails else "")
+    return f"**Result: PASS** — {total['passed']} passed, {total['skipped']} skipped{known}, nothing failed."
 
 
 def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = None,
@@ -635,7 +719,11 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     per_report = [counts_of(report) for report in reports]
     total = {k: sum(c[k] for c in per_report) for k in OUTCOMES}
     failing = total["failed"] + total["error"]
-    bad_exit = [r.name for r in reports if (json_number(r.data.get("exitstatus")) or 0) != 0]
+    no_exit = exit_status_missing(reports)
+    bad_exit = [r.name for r in reports if (status := json_number(r.data.get("exitstatus"))) is not None
+                and status != 0]
+    drill_rounds = failed_drill_rounds(reports)
+    xfails = sum(1 for r in results if is_xfail(r))
 
     empty = nothing_passed(reports)
 
@@ -654,15 +742,17 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     regressions = [c for c in comparisons if c.regression]
 
     lines = ["## Run report summary", "",
-             _verdict_line(failing, bad_exit, empty, len(regressions), len(failing_now), len(skipped_now), total),
+             _verdict_line(failing, bad_exit, empty, len(regressions), len(failing_now), len(skipped_now), total,
+                           no_exit, drill_rounds, xfails),
              ""]
     for report in reports:
         lines += _header_lines(report)
     if several:
-        lines.append(f"- **all reports**: {_counts_text(total)}")
+        lines.append(f"- **all reports**: {_counts_text(total, xfails)}")
     lines.append("")
     lines += _suite_section(results)
     lines += _failure_section(results, several)
+    lines += _xfail_section(results, several)
     lines += _skip_section(results)
     lines += _readiness_section(reports)
     lines += _drill_section(reports)
@@ -670,4 +760,5 @@ def summarize(reports: Sequence[LoadedReport], previous: LoadedReport | None = N
     lines += compared
     # The reports are redacted when written; this catches what the process knows of any other input.
     markdown = redact("\n".join(lines).rstrip("\n") + "\n")
-    return Summary(markdown, failing, bad_exit, regressions, failing_now, comparisons, skipped_now, empty)
+    return Summary(markdown, failing, bad_exit, regressions, failing_now, comparisons, skipped_now, empty,
+                   drill_rounds, no_exit, xfails)

@@ -183,6 +183,16 @@ def test_failover_round_undoes_once_when_it_finishes(events):
     assert FakeWriter.instances[0].stopping.is_set()
 
 
+def test_failover_round_without_a_promotion_counts_no_lost_writes(events):
+    """No replica took over (the fake never promotes), so the writes were never read back: lost_writes and
+    lost_replicated were not measured, and a 0 would report "nothing lost" for a count never made."""
+    result = drills.failover_round(FakeCluster(), 0, "kill", timeout=0.3)  # type: ignore[arg-type]
+    assert result.problems[0] == "replica r0 did not take over within 0 s"
+    assert (result.lost_writes, result.lost_replicated) == (None, None)
+    summary = drills.report("redis-failover", [result], {})["summary"]
+    assert summary["lost_replicated"] == {"n": 0.0, "median": None, "p95": None, "max": None}
+
+
 def test_next_round_starts_from_a_healthy_cluster_after_a_failed_one(events):
     events.fail_when_faulted = "info"
     with pytest.raises(Boom):

@@ -182,7 +182,8 @@ def test_route_from_the_namespace():
 
 def test_reports_render_with_their_own_metrics():
     result = LatencyRound(0, "nfqueue 250ms", "redis-1", 250, 1000, before_p50_ms=1.0, before_p99_ms=5.0,
-                          during_p50_ms=300.0, during_p99_ms=500.0, added_p50_ms=299.0, recover_ms=400.0)
+                          during_p50_ms=300.0, during_p99_ms=500.0, added_p50_ms=299.0, recover_ms=400.0,
+                          pfail_flags=0, failovers=0)
     lines = drill_lines(net_report("latency", [result], {"delay_ms": 250}))
     assert lines[0] == "latency (delay_ms=250)"
     assert lines[1].split() == ["round", "fault", "victim", "before_p50_ms", "before_p99_ms", "during_p50_ms",
@@ -358,6 +359,15 @@ def test_faked_partition_round_without_min_replicas_fails_when_no_split_brain_wr
     assert result.problems == [
         "positive control failed: with min-replicas-to-write 0 the isolated redis-1 acknowledged no write after the "
         "promotion, so this round could not have seen a split brain"]
+
+
+def test_faked_partition_round_without_a_victim_ack_after_the_fault_leaves_last_victim_ack_unmeasured(world):
+    """The victim acknowledged nothing after the fault (every ack is from before it): there is no "last victim
+    ack" to report, and 0.0 would claim one at the very moment of the fault."""
+    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
+    assert result.last_victim_ack_ms is None
+    assert net_report("redis-partition", [result], {})["summary"]["last_victim_ack_ms"] == {
+        "n": 0.0, "median": None, "p95": None, "max": None}
 
 
 def test_faked_partition_round_counts_a_lost_acknowledged_write(world):

@@ -69,7 +69,8 @@ def failover_drill() -> dict[str, Any]:
     for i, fault in enumerate(["kill", "stop", "pause", "disconnect"] * 2):
         rounds.append(FailoverRound(i, fault, f"redis-{i % 3}", detect_ms=900 + 40 * i, promote_ms=1200 + 30 * i,
                                     cluster_ok_ms=1500 + 20 * i, client_outage_ms=1600 + 25 * i, rejoin_ms=3000,
-                                    writes_acked=500, writes_replicated=490, lost_writes=i % 3))
+                                    writes_acked=500, writes_replicated=490, lost_writes=i % 3,
+                                    lost_replicated=0))
     return drill_report("redis-failover", rounds, {"node_timeout_ms": 1000, "topology": "3+3", "rounds": 8})
 
 
@@ -213,6 +214,17 @@ def test_nothing_passed_is_fail_as_summarize_says():
     page = render([report])
     assert ('<p id="verdict" class="verdict fail">Result: FAIL — no test passed in report.json (1 skipped): a run '
             "that passes nothing proves nothing.</p>") in page
+
+
+def test_a_failed_drill_round_and_a_missing_exit_status_are_fail_as_summarize_says():
+    data = run_report(failing=False)
+    data["drills"][0]["rounds"][2]["problems"] = ["promotion took 6100 ms, beyond drill_promote_max_ms (5000 ms)"]
+    del data["exitstatus"]
+    report = loaded(data)
+    assert summarize([report]).exit_code == 1
+    assert ('<p id="verdict" class="verdict fail">Result: FAIL — no exit status in report.json: the run did not end '
+            "(killed?) or its report is incomplete; 1 drill round(s) with problems: redis-failover round 2.</p>"
+            ) in render([report])
 
 
 def _trend_rows(page: str) -> dict[str, str]:

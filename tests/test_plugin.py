@@ -627,3 +627,31 @@ def test_known():
     data = json.loads(report.read_text())
     assert data["tests"] == {"passed": 0, "failed": 0, "skipped": 1, "error": 0}
     assert data["skips"] == [{"nodeid": "test_known.py::test_known", "reason": "xfail: the broker lost its queue"}]
+
+
+def test_a_teardown_error_after_a_skip_or_an_xfail_counts_as_an_error(pytester, fake_engine):
+    """A test that skips (or xfails) and whose fixture then fails its teardown left something broken behind: pytest
+    counts an error, and so must the run report (before, the skip or xfail hid the teardown's failure)."""
+    pytester.makepyfile(test_teardown="""
+import pytest
+
+@pytest.fixture
+def leaky():
+    yield
+    raise RuntimeError("cleanup broke")
+
+def test_skips(leaky):
+    pytest.skip("not here")
+
+def test_known(leaky):
+    pytest.xfail("the broker lost its queue")
+""")
+    report = pytester.path / "r.json"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}")
+    result.assert_outcomes(skipped=1, xfailed=1, errors=2)
+    data = json.loads(report.read_text())
+    assert data["tests"] == {"passed": 0, "failed": 0, "skipped": 0, "error": 2}
+    assert data["skips"] == []
+    reasons = {r["nodeid"]: (r["outcome"], r["reason"].rsplit(": ", 2)[-2:]) for r in data["results"]}
+    assert reasons == {"test_teardown.py::test_skips": ("error", ["RuntimeError", "cleanup broke"]),
+                       "test_teardown.py::test_known": ("error", ["RuntimeError", "cleanup broke"])}

@@ -20,6 +20,7 @@ ALLOWED: dict[str, tuple[int, str]] = {
     "cli.py": (10, "the Redis drills: `drill redis-failover|redis-node-loss|redis-partition|latency` start Vault and "
                    "the Redis cluster, and their usage lines"),
     "drill_kit.py": (3, "the Redis drills' names beside the service drills the registry declares (the CLI's choices)"),
+    "drill_verdict.py": (3, "the Redis drills' rules, keyed by drill name as their reports are"),
     "drills.py": (2, "the Redis drills' report: which drill a report is"),
     "drills_net.py": (2, "the Redis network drills (partition, latency): which drill a report is"),
     "settings.py": (2, "the Redis topology settings (redis_masters, redis_replicas) the drills and the module read"),

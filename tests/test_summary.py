@@ -57,7 +57,7 @@ def _drills(promote_ms=2100.0, lost=0):
     for number, fault in enumerate(("kill", "stop")):
         rnd = FailoverRound(round=number, fault=fault, victim="redis-1", detect_ms=1500.0, promote_ms=promote_ms,
                             cluster_ok_ms=2200.0, client_outage_ms=2300.0, rejoin_ms=900.0, writes_acked=400,
-                            writes_replicated=390, lost_writes=lost)
+                            writes_replicated=390, lost_writes=lost, lost_replicated=0)
         entries.append(report("redis-failover", [rnd], {"fault": fault, "node_timeout_ms": 1000, "topology": "3+3"}))
     loss = NodeLossRound(round=0, full_coverage=False, victim="redis-2", detect_ms=2000.0, recovery_ms=1200.0,
                          keys_written=300, keys_missing=0, surviving_slots_served=True, lost_slots_error="MOVED")
@@ -278,6 +278,62 @@ def test_one_pass_is_enough_for_a_pass():
     summary = summarize([_loaded(data)])
     assert _verdict(summary.markdown) == "**Result: PASS** — 1 passed, 1 skipped, nothing failed."
     assert summary.exit_code == 0
+
+
+def test_a_failed_drill_round_is_not_a_pass():
+    """Every test passed, pytest exited 0, but a drill round in the report had problems (a drill report's
+    ``failed_rounds``): the CLI exits 1 on such a round, and so must the summary (before: PASS)."""
+    data = _realistic().data
+    slow = FailoverRound(round=0, fault="kill", victim="redis-1", detect_ms=1500.0, promote_ms=6100.0,
+                         cluster_ok_ms=6200.0, client_outage_ms=6300.0, rejoin_ms=900.0, writes_acked=400,
+                         writes_replicated=390, lost_writes=0, lost_replicated=0,
+                         problems=["promotion took 6100 ms, beyond drill_promote_max_ms (5000 ms)"])
+    data["drills"].append(report("redis-failover", [slow], {"fault": "pause", "node_timeout_ms": 1000,
+                                                            "topology": "3+3"}))
+    summary = summarize([_loaded(data)])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — 1 drill round(s) with problems: redis-failover "
+                                          "fault=pause round 0.")
+    assert summary.failed_drill_rounds == ["redis-failover fault=pause round 0"]
+    assert summary.exit_code == 1
+
+
+def test_a_drill_round_counts_as_failed_by_its_problems_or_the_reports_failed_rounds():
+    rounds = [{"round": 0, "problems": []}, {"round": 1, "problems": ["x"]}, {"round": 2, "problems": []}]
+    data = _report([_result("suites/vault/test_v.py::test_a", "passed")],
+                   drills=[{"drill": "latency", "settings": {}, "rounds": rounds, "summary": {},
+                            "failed_rounds": [2]}])
+    assert summarize([_loaded(data)]).failed_drill_rounds == ["latency round 1", "latency round 2"]
+
+
+def test_a_report_without_an_exit_status_is_not_a_pass():
+    """A run killed before pytest ended (or a report cut short) has no exit status: never a PASS (before: read as
+    0, so PASS)."""
+    data = _report([_result("suites/vault/test_v.py::test_a", "passed")])
+    del data["exitstatus"]
+    summary = summarize([_loaded(data)])
+    assert _verdict(summary.markdown) == ("**Result: FAIL** — no exit status in run.json: the run did not end "
+                                          "(killed?) or its report is incomplete.")
+    assert "exit status missing" in next(line for line in summary.markdown.splitlines() if line.startswith("- **run"))
+    assert summary.no_exit_status == ["run.json"] and summary.exit_code == 1
+    data["exitstatus"] = "0"  # not a number either
+    assert summarize([_loaded(data)]).no_exit_status == ["run.json"]
+
+
+def test_xfails_are_counted_and_listed_with_their_reasons():
+    """A known failure is recorded with the skips (reason ``xfail: ...``); the summary says how many there are and
+    why, apart from the skips (before: one more skip, its reason among theirs)."""
+    data = _report([_result("suites/vault/test_v.py::test_a", "passed"),
+                    _result("suites/mongodb/test_m.py::test_b", "skipped", MONGO_SKIP),
+                    _result("suites/drills/test_service_drills.py::test_round[rabbitmq-broker-loss-docker-kill]",
+                            "skipped", "xfail: the broker lost its queue")])
+    summary = summarize([_loaded(data)])
+    assert _verdict(summary.markdown) == ("**Result: PASS** — 1 passed, 2 skipped (1 of them xfail: a known "
+                                          "failure, listed below), nothing failed.")
+    assert "1 passed, 0 failed, 2 skipped (1 of them xfail), 0 errors" in summary.markdown
+    assert ("### Known failures (xfail): 1\n\n- `suites/drills/test_service_drills.py::test_round"
+            "[rabbitmq-broker-loss-docker-kill]` — `the broker lost its queue`") in summary.markdown
+    assert "### Skips (1) by reason" in summary.markdown and _row(summary.markdown, "1")[0] == f"`{MONGO_SKIP}`"
+    assert summary.xfails == 1
 
 
 def test_counts_without_results_are_read_from_tests():

@@ -1,14 +1,16 @@
 """Failover drill (masters with 1 replica each, 3+3 by default): one round per fault kind, figures always
 reported.
 
-Thresholds come from the settings (``drill_promote_max_ms``, default 5000 with ``drill_node_timeout_ms``
-1000); writes that ``WAIT 1`` confirmed on a replica must all survive; the old master must come back as a
-replica and the cluster be whole again."""
+Judged by :func:`harness.drill_verdict.judge`, as ``python -m harness drill`` judges it: the promotion within
+``drill_promote_max_ms`` (default 5000 with ``drill_node_timeout_ms`` 1000), the stages in order, every figure
+measured, writes confirmed on a replica and none of them lost; the old master back as a replica and the cluster
+whole again."""
 
 from __future__ import annotations
 
 import pytest
 
+from harness.drill_verdict import judge
 from harness.drills import FAULTS, ClusterView, failover_round, report
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
@@ -19,19 +21,13 @@ def test_failover_round(failover_stack, drill_results, fault):
     settings = failover_stack.settings
     cluster = failover_stack.require("redis")
     number = FAULTS.index(fault)
-    result = failover_round(cluster, number, fault, timeout=settings.drill_round_timeout_s)
+    result = judge("redis-failover", failover_round(cluster, number, fault, timeout=settings.drill_round_timeout_s),
+                   settings)
     drill_results.append(report("redis-failover", [result], {
         "fault": fault, "node_timeout_ms": settings.redis_node_timeout_ms,
         "topology": f"{cluster.masters}+{cluster.masters * cluster.replicas}"}))
     assert not result.problems, result.problems
-    assert result.detect_ms is not None and result.promote_ms is not None and result.cluster_ok_ms is not None
-    assert result.promote_ms <= settings.drill_promote_max_ms, (
-        f"promotion took {result.promote_ms} ms (limit {settings.drill_promote_max_ms} ms)")
-    assert result.detect_ms <= result.promote_ms <= result.cluster_ok_ms + 1
-    assert result.client_outage_ms is not None and result.writes_replicated > 0
-    assert result.lost_replicated == 0, f"{result.lost_replicated} writes confirmed by WAIT 1 were lost"
-    assert result.rejoin_ms is not None
-    assert not ClusterView(cluster).problems(cluster.nodes[0])
+    assert not ClusterView(cluster).problems(cluster.nodes[0])  # the live cluster, after the round
 
 
 def test_failover_stack_topology(failover_stack):

@@ -6,12 +6,14 @@ Invariants: no write that ``WAIT 1`` confirmed is lost; with ``min-replicas-to-w
 acknowledges writes after the promotion (the positive control: the window exists and is counted), with 1 it refuses
 them with ``NOREPLICAS`` (split-brain writes 0); the partition is healed (no rule left) and the
 old master is back as a replica of a whole cluster. Durations are printed (and compared by ``report
-summarize``), not asserted; the round is bounded by ``drill_round_timeout_s``."""
+summarize``), not asserted; the round is bounded by ``drill_round_timeout_s``. Judged by
+:func:`harness.drill_verdict.judge`, as ``python -m harness drill redis-partition`` judges it."""
 
 from __future__ import annotations
 
 import pytest
 
+from harness.drill_verdict import judge
 from harness.drills import ClusterView
 from harness.drills_net import net_report, nettools_image, partition_round
 
@@ -22,10 +24,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pyt
 def test_partition_round(failover_stack, drill_results, min_replicas):
     settings = failover_stack.settings
     cluster = failover_stack.require("redis")
-    result = partition_round(cluster, min_replicas, min_replicas, timeout=settings.drill_round_timeout_s,
-                             image=nettools_image(settings),
-                             peer_timeout_ms=settings.drill_partition_peer_timeout_ms,
-                             victim_timeout_ms=settings.drill_partition_victim_timeout_ms)
+    result = judge("redis-partition", partition_round(
+        cluster, min_replicas, min_replicas, timeout=settings.drill_round_timeout_s, image=nettools_image(settings),
+        peer_timeout_ms=settings.drill_partition_peer_timeout_ms,
+        victim_timeout_ms=settings.drill_partition_victim_timeout_ms), settings)
     drill_results.append(net_report("redis-partition", [result], {
         "min_replicas_to_write": min_replicas, "node_timeout_ms": cluster.node_timeout_ms,
         "peer_timeout_ms": settings.drill_partition_peer_timeout_ms,
@@ -35,16 +37,10 @@ def test_partition_round(failover_stack, drill_results, min_replicas):
           f"promote {result.promote_ms} ms, last victim ack {result.last_victim_ack_ms} ms, rejoin "
           f"{result.rejoin_ms} ms; {result.writes_acked} acked, {result.lost_writes} lost, split-brain "
           f"{result.split_brain_writes}; writer errors {result.writer_errors}")
+    # partition_verdict: no WAIT-confirmed write lost; min-replicas 1: no split-brain write and NOREPLICAS seen;
+    # min-replicas 0: split-brain writes seen (the positive control). drill_verdict: figures measured, writes
+    # confirmed on a replica.
     assert not result.problems, result.problems
-    assert result.writes_replicated > 0 and result.lost_writes is not None
-    assert result.lost_replicated == 0, f"{result.lost_replicated} writes confirmed by WAIT 1 were lost"
-    if min_replicas:  # refused by the replica rule, not by the cluster state: NOREPLICAS
-        assert result.split_brain_writes == 0, (
-            f"{result.split_brain_writes} writes acknowledged by the isolated master after the promotion")
-        assert any(kind.endswith(" NOREPLICAS") for kind in result.writer_errors), result.writer_errors
-    else:  # the positive control: the window exists, and the count sees writes in it
-        assert result.split_brain_writes and result.split_brain_writes > 0
-    assert result.promote_ms is not None and result.detect_ms is not None and result.rejoin_ms is not None
     view = ClusterView(cluster)
     victim = next(c for c in cluster.nodes if c.alias == result.victim)
     assert not view.myself(victim).is_master, f"{result.victim} should be back as a replica"
