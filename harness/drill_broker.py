@@ -79,16 +79,17 @@ class BrokerRound:
     victim: str
     broker_back_ms: float | None = None
     client_outage_ms: float | None = None
-    published: int = 0
-    confirmed: int = 0
-    unconfirmed: int = 0
-    acknowledged_before: int = 0
+    # Counted when the round gets that far; None (not 0) when it ended before counting.
+    published: int | None = None
+    confirmed: int | None = None
+    unconfirmed: int | None = None
+    acknowledged_before: int | None = None
     confirmed_at_risk: int | None = None
     at_risk_delivered: int | None = None
     confirmed_missing: int | None = None
     unconfirmed_lost: int | None = None
     duplicates: int | None = None
-    redelivered: int = 0  # deliveries after the restart that the broker flagged as redelivered
+    redelivered: int | None = None  # deliveries after the restart that the broker flagged as redelivered
     queue_age_ms: float | None = None  # the queue's declaration -> the fault
     queue_lost: bool = False  # the durable queue did not answer a passive declare after the restart
     publisher_errors: dict[str, int] = field(default_factory=dict)

@@ -185,7 +185,8 @@ def test_service_files_postgres():
     files = service_files("postgres", {"password": "pw1", "user": "u", "database": "d"}, TLS, Settings())
     assert files[postgres.PASSWORD_FILE] == b"pw1"
     assert files[postgres.HBA_FILE] == postgres.hba_config(strict=False).encode()
-    assert files[TLS_CERT] == b"CERT\n" and files[TLS_KEY] == b"KEY\n" and files[TLS_CA] == b"ROOT\n"
+    # The CA file holds the issuing chain, not the root alone (MySQL 9 verifies its own certificate against it).
+    assert files[TLS_CERT] == b"CERT\n" and files[TLS_KEY] == b"KEY\n" and files[TLS_CA] == b"CHAIN\n"
     assert TLS_PEM not in files
 
 
