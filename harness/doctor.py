@@ -256,7 +256,7 @@ def check_stacks(client: Any, project: str) -> list[Check]:
     """Stacks left running on purpose: kept ``up``/``--keep-stack`` runs and the compose project; healthy or not."""
     checks = []
     kept: dict[str, list[Any]] = {}
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL_KEEP}=true"}):
+    for container in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_KEEP}=true"}):
         kept.setdefault(_labels(container).get(LABEL_RUN_ID, "?"), []).append(container)
     for run_id, containers in sorted(kept.items()):
         states = {c.name: _state(c) for c in containers}
@@ -372,7 +372,8 @@ def check_stale(client: Any, runs: Path, keep: int, live: set[str],
                 stale: Callable[[Any], bool] = is_stale, alive: Callable[[Path], bool] = owner_alive) -> Check:
     """Containers and networks of killed runs (what ``down --stale`` removes) and private state of finished runs
     beyond the newest ``keep``."""
-    containers = [c for c in client.containers.list(all=True, filters={"label": LABEL_RUN_ID}) if stale(c)]
+    containers = [c for c in client.containers.list(all=True, ignore_removed=True, filters={"label": LABEL_RUN_ID})
+                  if stale(c)]
     networks = [n for n in client.networks.list(filters={"label": LABEL_RUN_ID}) if stale(n)]
     state = finished_runs(runs, live, keep, alive)
     if not (containers or networks or state):
@@ -450,7 +451,9 @@ def run_checks(settings: Settings, root: Path, connect: Callable[[], Any] = dock
         checks += [Check(name, SKIP, "needs the Docker engine") for name in needs]
     else:
         compose = project_containers(client, settings.compose_project)
-        live = {_labels(c).get(LABEL_RUN_ID, "") for c in client.containers.list(all=True,
+        # ignore_removed: under pytest -n 2 another worker's stack can go between docker-py's list and its inspect
+        # of each container (a NotFound that once left `doctor --json` without output in a full run).
+        live = {_labels(c).get(LABEL_RUN_ID, "") for c in client.containers.list(all=True, ignore_removed=True,
                                                                                   filters={"label": LABEL_RUN_ID})}
         live |= {_labels(n).get(LABEL_RUN_ID, "") for n in client.networks.list(filters={"label": LABEL_RUN_ID})}
         checks += check_images(client, settings)

@@ -163,6 +163,18 @@ def change_password(endpoint: MySqlEndpoint, new: str) -> None:
         conn.close()
 
 
+#: The password plugin a server gives a user created with ``IDENTIFIED BY``, per server (told apart by the server
+#: that runs: its ``VERSION()`` names MariaDB). MySQL 8 and 9 default to ``caching_sha2_password``: a password login
+#: without TLS then needs the server's RSA public key (PyMySQL fetches it, with ``cryptography``), with TLS the
+#: password goes over the encrypted channel. MariaDB keeps ``mysql_native_password``. Asserted by the mysql suite.
+DEFAULT_AUTH_PLUGIN = {"mariadb": "mysql_native_password", "mysql": "caching_sha2_password"}
+
+
+def server_flavor(version: str) -> str:
+    """``mariadb`` or ``mysql``, from the server's ``VERSION()``."""
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
 def reload_tls(endpoint: MySqlEndpoint) -> str:
     """Re-read the certificate files for new connections: ``FLUSH SSL`` on MariaDB (10.4+),
     ``ALTER INSTANCE RELOAD TLS`` on MySQL (8.0.16+). Needs root."""
@@ -171,7 +183,7 @@ def reload_tls(endpoint: MySqlEndpoint) -> str:
         with conn.cursor() as cur:
             cur.execute("SELECT VERSION()")
             row = cur.fetchone()
-            statement = "FLUSH SSL" if row and "mariadb" in str(row[0]).lower() else "ALTER INSTANCE RELOAD TLS"
+            statement = "FLUSH SSL" if row and server_flavor(str(row[0])) == "mariadb" else "ALTER INSTANCE RELOAD TLS"
             cur.execute(statement)
     finally:
         conn.close()

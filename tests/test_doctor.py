@@ -64,7 +64,7 @@ class FakeList:
     def __init__(self, objects: list[Any]) -> None:
         self.objects = objects
 
-    def list(self, all: bool = False, filters: dict[str, Any] | None = None) -> list[Any]:
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None, ignore_removed: bool = False) -> list[Any]:
         wanted = (filters or {}).get("label", "")
         key, _, value = wanted.partition("=")
         return [o for o in self.objects if key in o.labels and (not value or o.labels[key] == value)]

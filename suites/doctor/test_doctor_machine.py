@@ -50,7 +50,12 @@ def run_doctor(tmp_path: Path, **env: str) -> tuple[int, dict[str, Any], str]:
     environ = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), **env}
     proc = subprocess.run([sys.executable, "-m", "harness", "doctor", "--json"], capture_output=True, text=True,
                           timeout=300, check=False, cwd=ROOT, env=environ)
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:  # say what the doctor printed instead (seen once in a full -n 2 run: empty)
+        pytest.fail(f"doctor --json exited {proc.returncode} without JSON; stdout {proc.stdout[-500:]!r}, "
+                    f"stderr {proc.stderr[-1500:]!r}")
+    return proc.returncode, data, proc.stderr
 
 
 def lines(data: dict[str, Any], status: str | None = None) -> dict[str, dict[str, str]]:

@@ -1,4 +1,5 @@
-"""MySQL (MariaDB here): run credentials log in over a really-plain connection, data round-trips."""
+"""MySQL (MariaDB on bookworm and trixie, Oracle's MySQL on sid): run credentials log in over a really-plain
+connection, data round-trips, and the password plugin is the one the running server's table says."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import secrets
 
 import pymysql
 import pytest
+
+from stack.mysql import DEFAULT_AUTH_PLUGIN, server_flavor
 
 pytestmark = pytest.mark.mysql
 
@@ -39,6 +42,14 @@ def test_server_version(mysql_service, harness_stack):
     assert version
     if expected:
         assert version.startswith(expected), f"server reports {version}, image promises {expected}"
+
+
+def test_app_user_has_the_servers_own_password_plugin(mysql_service):
+    (version,), = _query(mysql_service, "SELECT VERSION()")
+    (plugin,), = _query(mysql_service, "SELECT plugin FROM mysql.user WHERE user = %s", mysql_service.user,
+                        user="root", password=mysql_service.root_password)
+    flavor = server_flavor(version)
+    assert plugin == DEFAULT_AUTH_PLUGIN[flavor], f"{version}: the application user has {plugin}"
 
 
 def test_write_read_round_trip(mysql_service):
