@@ -335,11 +335,21 @@ def _seed_missing(ep: RabbitMqEndpoint) -> list[str]:
     return missing
 
 
+def _definition(kind: str, item: Mapping[str, Any]) -> str:
+    """One exported definition as compared across a restore, in the form every RabbitMQ version shares: a queue
+    exported without a type is a classic queue (4.x writes ``"type": "classic"``, 3.10 writes nothing)."""
+    picked = {f: item.get(f) for f in ("name", "vhost", "source", "destination", "routing_key", "type", "durable",
+                                       "pattern", "definition")}
+    if kind == "queues" and picked["type"] is None:
+        picked["type"] = "classic"
+    return json.dumps(picked, sort_keys=True)
+
+
 def _seed_fingerprints(ep: RabbitMqEndpoint) -> dict[str, str]:
     defs = ep.api("definitions").json()
-    picked = {k: sorted(json.dumps({f: d.get(f) for f in ("name", "vhost", "source", "destination", "routing_key",
-                                                          "type", "durable", "pattern", "definition")},
-                                   sort_keys=True) for d in defs.get(k, []))
+    # amq.* exchanges belong to the broker (4.3 exports its amq.rabbitmq.log per vhost, 3.10 does not): not data.
+    picked = {k: sorted(_definition(k, d) for d in defs.get(k, [])
+                        if not (k == "exchanges" and str(d.get("name", "")).startswith("amq.")))
               for k in ("vhosts", "queues", "exchanges", "bindings", "policies")}
     return {"rabbitmq.definitions": hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()}
 # ------------------------------------------------------------------------------------------- the broker-loss drill
