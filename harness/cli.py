@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -214,7 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        settings = load_settings()
+        environ = dict(os.environ)
+        if getattr(args, "release", None):  # `images build|list --release`: HARNESS_FLAVORS is judged on that line
+            environ["HARNESS_RELEASE"] = args.release
+        settings = load_settings(environ)
         handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "images": cmd_images,
                    "certs": cmd_certs, "drill": cmd_drill, "backup": cmd_backup, "report": cmd_report,
                    "compose": cmd_compose, "services": cmd_services, "doctor": cmd_doctor}[args.command]

@@ -117,8 +117,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _register_services(config)
+    environ = dict(os.environ)
+    if config.getoption("release"):  # before the settings are validated: HARNESS_FLAVORS is judged on this line
+        environ["HARNESS_RELEASE"] = config.getoption("release")
     try:
-        settings = load_settings()
+        settings = load_settings(environ)
     except ConfigError as exc:
         raise pytest.UsageError(f"harness settings: {exc}") from None
     report = config.getoption("harness_report")
@@ -127,11 +130,6 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings.with_overrides(stack=config.getoption("stack"))
     if config.getoption("allow_destructive"):
         settings = settings.with_overrides(allow_destructive=True)
-    if config.getoption("release"):
-        try:
-            settings = settings.with_overrides(release=config.getoption("release"))
-        except ConfigError as exc:  # a flavor of HARNESS_FLAVORS that this release does not offer
-            raise pytest.UsageError(f"harness settings: {exc}") from None
     config.stash[_STATE] = _State(settings=settings,
                                   report_path=Path(report) if report else settings.report_file,
                                   keep=settings.keep_stack if keep is None else bool(keep),
