@@ -170,6 +170,15 @@ def change_password(endpoint: MySqlEndpoint, new: str) -> None:
 DEFAULT_AUTH_PLUGIN = {"mariadb": "mysql_native_password", "mysql": "caching_sha2_password"}
 
 
+#: Known incompatibilities of the upgrade drill (``BackupOps.upgrade_gaps``). Measured: a logical dump of MariaDB
+#: 10.11 loads into MySQL 9.7 with every seeded object and fingerprint intact; one of MariaDB 11.8 does not, since
+#: 11.x gives new tables its default collation ``utf8mb4_uca1400_ai_ci``, which MySQL does not have (``ERROR 1273
+#: Unknown collation``). Moving from MariaDB 11 to MySQL needs the collations rewritten first.
+UPGRADE_GAPS = {"mariadb->mysql": "MariaDB 11.x dumps name its default collation utf8mb4_uca1400_ai_ci, which MySQL "
+                                  "does not have (ERROR 1273); MariaDB 10.11 dumps load. Rewrite the collations "
+                                  "(e.g. to utf8mb4_0900_ai_ci) before loading into MySQL."}
+
+
 def server_flavor(version: str) -> str:
     """``mariadb`` or ``mysql``, from the server's ``VERSION()``."""
     return "mariadb" if "mariadb" in version.lower() else "mysql"
@@ -380,7 +389,8 @@ SPEC = ServiceSpec(
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          live_credentials=("password", "root_password"),
-                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DUMP,)),
+                         seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DUMP,),
+                         upgrade_gaps=UPGRADE_GAPS),
     initial_secret=initial_secret,
     login=login,
     change_password=change_password,

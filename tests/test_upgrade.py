@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.settings import Settings
 from harness.upgrade import UpgradePair, _gap, compare, pair_lines, pair_verdict
+from stack.mysql import UPGRADE_GAPS
 
 EXPECTED = {"postgres.rows": "a1", "postgres.roles": "b2", "vault.kv": "c3"}
 
@@ -53,3 +54,5 @@ def test_known_gaps_come_from_the_service_module_by_flavor_pair():
     old, new = Settings(), Settings(release="sid")
     assert (old.image_of("mysql").flavor, new.image_of("mysql").flavor) == ("mariadb", "mysql")
     assert _gap("postgres", old, new) is None  # PostgreSQL declares no gap
+    assert _gap("mysql", old, new) == UPGRADE_GAPS["mariadb->mysql"]
+    assert _gap("mysql", old, Settings(release="trixie")) is None  # MariaDB -> MariaDB: no gap listed
