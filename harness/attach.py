@@ -184,6 +184,8 @@ class AttachedStack:
 
     def expected_version(self, name: str) -> str | None:
         image = self.state.images.get(name)
+        if image is not None and "version" in image:  # the line of the image that runs (since release lines)
+            return str(image["version"]) if image["version"] is not None else None
         return expected_version(name, image["source"] if image is not None else None)
 
     @property

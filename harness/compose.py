@@ -420,5 +420,6 @@ def resolve_images(client: DockerClient, settings: Settings) -> tuple[dict[str, 
                 raise ImageMissing(image.reason)
             unavailable[name] = image.reason
             continue
-        images[name] = {"ref": image.ref, "id": image.image_id, "source": image.source, "reason": image.reason}
+        images[name] = {"ref": image.ref, "id": image.image_id, "source": image.source, "reason": image.reason,
+                        "version": image.version}
     return images, unavailable
