@@ -30,6 +30,7 @@ from harness.engine import Stack
 from harness.settings import Settings
 from stack import registry
 from stack.errors import HarnessError
+from stack.service import MissingCapability
 
 #: The Vault seed: a KV document every backup round trip and upgrade pair writes before the backup and finds again.
 VAULT_SEED = {"colour": "teal", "n": 42}
@@ -60,6 +61,52 @@ def fingerprints_vault(stack: Any) -> dict[str, str]:
         "vault.ca": vault.read("pki_int/cert/ca")["data"]["certificate"],
         "vault.role_ids": json.dumps({s: vault.read(f"auth/approle/role/{s}/role-id")["data"]["role_id"]
                                       for s in others}, sort_keys=True)}
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A service's backup seed as a stack sees it: write it, list what of it is missing, fingerprint it, and
+    optionally write a labelled marker."""
+
+    seed: Callable[[Any], None]
+    missing: Callable[[Any], list[str]]
+    fingerprints: Callable[[Any], dict[str, str]]
+    mark: Callable[[Any, str], None] | None = None
+
+
+#: Vault, the root of trust, is backed up by the harness itself: its seed is here. Every other service declares
+#: its own in its module (``SPEC.backup_ops.seed``).
+VAULT = Seed(seed_vault, missing_vault, fingerprints_vault)
+
+
+def seed_of(name: str) -> Seed:
+    """The seed of a service, from its spec; a backed-up service without one fails naming the capability."""
+    if name == "vault":
+        return VAULT
+    ops = registry.get(name).backup_ops
+    declared = ops.seed if ops is not None else None
+    if declared is None:
+        raise MissingCapability(name, "backup_ops.seed")
+    mark = declared.mark
+    return Seed(lambda stack: declared.seed(stack.endpoint(name)),
+                lambda stack: declared.missing(stack.endpoint(name)),
+                lambda stack: declared.fingerprints(stack.endpoint(name)),
+                None if mark is None else lambda stack, label: mark(stack.endpoint(name), label))
+
+
+def seed(stack: Any, services: list[str]) -> None:
+    """Deterministic data in every service of ``services``; every step checks its result."""
+    for name in services:
+        seed_of(name).seed(stack)
+
+
+def missing_seed(stack: Any, services: list[str]) -> list[str]:
+    """Every seeded object that is not in ``stack``, as ``<service>.<what>: <seen>`` (empty when all are)."""
+    return [m for name in services for m in seed_of(name).missing(stack)]
+
+
+def fingerprints(stack: Any, services: list[str]) -> dict[str, str]:
+    return {k: v for name in services for k, v in seed_of(name).fingerprints(stack).items()}
 
 
 @dataclass
@@ -99,17 +146,6 @@ def pair_verdict(pair: UpgradePair) -> list[str]:
             f"{what}: {why}" for what, why in pair.not_carried.items()]
 
 
-def _seed_ops(name: str) -> tuple[Callable[[Any], None], Callable[[Any], list[str]], Callable[[Any], dict[str, str]]]:
-    if name == "vault":
-        return seed_vault, missing_vault, fingerprints_vault
-    ops = registry.get(name).backup_ops
-    seed = ops.seed if ops is not None else None
-    if seed is None:
-        raise HarnessError(f"{name} declares no backup seed (SPEC.backup_ops.seed): nothing to prove an upgrade with")
-    return (lambda stack: seed.seed(stack.endpoint(name)), lambda stack: seed.missing(stack.endpoint(name)),
-            lambda stack: seed.fingerprints(stack.endpoint(name)))
-
-
 def _gap(name: str, old: Settings, new: Settings) -> str | None:
     ops = registry.get(name).backup_ops
     return None if ops is None else ops.upgrade_gaps.get(f"{old.image_of(name).flavor}->{new.image_of(name).flavor}")
@@ -124,18 +160,14 @@ def upgrade_pair(old: Settings, new: Settings, name: str, log: Callable[[str], N
     pair = UpgradePair(name, old.release, new.release, old.image_of(name).product, new.image_of(name).product,
                        known_gap=_gap(name, old, new) if name != "vault" else None)
     passphrase = secrets.token_hex(16).encode()
-    ops = {s: _seed_ops(s) for s in services}
     t0 = time.monotonic()
-    expected: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="dsh-upgrade-") as tmp:
         source = Stack(old)
         try:
             log(f"{name}: starting {pair.from_server} on {old.release}")
             source.start(services)
-            for s in services:
-                ops[s][0](source)
-            for s in services:
-                expected.update(ops[s][2](source))
+            seed(source, services)
+            expected = fingerprints(source, services)
             pair.from_version = _version(source, name)
             manifest = create(source, Path(tmp), services, passphrase)
         finally:
@@ -150,11 +182,11 @@ def upgrade_pair(old: Settings, new: Settings, name: str, log: Callable[[str], N
             except HarnessError as exc:  # the pair could not be restored: reported with the step's own error
                 pair.not_carried["restore"] = str(exc).splitlines()[0][:500]
             else:
-                missing = [m for s in services for m in ops[s][1](target)]
+                missing = missing_seed(target, services)
                 restored: dict[str, str] = {}
                 for s in services:
                     try:
-                        restored.update(ops[s][2](target))
+                        restored.update(seed_of(s).fingerprints(target))
                     except Exception as exc:  # a fingerprint that cannot be read did not carry over: say why
                         pair.not_carried[f"{s} fingerprints"] = f"unreadable: {type(exc).__name__}: {exc}"[:300]
                 pair.carried, not_carried = compare(expected, restored, missing)

@@ -190,22 +190,17 @@ def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSpec:
 
 def test_extra_backed_up_service_without_a_seed_fails_naming_it(extra: ServiceSpec,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backup round trips ask the spec for the seed: a backed-up service without one is named, not skipped."""
-    import importlib.util
-
+    """The backup round trips and the upgrade drill ask the spec for the seed (``harness.upgrade.seed_of``): a
+    backed-up service without one is named, not skipped."""
+    from harness.upgrade import seed_of
     from stack.backup_ops import BackupOps
 
     ops = BackupOps(lambda src: [], lambda src, files: None, lambda ep: "1")
     monkeypatch.setitem(registry._loaded, "extra", dataclasses.replace(extra, backup=True, backup_ops=ops))
-    loader = importlib.util.spec_from_file_location("backup_suite_conftest", ROOT / "suites" / "backup" / "conftest.py")
-    assert loader is not None and loader.loader is not None
-    conftest = importlib.util.module_from_spec(loader)
-    monkeypatch.setitem(sys.modules, "backup_suite_conftest", conftest)
-    loader.loader.exec_module(conftest)
     with pytest.raises(MissingCapability) as info:
-        conftest.seed_of("extra")
+        seed_of("extra")
     assert str(info.value) == "service 'extra' declares no 'backup_ops.seed' capability (see its SPEC in stack/)"
-    assert conftest.seed_of("postgres").mark is not None  # a declared seed is found, marker included
+    assert seed_of("postgres").mark is not None  # a declared seed is found, marker included
 
 
 def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) -> None:

@@ -1,12 +1,12 @@
 """What the backup round trips seed, check and fingerprint, per service, and the round trip itself.
 
 Each backed-up service declares its seed in its module (``SPEC.backup_ops.seed``, a
-:class:`~stack.backup_ops.BackupSeed`; Vault's is here): deterministic data written with every step checked, a
-list of the seeded objects missing from a stack, fingerprints to compare at backup time and after a restore, and
-optionally a marker written before the backup (must come back) and after it (must not). :func:`run_round_trip`
-seeds a stack of its own with some services, backs it up encrypted, removes it (containers, network, Vault),
-starts a fresh one and restores into it. The whole-stack round trip (``test_backup_restore.py``) and the
-per-service round trips (``test_backup_per_service.py``) both use it.
+:class:`~stack.backup_ops.BackupSeed`; Vault's is in ``harness.upgrade``): deterministic data written with every
+step checked, a list of the seeded objects missing from a stack, fingerprints to compare at backup time and after a
+restore, and optionally a marker written before the backup (must come back) and after it (must not).
+:func:`run_round_trip` seeds a stack of its own with some services, backs it up encrypted, removes it (containers,
+network, Vault), starts a fresh one and restores into it. The whole-stack round trip (``test_backup_restore.py``)
+and the per-service round trips (``test_backup_per_service.py``) both use it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,56 +22,10 @@ import pytest
 from harness.backup import basic_format_check, verify
 from harness.engine import Stack
 from harness.stack_backup import create, restore
-from harness.upgrade import fingerprints_vault, missing_vault, seed_vault
-from stack import registry
-from stack.service import MissingCapability
+from harness.upgrade import fingerprints, missing_seed, seed, seed_of
 
-# The Vault seed lives in harness.upgrade (the upgrade drill proves the same data across release lines).
-
-
-# ------------------------------------------------------------------------------------------------ the table
-
-@dataclass(frozen=True)
-class Seed:
-    seed: Callable[[Stack], None]
-    missing: Callable[[Stack], list[str]]
-    fingerprints: Callable[[Stack], dict[str, str]]
-    mark: Callable[[Stack, str], None] | None = None
-
-
-#: Vault, the root of trust, is backed up by the harness itself: its seed is here. Every other service declares
-#: its own in its module (``SPEC.backup_ops.seed``).
-VAULT = Seed(seed_vault, missing_vault, fingerprints_vault)
-
-
-def seed_of(name: str) -> Seed:
-    """The seed of a service, from its spec; a backed-up service without one fails naming the capability."""
-    if name == "vault":
-        return VAULT
-    ops = registry.get(name).backup_ops
-    declared = ops.seed if ops is not None else None
-    if declared is None:
-        raise MissingCapability(name, "backup_ops.seed")
-    mark = declared.mark
-    return Seed(lambda stack: declared.seed(stack.endpoint(name)),
-                lambda stack: declared.missing(stack.endpoint(name)),
-                lambda stack: declared.fingerprints(stack.endpoint(name)),
-                None if mark is None else lambda stack, label: mark(stack.endpoint(name), label))
-
-
-def seed(stack: Stack, services: list[str]) -> None:
-    """Deterministic data in every service of ``services``; every step checks its result."""
-    for name in services:
-        seed_of(name).seed(stack)
-
-
-def missing_seed(stack: Stack, services: list[str]) -> list[str]:
-    """Every seeded object that is not in ``stack``, as ``<service>.<what>: <seen>`` (empty when all are)."""
-    return [m for name in services for m in seed_of(name).missing(stack)]
-
-
-def fingerprints(stack: Stack, services: list[str]) -> dict[str, str]:
-    return {k: v for name in services for k, v in seed_of(name).fingerprints(stack).items()}
+# The seeds (Vault's and every service's, ``seed_of``) live in harness.upgrade: the upgrade drill proves the same
+# data across release lines.
 
 
 def write_marker(stack: Stack, services: list[str], label: str) -> None:
