@@ -34,7 +34,7 @@ from harness.compose import (
 from harness.docker_env import docker_client
 from harness.engine import ServiceRecord, StackReport
 from harness.pki import CaChain
-from harness.running import Endpoint, containers_logs, expected_version
+from harness.running import Endpoint, containers_logs, recorded_version
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry, vault
@@ -183,10 +183,7 @@ class AttachedStack:
         return f"http://127.0.0.1:{host_port(containers['vault'], VAULT_PORT)}"
 
     def expected_version(self, name: str) -> str | None:
-        image = self.state.images.get(name)
-        if image is not None and "version" in image:  # the line of the image that runs (since release lines)
-            return str(image["version"]) if image["version"] is not None else None
-        return expected_version(name, image["source"] if image is not None else None)
+        return recorded_version(name, self.state.images.get(name) or {}, "source", "version")
 
     @property
     def ready_timeout(self) -> float:

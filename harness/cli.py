@@ -523,15 +523,14 @@ def _upgrade_drill(args: argparse.Namespace, settings: Settings) -> int:
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     t0 = time.monotonic()
     pairs = [upgrade_pair(old, new, name, log=_log(t0)) for name in names]
-    lines = pair_lines(pairs)
-    for line in lines:
+    for line in pair_lines(pairs):
         out.print(redact(line), highlight=False, markup=False)
+    failed = [p.service for p in pairs if p.problems]
     data = {"drill": "upgrade", "from": old.release, "to": new.release, "flavors": list(new.flavors),
-            "pairs": [asdict(p) for p in pairs], "failed": [p.service for p in pairs if p.problems]}
+            "pairs": [asdict(p) for p in pairs], "failed": failed}
     path = args.report or settings.state_dir / "drills" / f"upgrade-{old.release}-{new.release}-{started}.json"
     write_file(path, json.dumps(data, indent=2), 0o644)
     console.print(f"report: {path}")
-    failed = [p.service for p in pairs if p.problems]
     if failed:
         console.print(f"[red]error:[/red] pairs that did not carry everything over: {', '.join(failed)}")
         return 1

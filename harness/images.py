@@ -216,7 +216,8 @@ class BuildResult:
 def debian_specs(settings: Settings, services: Iterable[str] | None) -> list[ImageSpec]:
     """The Debian-set images of the settings' release line and flavors to build: those named (services or tool
     images), else every one."""
-    names = list(services) if services else [s for s in [*CATALOGUE, *TOOL_IMAGES] if image_spec_of(settings, s)]
+    names = list(services) if services else [s for s in [*CATALOGUE, *TOOL_IMAGES]
+                                             if settings.image_of(s).debian is not None]
     specs = []
     for name in names:
         if name not in CATALOGUE and name not in TOOL_IMAGES:
@@ -227,11 +228,6 @@ def debian_specs(settings: Settings, services: Iterable[str] | None) -> list[Ima
                               f"use the official image {spec.official} or set HARNESS_IMAGE_{name.upper()}")
         specs.append(spec)
     return specs
-
-
-def image_spec_of(settings: Settings, name: str) -> bool:
-    """Whether ``name`` has a Debian build on the settings' line."""
-    return settings.image_of(name).debian is not None
 
 
 def build_args(spec: ImageSpec, base: str) -> dict[str, str]:

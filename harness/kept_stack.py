@@ -18,7 +18,7 @@ from docker import DockerClient
 from docker.models.containers import Container
 
 from harness.pki import CaChain
-from harness.running import Endpoint, containers_logs, expected_version
+from harness.running import Endpoint, containers_logs, recorded_version
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsMaterial
@@ -87,9 +87,7 @@ class KeptStack:
 
     def expected_version(self, name: str) -> str | None:
         record = self.data.get("report", {}).get("services", {}).get(name) or {}
-        if "expected_version" in record:  # the line of the image that runs (kept since release lines exist)
-            return str(record["expected_version"]) if record["expected_version"] is not None else None
-        return expected_version(name, record.get("image_source"))
+        return recorded_version(name, record, "image_source", "expected_version")
 
     # ------------------------------------------------------------------------------------ changes
 

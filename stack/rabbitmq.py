@@ -184,13 +184,26 @@ def credentials_config(user: str, password: str, vhost: str) -> str:
     return f"default_user = {user}\ndefault_pass = {password}\ndefault_vhost = {vhost}\n"
 
 
+def _eval(container: Any, expression: str) -> str:
+    """``rabbitmqctl eval EXPRESSION`` in the broker's container; its output, or RuntimeError with it."""
+    result = container.exec_run(["rabbitmqctl", "eval", expression])
+    output: str = result.output.decode(errors="replace").strip()
+    if result.exit_code != 0:
+        raise RuntimeError(f"rabbitmqctl eval '{expression}' exited {result.exit_code}: {output[-300:]}")
+    return output
+
+
+def _eval_ok(container: Any, expression: str) -> None:
+    """``rabbitmqctl eval EXPRESSION``, which must answer ``ok``."""
+    output = _eval(container, expression)
+    if output != "ok":
+        raise RuntimeError(f"rabbitmqctl eval '{expression}' answered {output[-300:]!r}, expected ok")
+
+
 def reload_tls(container: Container) -> str:
     """Erlang's ssl application caches PEM files by path; clearing the cache makes new handshakes read the
     rotated files (RabbitMQ's documented way to rotate certificates without a restart)."""
-    result = container.exec_run(["rabbitmqctl", "eval", "ssl:clear_pem_cache()."])
-    output = result.output.decode(errors="replace").strip()
-    if result.exit_code != 0 or output != "ok":
-        raise RuntimeError(f"rabbitmqctl eval 'ssl:clear_pem_cache().' exited {result.exit_code}: {output[-300:]}")
+    _eval_ok(container, "ssl:clear_pem_cache().")
     return "live: ssl:clear_pem_cache()"
 
 # ------------------------------------------------------------------------------------------- the service's spec
@@ -360,15 +373,6 @@ def drill_connect(endpoint: RabbitMqEndpoint) -> pika.BlockingConnection:
     return endpoint.connect(socket_timeout=2, heartbeat=5, blocked_connection_timeout=5)
 
 
-def _eval(container: Any, expression: str) -> str:
-    """``rabbitmqctl eval EXPRESSION`` in the broker's container; its output, or RuntimeError with it."""
-    result = container.exec_run(["rabbitmqctl", "eval", expression])
-    output: str = result.output.decode(errors="replace").strip()
-    if result.exit_code != 0:
-        raise RuntimeError(f"rabbitmqctl eval '{expression}' exited {result.exit_code}: {output[-300:]}")
-    return output
-
-
 #: The metadata store's durability facts. RabbitMQ 3.10 keeps queues in Mnesia: a declaration writes the disc table
 #: ``rabbit_durable_queue`` and the RAM table ``rabbit_queue`` in one transaction, which Mnesia commits as an
 #: asymmetric transaction even on one node. Its "committed" decision reaches ``LATEST.LOG`` through the
@@ -400,16 +404,12 @@ def settle_metadata(container: Any) -> None:
     declare-ok already follows the Raft log write)."""
     if metadata_store(container) == "khepri":
         return
-    output = _eval(container, SETTLE_METADATA)
-    if output != "ok":
-        raise RuntimeError(f"rabbitmqctl eval '{SETTLE_METADATA}' answered {output[-300:]!r}, expected ok")
+    _eval_ok(container, SETTLE_METADATA)
 
 
 def hold_metadata(container: Any) -> None:
     """Suspend ``mnesia_recover``: commit decisions wait in its mailbox (a kill makes the window certain)."""
-    output = _eval(container, HOLD_METADATA)
-    if output != "ok":
-        raise RuntimeError(f"rabbitmqctl eval '{HOLD_METADATA}' answered {output[-300:]!r}, expected ok")
+    _eval_ok(container, HOLD_METADATA)
 
 
 _BROKER_OPS = BrokerOps(connect=drill_connect, settle_metadata=settle_metadata, hold_metadata=hold_metadata,
