@@ -62,14 +62,13 @@ def published(name: str, layout: ComposeLayout, containers: Mapping[str, Contain
 
 def build_endpoint(name: str, layout: ComposeLayout, containers: Mapping[str, Container],
                    secret: Mapping[str, Any], admin_token: str) -> Endpoint:
-    """The endpoint of one service of the compose stack, built by its module (``ops["endpoint"]``)."""
-    build = registry.get(name).op("endpoint")
-    return build(published(name, layout, containers, secret, admin_token))
+    """The endpoint of one service of the compose stack, built by its driver (``compose_endpoint``)."""
+    return registry.get(name).driver.compose_endpoint(published(name, layout, containers, secret, admin_token))
 
 
 def probe(name: str, endpoint: Endpoint) -> bool:
     """A real login from the host with the credentials Vault holds (what the test stacks' readiness does)."""
-    return bool(registry.get(name).op("login")(endpoint))
+    return registry.get(name).driver.login(endpoint)
 
 
 class ComposeService:

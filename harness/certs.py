@@ -65,6 +65,8 @@ class CertStatus:
     def matches(self) -> bool:
         return serial_to_int(self.served_serial) == serial_to_int(self.target.expected_serial)
 
+TLS_FIX = "set tls=True in its ServiceSpec and serve the Vault-issued certificate"
+
 
 def targets(endpoints: Mapping[str, Endpoint]) -> list[TlsTarget]:
     """Every TLS listener of the given endpoints, as each service's ``tls_targets`` lists them (each Redis node
@@ -74,7 +76,7 @@ def targets(endpoints: Mapping[str, Endpoint]) -> list[TlsTarget]:
         tls: TlsInfo | None = getattr(ep, "tls", None)
         if tls is None:
             continue
-        listeners = registry.get(name).op("tls_targets")(ep)
+        listeners = registry.get(name).driver.tls_targets(ep)
         found += [TlsTarget(name, alias, port, protocol, tls.serial, tls.ca_file, tls.server_name)
                   for alias, port, protocol in listeners]
     return found
@@ -146,8 +148,8 @@ def reload_tls(service: str, endpoint: Endpoint, container: Container, timeout: 
     operation, :class:`MissingCapability` naming it."""
     spec = registry.get(service)
     if not spec.tls:
-        raise MissingCapability(service, "tls")
-    return str(spec.op("reload_tls")(endpoint, container, timeout))
+        raise MissingCapability(service, "tls", TLS_FIX)
+    return spec.driver.reload_tls(endpoint, container, timeout)
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,9 @@ def rotate_certificate(stack: RunningStack, name: str) -> Rotated:
     cannot take a new certificate live is refused with :class:`MissingCapability` and left as it was."""
     spec = registry.get(name)
     if not spec.tls:
-        raise MissingCapability(name, "tls")
-    spec.op("reload_tls")
+        raise MissingCapability(name, "tls", TLS_FIX)
+    if not spec.driver.has("reload_tls"):
+        raise MissingCapability(name, "reload_tls")
     before: TlsInfo | None = getattr(stack.endpoint(name), "tls", None)
     if before is None:
         raise ConfigError(f"{name} is not running with TLS in run {stack.run_id}")

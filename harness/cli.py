@@ -333,7 +333,7 @@ def _print_endpoints(stack: Any) -> None:
         ep = service.endpoint()
         tls = getattr(ep, "tls", None)
         strict = " [strict]" if tls is not None and tls.strict else ""
-        plain, secure = registry.get(name).op("describe")(ep)
+        plain, secure = registry.get(name).driver.describe(ep)
         table.add_row(name, "-" if strict else plain, (secure or "-") + strict)
     console.print(table)
 

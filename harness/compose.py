@@ -122,7 +122,7 @@ def service_files(service: str, secret: Mapping[str, Any], tls: TlsMaterial, set
     spec = registry.get(service)
     files = {path: content for path, (content, _) in spec.tls_files(tls).items()}
     options = {key: getattr(settings, key) for key in spec.settings}
-    files.update(spec.op("compose_files")(secret, options))
+    files.update(spec.driver.compose_files(secret, options))
     return files
 
 
@@ -138,8 +138,8 @@ def compose_env(layout: ComposeLayout, images: Mapping[str, str],
     env.update({f"DSH_IMAGE_{name.upper()}": ref for name, ref in sorted(images.items())})
     for spec in registry.specs():
         secret = secrets.get(spec.name)
-        if secret and "compose_env" in spec.ops:  # the services whose compose entry reads names from Vault's KV
-            env.update(spec.op("compose_env")(secret))
+        if secret:  # the services whose compose entry reads names from Vault's KV say which (compose_env)
+            env.update(spec.driver.compose_env(secret))
     return env
 
 

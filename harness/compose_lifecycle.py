@@ -120,10 +120,10 @@ def up(settings: Settings, log: Log) -> ComposeState:
     def bring_up(name: str) -> float:
         wait_ready(name, layout, client, lambda: endpoint_of(name), settings.ready_timeout, log)
         spec = registry.get(name)
-        if "compose_ready" in spec.ops:  # what the service needs once its containers are healthy (a cluster)
+        if spec.driver.has("compose_ready"):  # what the service needs once its containers are healthy (a cluster)
             svc = published(name, layout, project_containers(client, layout.project), secrets.get(name, {}),
                             vault.bootstrap.admin_token)
-            spec.op("compose_ready")(svc, endpoint_of(name), settings.ready_timeout, log)
+            spec.driver.compose_ready(svc, endpoint_of(name), settings.ready_timeout, log)
         return round(time.monotonic() - t_up, 3)
 
     rest = [s for s in running if s != "vault"]

@@ -40,7 +40,7 @@ def rotate_password(stack: RunningStack, service: str) -> Rotation:
     """
     if service not in rotatable():
         raise HarnessError(f"{service} has no password to rotate; rotatable: {', '.join(rotatable())}")
-    change = registry.get(service).op("change_password")
+    change = registry.get(service).driver.change_password
     before = stack.endpoint(service)  # the credentials the server has now (attach mode reads them from Vault)
     admin: hvac.Client = stack.endpoint("vault").client()
     current = admin.secrets.kv.v2.read_secret_version(path=service, mount_point="secret",

@@ -268,7 +268,7 @@ class _Broker:
         self.service, self.ops = service, ops
         self.container = stack.require(service)
         self.wrapped = self.container.get_wrapped_container()
-        self._login = registry.get(service).op("login")
+        self._login = registry.get(service).driver.login
 
     def connect(self) -> Any:
         return self.ops.connect(self.container.endpoint())  # looked up every time: a restart may move the port

@@ -197,7 +197,7 @@ def sql_crash_round(stack: Any, service: str, drill: ServiceDrill, number: int, 
                          f"{', '.join(drill.faults)})")
     container = stack.require(service)
     wrapped = container.get_wrapped_container()
-    login = registry.get(service).op("login")
+    login = registry.get(service).driver.login
     result = SqlCrashRound(round=number, fault=fault, victim=str(getattr(container, "alias", service)))
     table = f"drill_{secrets.token_hex(4)}"
 

@@ -74,10 +74,10 @@ def validate_services(names: Iterable[str]) -> list[str]:
 
 
 def network_aliases(settings: Settings) -> dict[str, list[str]]:
-    """The network aliases of each service's containers in a test stack with these settings, where its spec
-    declares them (``ops["aliases"]``: every node of a cluster); the others use their name."""
-    return {spec.name: spec.op("aliases")({key: getattr(settings, key) for key in spec.settings})
-            for spec in registry.specs() if "aliases" in spec.ops}
+    """The network aliases of each service's containers in a test stack with these settings (its driver's
+    ``aliases``: every node of a cluster; by default the service name)."""
+    return {spec.name: list(spec.driver.aliases({key: getattr(settings, key) for key in spec.settings}))
+            for spec in registry.specs()}
 
 
 def with_dependencies(services: Iterable[str]) -> list[str]:
@@ -351,9 +351,8 @@ class Stack:
         return material
 
     def _make(self, name: str, image: str, ctx: RunContext) -> Service:
-        """The service's container, from its spec's factory (``ops["make"]``)."""
+        """The service's container, from its driver's ``make``."""
         spec = registry.get(name)
-        make = spec.op("make")
         secret: Mapping[str, Any] = {}
         tls: TlsMaterial | None = None
         if name != "vault":  # the root of trust: its material does not exist before its own bootstrap
@@ -362,7 +361,7 @@ class Stack:
             # Vault's KV holds the TLS switches (JSON booleans); the harness settings only seeded them.
             tls = self._tls_material(material) if secret.get("tls_enabled") is True else None
         options = {key: getattr(self.settings, key) for key in spec.settings}
-        service: Service = make(MakeRequest(image=image, ctx=ctx, secret=secret, tls=tls,
+        service: Service = spec.driver.make(MakeRequest(image=image, ctx=ctx, secret=secret, tls=tls,
                                             strict=secret.get("tls_strict") is True, options=options,
                                             state_dir=self.state_dir))
         return service

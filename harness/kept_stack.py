@@ -28,7 +28,7 @@ from stack.files import write_file
 
 def endpoint_from_json(service: str, data: Mapping[str, Any]) -> Endpoint:
     """Rebuild a service endpoint from the JSON in a stack state file (its module's ``endpoint_from_json``)."""
-    return registry.get(service).op("endpoint_from_json")(data)
+    return registry.get(service).driver.endpoint_from_json(data)
 
 
 @dataclass

@@ -19,7 +19,7 @@ the stack is kept for the next run (``--reuse``).
   gone, and the last worker removes it.
 
 Attaching rebuilds the :class:`~harness.engine.Stack` object around the running containers: every service's
-container object comes from its module's own factory (``ops["make"]``), fed with what Vault holds now (each
+container object comes from its module's driver (``make``), fed with what Vault holds now (each
 service's KV document, read with its own AppRole) and the certificate the run last installed (its private run
 state, ``<state_dir>/runs/<run-id>/pki/<service>/``), and is then bound to its running container by name. The
 unseal keys, tokens and keys stay where the run that started the stack wrote them (0600 files in its private run
@@ -458,7 +458,7 @@ def _make(stack: Stack, name: str, secret: Mapping[str, Any], ctx: RunContext, c
     spec = registry.get(name)
     tls = _tls(stack, name) if name == "vault" or secret.get("tls_enabled") is True else None
     options = {key: getattr(stack.settings, key) for key in spec.settings}
-    service = spec.op("make")(MakeRequest(image=rec.image, ctx=ctx, secret=secret, tls=tls,
+    service = spec.driver.make(MakeRequest(image=rec.image, ctx=ctx, secret=secret, tls=tls,
                                            strict=secret.get("tls_strict") is True, options=options,
                                            state_dir=stack.state_dir))
     for container in _containers_of(service):
@@ -490,7 +490,7 @@ def _containers_of(service: Any) -> list[LoopbackContainer]:
 def _login_refusal(name: str, service: Any) -> str | None:
     """None when the service takes its login probe (the readiness check of a fresh start), else why not."""
     try:
-        if registry.get(name).op("login")(service.endpoint()):
+        if registry.get(name).driver.login(service.endpoint()):
             return None
         return f"{name} refused its login probe"
     except Exception as exc:  # the reason for a fresh stack, not an error of this run

@@ -47,9 +47,11 @@ def backup_ops(name: str) -> BackupOps:
     """The service's backup operations, or :class:`MissingCapability` naming what it lacks."""
     spec = registry.get(name)
     if not spec.backup:
-        raise MissingBackupCapability(name, "backup")
+        raise MissingBackupCapability(name, "backup",
+                                      "set backup=True and backup_ops=BackupOps(...) in its ServiceSpec")
     if spec.backup_ops is None:
-        raise MissingBackupCapability(name, "backup_ops")
+        raise MissingBackupCapability(name, "backup_ops", "give its ServiceSpec backup_ops=BackupOps(capture, "
+                                                          "restore, version, ...) (stack.backup_ops)")
     return spec.backup_ops
 
 

@@ -86,7 +86,9 @@ def seed_of(name: str) -> Seed:
     ops = registry.get(name).backup_ops
     declared = ops.seed if ops is not None else None
     if declared is None:
-        raise MissingCapability(name, "backup_ops.seed")
+        raise MissingCapability(name, "backup_ops.seed",
+                                "give its ServiceSpec backup_ops=BackupOps(..., seed=BackupSeed(...)) "
+                                "(stack.backup_ops)")
     mark = declared.mark
     return Seed(lambda stack: declared.seed(stack.endpoint(name)),
                 lambda stack: declared.missing(stack.endpoint(name)),

@@ -81,7 +81,7 @@ def service_names(service: str, aliases: Sequence[str] = ()) -> list[str]:
 
 def initial_secret(service: str, strict: bool = False) -> dict[str, Any]:
     """The KV document for a service, as its module declares it: random credentials and TLS flags."""
-    document: dict[str, Any] = registry.get(service).op("initial_secret")(strict)
+    document: dict[str, Any] = registry.get(service).driver.initial_secret(strict)
     return document
 
 

@@ -16,6 +16,7 @@ import string
 import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from testcontainers.core.container import DockerContainer
@@ -347,3 +348,43 @@ class Service(Protocol):
     def use_tls(self, tls: TlsMaterial) -> None: ...
 
     def use_password(self, new: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class MakeRequest:
+    """What a service's container factory (``ServiceDriver.make``) gets: plain values, no harness objects.
+
+    Attributes:
+        image: the image reference to run.
+        ctx: the run context (labels, network, ready timeout, CA file).
+        secret: the service's KV document from Vault (credentials and TLS switches).
+        tls: its Vault-issued certificate, or None when its KV says TLS is off.
+        strict: its KV's ``tls_strict`` flag (serve TLS only).
+        options: the harness settings the spec names in ``settings`` (``name -> value``).
+        state_dir: the run's private state directory (0700).
+    """
+
+    image: str
+    ctx: RunContext
+    secret: Mapping[str, Any]
+    tls: TlsMaterial | None
+    strict: bool
+    options: Mapping[str, Any]
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class PublishedService:
+    """A service's running compose containers as its driver's compose operations (``compose_endpoint``,
+    ``compose_ready``) see them: keyed by compose service name, each answering its published 127.0.0.1
+    port, network address, container name and the docker container itself (to run the service's tools in)."""
+
+    names: tuple[str, ...]  # the spec's compose services, in order
+    port: Callable[[str, int], int]
+    ip: Callable[[str], str]
+    container_name: Callable[[str], str]
+    secret: Mapping[str, Any]
+    serial: str
+    ca_file: str
+    admin_token: str = ""
+    container: Callable[[str], Any] = field(default=lambda cname: None)

@@ -60,14 +60,14 @@ class DebianLine:
     release: str
     flavor: str
     tag: str
-    context: str
+    context: str | Path
     product: str
     version: str
     build_args: tuple[tuple[str, str], ...] = ()
     official: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageSpec:
     """Where one service's image comes from.
 
@@ -75,7 +75,8 @@ class ImageSpec:
         service: harness service name.
         official: pinned Docker Hub reference.
         debian: local tag of the Debian-built image, or None where Debian has no such server (MongoDB).
-        context: build context directory name under ``stack/images``.
+        context: build context: a directory name under ``stack/images``, or an absolute path (a service defined
+            outside this package, e.g. ``examples/``, keeps its image context beside its module).
         product: what actually runs in the debian image (shown in run headers).
         official_version / debian_version: the server version prefix each image must report.
         flavors: the servers that can serve this service, in order of preference (the first is the default where
@@ -89,7 +90,7 @@ class ImageSpec:
     service: str
     official: str
     debian: str | None
-    context: str | None
+    context: str | Path | None
     product: str
     official_version: str
     debian_version: str | None
@@ -101,7 +102,7 @@ class ImageSpec:
 
     @property
     def context_dir(self) -> Path | None:
-        return IMAGES_DIR / self.context if self.context else None
+        return None if self.context is None else IMAGES_DIR / self.context
 
     @property
     def _bookworm(self) -> str:
@@ -180,8 +181,9 @@ CATALOGUE: Mapping[str, ImageSpec] = _FromRegistry(lambda spec: spec.image)
 #: a pinned netshoot (Alpine, which carries the same tools and python3); Debian: built from
 #: ``stack/images/nettools/`` like the service images, by ``images build`` and ``scripts/setup.sh``.
 TOOL_IMAGES: Mapping[str, ImageSpec] = {
-    "nettools": ImageSpec("nettools", "nicolaka/netshoot:v0.13", "devstack-harness/nettools:bookworm", "nettools",
-                          "iproute2 + iptables + python3", "", ""),
+    "nettools": ImageSpec(service="nettools", official="nicolaka/netshoot:v0.13",
+                          debian="devstack-harness/nettools:bookworm", context="nettools",
+                          product="iproute2 + iptables + python3", official_version="", debian_version=""),
 }
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pymongo
+import pymongo.errors
 
 from stack.backup_ops import (
     RESTORE_DIR,
@@ -43,11 +43,9 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsMaterial,
-    describe_endpoint,
-    endpoint_from_json,
-    main_tls_listener,
     random_secret,
 )
+from stack.driver import Refusal, ServiceDriver
 from stack.images import ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -139,54 +137,6 @@ def login(endpoint: MongoEndpoint) -> bool:
         return bool(client.admin.command("ping").get("ok") == 1.0)
 
 
-def change_password(endpoint: MongoEndpoint, new: str) -> None:
-    """updateUser on admin, as the root user itself."""
-    with endpoint.client() as client:
-        client.admin.command("updateUser", endpoint.user, pwd=new)
-
-
-def reload_tls(endpoint: MongoEndpoint) -> str:
-    """``rotateCertificates`` (MongoDB 5.0+) reloads the certificate and CA files for new connections."""
-    with endpoint.client() as client:
-        client.admin.command("rotateCertificates", 1)
-    return "live: rotateCertificates"
-
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """The KV document: random credentials and TLS flags as JSON booleans."""
-    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
-            "database": APP_DATABASE}
-
-
-def make(req: MakeRequest) -> MongoContainer:
-    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
-    s = req.secret
-    return MongoContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], database=s["database"],
-                          tls=req.tls, tls_strict=req.strict)
-
-
-def compose_endpoint(svc: PublishedService) -> MongoEndpoint:
-    """The endpoint of the compose stack's server (published port, Vault's credentials; TLS dual mode)."""
-    name = svc.names[0]
-    port = svc.port(name, MONGO_PORT)
-    return MongoEndpoint(host="127.0.0.1", port=port, user=str(svc.secret.get("user", "")),
-                         password=str(svc.secret["password"]), database=str(svc.secret["database"]),
-                         container_name=svc.container_name(name), alias=name,
-                         tls=TlsInfo(port, "tls", svc.serial, svc.ca_file, strict=False))
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    """The compose container's files besides TLS."""
-    return {PASSWORD_FILE: str(secret.get("password", "")).encode()}
-
-
-def compose_env(secret: Mapping[str, Any]) -> dict[str, str]:
-    return {"DSH_MONGODB_USER": str(secret["user"]), "DSH_MONGODB_DATABASE": str(secret["database"])}
-
-
-def _reload(endpoint: MongoEndpoint, container: Any, timeout: float) -> str:
-    return reload_tls(endpoint)
 
 
 #: the MongoDB tools' config with the password, inside the container while a step runs (never in argv).
@@ -255,29 +205,103 @@ def _seed_fingerprints(ep: MongoEndpoint) -> dict[str, str]:
     return {"mongodb.seed_docs": f"{len(docs)}:{hashlib.sha256('|'.join(docs).encode()).hexdigest()}"}
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class _Session:
+    """A pymongo client; the server's own record: ``connectionStatus`` and its ``transportSecurity`` counters."""
+
+    def __init__(self, endpoint: MongoEndpoint, client: pymongo.MongoClient[dict[str, Any]], tls: bool | None,
+                 credentials: dict[str, str]) -> None:
+        self.endpoint, self.client, self.tls, self.credentials = endpoint, client, tls, credentials
+
+    def whoami(self) -> str:
+        users = self.client.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"]
+        return str(users[0]["user"]) if users else ""
+
+    def _tls_connections(self) -> int:
+        counters = self.client.admin.command("serverStatus").get("transportSecurity", {})
+        return sum(int(v) for k, v in counters.items() if k != "unknown")
+
+    def is_tls(self) -> bool:
+        """MongoDB keeps no per-connection TLS record; its counters of TLS connections do. One more connection of
+        this session's kind is opened: the server's count goes up exactly when that kind is TLS."""
+        before = self._tls_connections()
+        with self.endpoint.client(tls=self.tls, **self.credentials) as another:
+            another.admin.command("ping")
+        return self._tls_connections() > before
+
+
+class MongoDriver(ServiceDriver[MongoEndpoint]):
+    endpoint_type = MongoEndpoint
+    password_refusal = Refusal(pymongo.errors.OperationFailure, r"Authentication failed.*'code': 18")
+    # requireTLS closes a plaintext connection before any reply, so server selection times out.
+    plaintext_refusal = Refusal(pymongo.errors.ServerSelectionTimeoutError, "")
+    compose_password_file = PASSWORD_FILE
+
+    def make(self, req: MakeRequest) -> MongoContainer:
+        s = req.secret
+        return MongoContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"],
+                              database=s["database"], tls=req.tls, tls_strict=req.strict)
+
+    def compose_endpoint(self, pub: PublishedService) -> MongoEndpoint:
+        name = pub.names[0]
+        port = pub.port(name, MONGO_PORT)
+        return MongoEndpoint(host="127.0.0.1", port=port, user=str(pub.secret.get("user", "")),
+                             password=str(pub.secret["password"]), database=str(pub.secret["database"]),
+                             container_name=pub.container_name(name), alias=name,
+                             tls=TlsInfo(port, "tls", pub.serial, pub.ca_file, strict=False))
+
+    def login(self, endpoint: MongoEndpoint) -> bool:
+        return login(endpoint)
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+                "database": APP_DATABASE}
+
+    def compose_files(self, secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+        return {PASSWORD_FILE: str(secret.get("password", "")).encode()}
+
+    def compose_env(self, secret: Mapping[str, Any]) -> dict[str, str]:
+        return {"DSH_MONGODB_USER": str(secret["user"]), "DSH_MONGODB_DATABASE": str(secret["database"])}
+
+    def reload_tls(self, endpoint: MongoEndpoint, container: Any, timeout: float) -> str:
+        """``rotateCertificates`` (MongoDB 5.0+) reloads the certificate and CA files for new connections."""
+        with endpoint.client() as client:
+            client.admin.command("rotateCertificates", 1)
+        return "live: rotateCertificates"
+
+    def change_password(self, endpoint: MongoEndpoint, new: str) -> None:
+        """updateUser on admin, as the root user itself."""
+        with endpoint.client() as client:
+            client.admin.command("updateUser", endpoint.user, pwd=new)
+
+    @contextmanager
+    def session(self, endpoint: MongoEndpoint, *, tls: bool | None = None, user: str | None = None,
+                password: str | None = None) -> Iterator[_Session]:
+        creds = {k: v for k, v in (("username", user), ("password", password)) if v is not None}
+        with endpoint.client(tls=tls, serverSelectionTimeoutMS=3000, **creds) as client:
+            client.admin.command("ping")  # connect and authenticate now: a refusal surfaces here
+            yield _Session(endpoint, client, tls, creds)
+
+    def tls_only_evidence(self, endpoint: MongoEndpoint) -> str:
+        """``getCmdLineOpts``: the server runs ``net.tls.mode: requireTLS``."""
+        with endpoint.client(tls=True) as client:
+            mode = client.admin.command("getCmdLineOpts")["parsed"]["net"]["tls"]["mode"]
+        assert mode == "requireTLS", f"net.tls.mode = {mode}"
+        return "net.tls.mode = requireTLS"
+
+
 SPEC = ServiceSpec(
     name="mongodb",
     description="needs MongoDB (and Vault); skipped with the image named where no mongo image exists",
     owner="mongodb",
-    image=ImageSpec("mongodb", "mongo:7.0.16", None, None, "MongoDB 7.0", "7.0.16", None),
+    image=ImageSpec(service="mongodb", official="mongo:7.0.16", debian=None, context=None, product="MongoDB 7.0",
+                    official_version="7.0.16", debian_version=None),
+    driver=MongoDriver(),
     official_volumes=("/data/db", "/data/configdb"),
     compose_services=("mongodb",),
     combined_pem=True,
-    rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_ARCHIVE,)),
-    initial_secret=initial_secret,
-    login=login,
-    change_password=change_password,
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, MongoEndpoint),
-        "reload_tls": _reload,
-        "describe": describe_endpoint,
-        "tls_targets": main_tls_listener,
-        "compose_files": compose_files,
-        "compose_env": compose_env,
-    },
 )

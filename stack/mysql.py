@@ -15,10 +15,9 @@ passes ``ssl_disabled=True`` unless TLS options are given, so "plain" really mea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pymysql
@@ -45,12 +44,10 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsMaterial,
-    describe_endpoint,
-    endpoint_from_json,
-    main_tls_listener,
     random_secret,
 )
 from stack.drill_ops import ServiceDrill, SqlCrashOps
+from stack.driver import Refusal, ServiceDriver
 from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -152,17 +149,6 @@ def login(endpoint: MySqlEndpoint) -> bool:
         conn.close()
 
 
-def change_password(endpoint: MySqlEndpoint, new: str) -> None:
-    """ALTER USER for the application user, as root."""
-    conn = endpoint.connect(user="root", password=endpoint.root_password)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (endpoint.user, new))
-        conn.commit()
-    finally:
-        conn.close()
-
-
 #: The password plugin a server gives a user created with ``IDENTIFIED BY``, per server (told apart by the server
 #: that runs: its ``VERSION()`` names MariaDB). MySQL 8 and 9 default to ``caching_sha2_password``: a password login
 #: without TLS then needs the server's RSA public key (PyMySQL fetches it, with ``cryptography``), with TLS the
@@ -184,57 +170,6 @@ def server_flavor(version: str) -> str:
     return "mariadb" if "mariadb" in version.lower() else "mysql"
 
 
-def reload_tls(endpoint: MySqlEndpoint) -> str:
-    """Re-read the certificate files for new connections: ``FLUSH SSL`` on MariaDB (10.4+),
-    ``ALTER INSTANCE RELOAD TLS`` on MySQL (8.0.16+). Needs root."""
-    conn = endpoint.connect(user="root", password=endpoint.root_password)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            row = cur.fetchone()
-            statement = "FLUSH SSL" if row and server_flavor(str(row[0])) == "mariadb" else "ALTER INSTANCE RELOAD TLS"
-            cur.execute(statement)
-    finally:
-        conn.close()
-    return f"live: {statement}"
-
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """The KV document: random application and root credentials, TLS flags as JSON booleans."""
-    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
-            "database": APP_DATABASE, "root_password": random_secret()}
-
-
-def make(req: MakeRequest) -> MySqlContainer:
-    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
-    s = req.secret
-    return MySqlContainer(req.image, ctx=req.ctx, root_password=s["root_password"], user=s["user"],
-                          password=s["password"], database=s["database"], tls=req.tls, tls_strict=req.strict)
-
-
-def compose_endpoint(svc: PublishedService) -> MySqlEndpoint:
-    """The endpoint of the compose stack's server (published port, Vault's credentials; TLS dual mode)."""
-    name = svc.names[0]
-    port = svc.port(name, MYSQL_PORT)
-    return MySqlEndpoint(host="127.0.0.1", port=port, user=str(svc.secret.get("user", "")),
-                         password=str(svc.secret["password"]), database=str(svc.secret["database"]),
-                         root_password=str(svc.secret["root_password"]), container_name=svc.container_name(name),
-                         alias=name, tls=TlsInfo(port, "mysql", svc.serial, svc.ca_file, strict=False))
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    """The compose container's files besides TLS."""
-    return {ROOT_PASSWORD_FILE: str(secret["root_password"]).encode(),
-            PASSWORD_FILE: str(secret.get("password", "")).encode()}
-
-
-def compose_env(secret: Mapping[str, Any]) -> dict[str, str]:
-    return {"DSH_MYSQL_USER": str(secret["user"]), "DSH_MYSQL_DATABASE": str(secret["database"])}
-
-
-def _reload(endpoint: MySqlEndpoint, container: Any, timeout: float) -> str:
-    return reload_tls(endpoint)
 
 
 #: root's client option file inside the container while a backup or restore step runs (never in argv).
@@ -372,37 +307,127 @@ DRILLS = (ServiceDrill(
                     recovery_log="crash recovery")),)
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class _Session:
+    """A PyMySQL session; the server's own record of it: ``CURRENT_USER()`` and the session's ``Ssl_cipher``."""
+
+    def __init__(self, conn: pymysql.connections.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _one(self, query: str) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(query)
+            row = cur.fetchone()
+        assert row is not None, f"{query!r} returned no row"
+        return row
+
+    def whoami(self) -> str:
+        return str(self._one("SELECT CURRENT_USER()")[0]).split("@", 1)[0]
+
+    def is_tls(self) -> bool:
+        return bool(self._one("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[1])
+
+
+class MySqlDriver(ServiceDriver[MySqlEndpoint]):
+    endpoint_type = MySqlEndpoint
+    password_refusal = Refusal(pymysql.err.OperationalError, r"^\(1045, .Access denied for user")
+    # MySQL answers 3159 (insecure transport prohibited); MariaDB answers 1045 "Access denied" (its
+    # REQUIRE SSL account check) or 4056. The strict suite logs in over TLS with the same credentials, so the
+    # refusal can only be the transport.
+    plaintext_refusal = Refusal(pymysql.err.OperationalError, r"^\((1045|3159|4056), ")
+    compose_password_file = PASSWORD_FILE
+
+    def make(self, req: MakeRequest) -> MySqlContainer:
+        s = req.secret
+        return MySqlContainer(req.image, ctx=req.ctx, root_password=s["root_password"], user=s["user"],
+                              password=s["password"], database=s["database"], tls=req.tls, tls_strict=req.strict)
+
+    def compose_endpoint(self, pub: PublishedService) -> MySqlEndpoint:
+        name = pub.names[0]
+        port = pub.port(name, MYSQL_PORT)
+        return MySqlEndpoint(host="127.0.0.1", port=port, user=str(pub.secret.get("user", "")),
+                             password=str(pub.secret["password"]), database=str(pub.secret["database"]),
+                             root_password=str(pub.secret["root_password"]), container_name=pub.container_name(name),
+                             alias=name, tls=TlsInfo(port, "mysql", pub.serial, pub.ca_file, strict=False))
+
+    def login(self, endpoint: MySqlEndpoint) -> bool:
+        return login(endpoint)
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        """Random application and root credentials, TLS flags as JSON booleans."""
+        return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+                "database": APP_DATABASE, "root_password": random_secret()}
+
+    def compose_files(self, secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+        return {ROOT_PASSWORD_FILE: str(secret["root_password"]).encode(),
+                PASSWORD_FILE: str(secret.get("password", "")).encode()}
+
+    def compose_env(self, secret: Mapping[str, Any]) -> dict[str, str]:
+        return {"DSH_MYSQL_USER": str(secret["user"]), "DSH_MYSQL_DATABASE": str(secret["database"])}
+
+    def reload_tls(self, endpoint: MySqlEndpoint, container: Any, timeout: float) -> str:
+        """Re-read the certificate files for new connections: ``FLUSH SSL`` on MariaDB (10.4+),
+        ``ALTER INSTANCE RELOAD TLS`` on MySQL (8.0.16+). Needs root."""
+        conn = endpoint.connect(user="root", password=endpoint.root_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                row = cur.fetchone()
+                flavor = server_flavor(str(row[0])) if row else "mysql"
+                statement = "FLUSH SSL" if flavor == "mariadb" else "ALTER INSTANCE RELOAD TLS"
+                cur.execute(statement)
+        finally:
+            conn.close()
+        return f"live: {statement}"
+
+    def change_password(self, endpoint: MySqlEndpoint, new: str) -> None:
+        """ALTER USER for the application user, as root."""
+        conn = endpoint.connect(user="root", password=endpoint.root_password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (endpoint.user, new))
+            conn.commit()
+        finally:
+            conn.close()
+
+    @contextmanager
+    def session(self, endpoint: MySqlEndpoint, *, tls: bool | None = None, user: str | None = None,
+                password: str | None = None) -> Iterator[_Session]:
+        creds = {k: v for k, v in (("user", user), ("password", password)) if v is not None}
+        conn = endpoint.connect(tls=tls, **creds)
+        try:
+            yield _Session(conn)
+        finally:
+            conn.close()
+
+    def tls_only_evidence(self, endpoint: MySqlEndpoint) -> str:
+        """``@@require_secure_transport``: the server refuses every connection that is not TLS."""
+        with self.session(endpoint, tls=True) as session:
+            value = session._one("SELECT @@require_secure_transport")[0]
+        assert value == 1, f"@@require_secure_transport = {value}"
+        return "@@require_secure_transport = 1"
+
+
 SPEC = ServiceSpec(
     name="mysql",
     description="needs MySQL/MariaDB (and Vault)",
     owner="mysql",
-    image=ImageSpec("mysql", "mysql:8.0.40", "devstack-harness/mariadb:10.11", "mariadb", "MariaDB 10.11",
-                    "8.0.40", "10.11.", flavors=("mysql", "mariadb"), bookworm_flavor="mariadb", lines=(
+    image=ImageSpec(service="mysql", official="mysql:8.0.40", debian="devstack-harness/mariadb:10.11",
+                    context="mariadb", product="MariaDB 10.11", official_version="8.0.40", debian_version="10.11.",
+                    flavors=("mysql", "mariadb"), bookworm_flavor="mariadb", lines=(
                         DebianLine("trixie", "mariadb", "devstack-harness/mariadb:11.8-trixie", "mariadb",
                                    "MariaDB 11.8", "11.8."),
                         DebianLine("sid", "mysql", "devstack-harness/mysql:9.7-sid", "mysql", "MySQL 9.7", "9.7."),
                         DebianLine("sid", "mariadb", "devstack-harness/mariadb:11.8-sid", "mariadb",
                                    "MariaDB 11.8", "11.8."))),
+    driver=MySqlDriver(),
     official_volumes=("/var/lib/mysql",),
     compose_services=("mysql",),
-    rotatable_password=True,
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          live_credentials=("password", "root_password"),
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DUMP,),
                          upgrade_gaps=UPGRADE_GAPS),
-    initial_secret=initial_secret,
-    login=login,
-    change_password=change_password,
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, MySqlEndpoint),
-        "reload_tls": _reload,
-        "describe": describe_endpoint,
-        "tls_targets": main_tls_listener,
-        "compose_files": compose_files,
-        "compose_env": compose_env,
-    },
     drills=DRILLS,
 )

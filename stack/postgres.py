@@ -13,9 +13,9 @@ login means the final server is up).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -42,12 +42,10 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsMaterial,
-    describe_endpoint,
-    endpoint_from_json,
-    main_tls_listener,
     random_secret,
 )
 from stack.drill_ops import FaultError, ServerProcess, ServiceDrill, SqlCrashOps, find_pids
+from stack.driver import Refusal, ServiceDriver
 from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import OPENSSL_TLS12
@@ -147,63 +145,6 @@ class PostgresContainer(LoopbackContainer):
                                 password=self.password, dbname=self.dbname,
                                 container_name=self.ctx.container_name(self.alias), alias=self.alias,
                                 tls=self.tls_info(POSTGRES_PORT, "postgres", self.tls_strict))
-
-
-def login(endpoint: PostgresEndpoint) -> bool:
-    """The readiness probe: a password login through the published port running ``SELECT 1``."""
-    with endpoint.connect() as conn:
-        return conn.execute("SELECT 1").fetchone() == (1,)
-
-
-def change_password(endpoint: PostgresEndpoint, new: str) -> None:
-    """ALTER ROLE as the application user itself (it owns its role's password)."""
-    with endpoint.connect() as conn:
-        conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            psycopg.sql.Identifier(endpoint.user), psycopg.sql.Literal(new)))
-
-
-def reload_tls(endpoint: PostgresEndpoint) -> str:
-    """``pg_reload_conf()`` re-reads the certificate files for new connections (PostgreSQL >= 10)."""
-    with endpoint.connect() as conn:
-        conn.execute("SELECT pg_reload_conf()")
-    return "live: pg_reload_conf()"
-
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """The KV document: random credentials and TLS flags as JSON booleans."""
-    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
-            "database": APP_DATABASE}
-
-
-def make(req: MakeRequest) -> PostgresContainer:
-    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
-    s = req.secret
-    return PostgresContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], dbname=s["database"],
-                             tls=req.tls, tls_strict=req.strict)
-
-
-def compose_endpoint(svc: PublishedService) -> PostgresEndpoint:
-    """The endpoint of the compose stack's server (published port, Vault's credentials; TLS dual mode)."""
-    name = svc.names[0]
-    port = svc.port(name, POSTGRES_PORT)
-    return PostgresEndpoint(host="127.0.0.1", port=port, user=str(svc.secret.get("user", "")),
-                            password=str(svc.secret["password"]), dbname=str(svc.secret["database"]),
-                            container_name=svc.container_name(name), alias=name,
-                            tls=TlsInfo(port, "postgres", svc.serial, svc.ca_file, strict=False))
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    """The compose container's files besides TLS (dual mode, as a test stack's)."""
-    return {PASSWORD_FILE: str(secret.get("password", "")).encode(), HBA_FILE: hba_config(strict=False).encode()}
-
-
-def compose_env(secret: Mapping[str, Any]) -> dict[str, str]:
-    return {"DSH_POSTGRES_USER": str(secret["user"]), "DSH_POSTGRES_DB": str(secret["database"])}
-
-
-def _reload(endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
-    return reload_tls(endpoint)
 
 
 #: What every backup of PostgreSQL holds: the application database (``pg_dump -Fc``) and the roles.
@@ -346,35 +287,106 @@ DRILLS = (ServiceDrill(
                     recovery_log="automatic recovery in progress", server_process=drill_server_process)),)
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class _Session:
+    """A psycopg session; the server's own record of it: ``current_user`` and ``pg_stat_ssl``."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def whoami(self) -> str:
+        return str(_row(self.conn.execute("SELECT current_user"))[0])
+
+    def is_tls(self) -> bool:
+        return _row(self.conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))[0] is True
+
+
+class PostgresDriver(ServiceDriver[PostgresEndpoint]):
+    endpoint_type = PostgresEndpoint
+    # libpq reports the server's FATAL 28P01 as text; psycopg raises OperationalError for every connect failure.
+    password_refusal = Refusal(psycopg.OperationalError, "password authentication failed for user")
+    # pg_hba.conf's "hostnossl … reject" line, or a server without a plaintext path at all.
+    plaintext_refusal = Refusal(psycopg.OperationalError, r"no encryption|pg_hba\.conf rejects")
+    compose_password_file = PASSWORD_FILE
+
+    def make(self, req: MakeRequest) -> PostgresContainer:
+        s = req.secret
+        return PostgresContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"],
+                                 dbname=s["database"], tls=req.tls, tls_strict=req.strict)
+
+    def compose_endpoint(self, pub: PublishedService) -> PostgresEndpoint:
+        name = pub.names[0]
+        port = pub.port(name, POSTGRES_PORT)
+        return PostgresEndpoint(host="127.0.0.1", port=port, user=str(pub.secret.get("user", "")),
+                                password=str(pub.secret["password"]), dbname=str(pub.secret["database"]),
+                                container_name=pub.container_name(name), alias=name,
+                                tls=TlsInfo(port, "postgres", pub.serial, pub.ca_file, strict=False))
+
+    def login(self, endpoint: PostgresEndpoint) -> bool:
+        return login(endpoint)
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+                "database": APP_DATABASE}
+
+    def compose_files(self, secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+        return {PASSWORD_FILE: str(secret.get("password", "")).encode(), HBA_FILE: hba_config(strict=False).encode()}
+
+    def compose_env(self, secret: Mapping[str, Any]) -> dict[str, str]:
+        return {"DSH_POSTGRES_USER": str(secret["user"]), "DSH_POSTGRES_DB": str(secret["database"])}
+
+    def reload_tls(self, endpoint: PostgresEndpoint, container: Any, timeout: float) -> str:
+        """``pg_reload_conf()`` re-reads the certificate files for new connections (PostgreSQL >= 10)."""
+        with endpoint.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        return "live: pg_reload_conf()"
+
+    def change_password(self, endpoint: PostgresEndpoint, new: str) -> None:
+        """ALTER ROLE as the application user itself (it owns its role's password)."""
+        with endpoint.connect() as conn:
+            conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                psycopg.sql.Identifier(endpoint.user), psycopg.sql.Literal(new)))
+
+    @contextmanager
+    def session(self, endpoint: PostgresEndpoint, *, tls: bool | None = None, user: str | None = None,
+                password: str | None = None) -> Iterator[_Session]:
+        creds = {k: v for k, v in (("user", user), ("password", password)) if v is not None}
+        with endpoint.connect(tls=tls, **creds) as conn:
+            yield _Session(conn)
+
+    def tls_only_evidence(self, endpoint: PostgresEndpoint) -> str:
+        """The server's pg_hba rules: TCP only as ``hostssl``, ``hostnossl`` rejected."""
+        with endpoint.connect(tls=True) as conn:
+            rules = {(str(r[0]), str(r[1])) for r in conn.execute(
+                "SELECT type, auth_method FROM pg_hba_file_rules WHERE type LIKE 'host%'").fetchall()}
+        assert rules == {("hostssl", "scram-sha-256"), ("hostnossl", "reject")}, f"pg_hba rules {sorted(rules)}"
+        return "pg_hba_file_rules: hostssl scram-sha-256, hostnossl reject"
+
+
+def login(endpoint: PostgresEndpoint) -> bool:
+    """The readiness probe: a password login through the published port running ``SELECT 1``."""
+    with endpoint.connect() as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)
+
+
 SPEC = ServiceSpec(
     name="postgres",
     description="needs PostgreSQL (and Vault)",
     owner="postgres",
-    image=ImageSpec("postgres", "postgres:15.10", "devstack-harness/postgres:15", "postgres", "PostgreSQL 15",
-                    "15.10", "15.", lines=(
-                        DebianLine("trixie", "postgres", "devstack-harness/postgres:17-trixie", "postgres",
-                                   "PostgreSQL 17", "17.", (("PG_MAJOR", "17"),)),
-                        DebianLine("sid", "postgres", "devstack-harness/postgres:18-sid", "postgres",
-                                   "PostgreSQL 18", "18.", (("PG_MAJOR", "18"),)))),
+    image=ImageSpec(service="postgres", official="postgres:15.10", debian="devstack-harness/postgres:15",
+                    context="postgres", product="PostgreSQL 15", official_version="15.10", debian_version="15.",
+                    lines=(DebianLine("trixie", "postgres", "devstack-harness/postgres:17-trixie", "postgres",
+                                      "PostgreSQL 17", "17.", (("PG_MAJOR", "17"),)),
+                           DebianLine("sid", "postgres", "devstack-harness/postgres:18-sid", "postgres",
+                                      "PostgreSQL 18", "18.", (("PG_MAJOR", "18"),)))),
+    driver=PostgresDriver(),
     official_volumes=("/var/lib/postgresql/data",),
     compose_services=("postgres",),
-    rotatable_password=True,
+    tls12_server_order="ssl_prefer_server_ciphers=on",
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version, format_check=backup_format_check,
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark),
                          artifacts=(BACKUP_DUMP, BACKUP_GLOBALS)),
-    initial_secret=initial_secret,
-    login=login,
-    change_password=change_password,
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, PostgresEndpoint),
-        "reload_tls": _reload,
-        "describe": describe_endpoint,
-        "tls_targets": main_tls_listener,
-        "compose_files": compose_files,
-        "compose_env": compose_env,
-    },
     drills=DRILLS,
 )

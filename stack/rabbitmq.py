@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pika
+import pika.exceptions
 import requests
 from docker.models.containers import Container
 
@@ -41,14 +43,15 @@ from stack.base import (
     TlsInfo,
     TlsListener,
     TlsMaterial,
-    endpoint_from_json,
     main_tls_listener,
     random_secret,
 )
 from stack.drill_ops import BrokerOps, ServiceDrill
+from stack.driver import Refusal, ServiceDriver
 from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
 from stack.tls_policy import ERLANG_TLS13, TLS12_CIPHERS
+from stack.waiting import poll
 
 AMQP_PORT = 5672
 AMQPS_PORT = 5671
@@ -169,16 +172,6 @@ def login(endpoint: RabbitMqEndpoint) -> bool:
     return bool(endpoint.api("overview").status_code == 200)
 
 
-def change_password(endpoint: RabbitMqEndpoint, new: str) -> None:
-    """PUT /api/users/{user} with the current credentials (the user keeps its administrator tag)."""
-    verify: str | bool = endpoint.tls.ca_file if endpoint.tls is not None else True
-    resp = requests.put(f"{endpoint.management_url()}/api/users/{endpoint.user}",
-                        auth=(endpoint.user, endpoint.password), json={"password": new, "tags": "administrator"},
-                        timeout=10, verify=verify)
-    if resp.status_code not in (201, 204):
-        raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
-
-
 def credentials_config(user: str, password: str, vhost: str) -> str:
     """conf.d lines creating the default user and vhost at the broker's first boot."""
     return f"default_user = {user}\ndefault_pass = {password}\ndefault_vhost = {vhost}\n"
@@ -206,58 +199,6 @@ def reload_tls(container: Container) -> str:
     _eval_ok(container, "ssl:clear_pem_cache().")
     return "live: ssl:clear_pem_cache()"
 
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """The KV document: random credentials, the application's vhost, TLS flags as JSON booleans."""
-    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
-            "vhost": APP_DATABASE}
-
-
-def make(req: MakeRequest) -> RabbitMqContainer:
-    """The container factory: credentials from Vault's KV, certificate and strict flag as Vault says."""
-    s = req.secret
-    return RabbitMqContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], vhost=s["vhost"],
-                             tls=req.tls, tls_strict=req.strict)
-
-
-def compose_endpoint(svc: PublishedService) -> RabbitMqEndpoint:
-    """The endpoint of the compose stack's broker (published ports, Vault's credentials; TLS dual mode)."""
-    name = svc.names[0]
-    return RabbitMqEndpoint(host="127.0.0.1", port=svc.port(name, AMQP_PORT),
-                            management_port=svc.port(name, MANAGEMENT_PORT), user=str(svc.secret.get("user", "")),
-                            password=str(svc.secret["password"]), vhost=str(svc.secret["vhost"]),
-                            container_name=svc.container_name(name), alias=name,
-                            tls=TlsInfo(svc.port(name, AMQPS_PORT), "tls", svc.serial, svc.ca_file, strict=False),
-                            management_tls_port=svc.port(name, MANAGEMENT_TLS_PORT))
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    """The compose broker's conf.d files (TLS dual mode)."""
-    return {CREDENTIALS_CONF: credentials_config(str(secret["user"]), str(secret["password"]),
-                                                 str(secret["vhost"])).encode(),
-            TLS_CONF: tls_config(strict=False).encode()}
-
-
-def tls_targets(endpoint: RabbitMqEndpoint) -> list[TlsListener]:
-    """AMQPS and, where published, the management API over HTTPS (same certificate)."""
-    found = main_tls_listener(endpoint)
-    if found and endpoint.management_tls_port:
-        found.append((f"{endpoint.alias} (management https)", endpoint.management_tls_port, "tls"))
-    return found
-
-
-def _reload(endpoint: RabbitMqEndpoint, container: Any, timeout: float) -> str:
-    return reload_tls(container)
-
-
-def describe(endpoint: RabbitMqEndpoint) -> tuple[str, str]:
-    """(plain, TLS) addresses for the CLI's endpoint table: AMQP and the management API."""
-    plain = f"amqp 127.0.0.1:{endpoint.port}, management http://127.0.0.1:{endpoint.management_port}"
-    tls = endpoint.tls
-    secure = (f"amqps localhost:{tls.port}, management https://localhost:{endpoint.management_tls_port}"
-              if tls else "")
-    return plain, secure
 
 
 #: What every backup of RabbitMQ holds: the definitions export.
@@ -430,34 +371,148 @@ DRILLS = (
 )
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class _Session:
+    """A named AMQP connection; the server's own record of it is the management API's connection entry (its
+    ``user`` and ``ssl``), found by the connection name."""
+
+    def __init__(self, endpoint: RabbitMqEndpoint, conn: pika.BlockingConnection, name: str, auth: tuple[str, str]
+                 ) -> None:
+        self.endpoint, self.conn, self.name, self.auth = endpoint, conn, name, auth
+
+    def _record(self) -> dict[str, Any]:
+        def lookup() -> dict[str, Any] | None:
+            verify: str | bool = self.endpoint.tls.ca_file if self.endpoint.tls is not None else True
+            listed = requests.get(f"{self.endpoint.management_url()}/api/connections", auth=self.auth, timeout=10,
+                                  verify=verify).json()
+            return next((c for c in listed if c.get("client_properties", {}).get("connection_name") == self.name),
+                        None)
+
+        found: dict[str, Any] = poll(lookup, what=f"connection {self.name!r} in the management API", timeout=30,
+                                     accept=lambda r: r is not None,
+                                     hint="the management API lists a connection within seconds of its opening")
+        return found
+
+    def whoami(self) -> str:
+        self.conn.channel().close()  # the session is usable, not only open
+        return str(self._record()["user"])
+
+    def is_tls(self) -> bool:
+        record = self._record()
+        return record["ssl"] is True and record["ssl_protocol"] in ("tlsv1.2", "tlsv1.3")
+
+
+class RabbitMqDriver(ServiceDriver[RabbitMqEndpoint]):
+    endpoint_type = RabbitMqEndpoint
+    password_refusal = Refusal(pika.exceptions.ProbableAuthenticationError, "ACCESS_REFUSED")
+    # No plaintext listener: the connection fails before any login. A login refusal would mean a plaintext
+    # listener exists and read the credentials.
+    plaintext_refusal = Refusal(pika.exceptions.AMQPConnectionError, "", not_as=(
+        pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError))
+    compose_password_file = CREDENTIALS_CONF
+
+    def make(self, req: MakeRequest) -> RabbitMqContainer:
+        s = req.secret
+        return RabbitMqContainer(req.image, ctx=req.ctx, user=s["user"], password=s["password"], vhost=s["vhost"],
+                                 tls=req.tls, tls_strict=req.strict)
+
+    def compose_endpoint(self, pub: PublishedService) -> RabbitMqEndpoint:
+        name = pub.names[0]
+        return RabbitMqEndpoint(host="127.0.0.1", port=pub.port(name, AMQP_PORT),
+                                management_port=pub.port(name, MANAGEMENT_PORT), user=str(pub.secret.get("user", "")),
+                                password=str(pub.secret["password"]), vhost=str(pub.secret["vhost"]),
+                                container_name=pub.container_name(name), alias=name,
+                                tls=TlsInfo(pub.port(name, AMQPS_PORT), "tls", pub.serial, pub.ca_file, strict=False),
+                                management_tls_port=pub.port(name, MANAGEMENT_TLS_PORT))
+
+    def login(self, endpoint: RabbitMqEndpoint) -> bool:
+        return login(endpoint)
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        """Random credentials, the application's vhost, TLS flags as JSON booleans."""
+        return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict, "user": APP_USER,
+                "vhost": APP_DATABASE}
+
+    def compose_files(self, secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+        """The compose broker's conf.d files (TLS dual mode)."""
+        return {CREDENTIALS_CONF: credentials_config(str(secret["user"]), str(secret["password"]),
+                                                     str(secret["vhost"])).encode(),
+                TLS_CONF: tls_config(strict=False).encode()}
+
+    def tls_targets(self, endpoint: RabbitMqEndpoint) -> list[TlsListener]:
+        """AMQPS and, where published, the management API over HTTPS (same certificate)."""
+        found = main_tls_listener(endpoint)
+        if found and endpoint.management_tls_port:
+            found.append((f"{endpoint.alias} (management https)", endpoint.management_tls_port, "tls"))
+        return found
+
+    def describe(self, endpoint: RabbitMqEndpoint) -> tuple[str, str]:
+        """AMQP and the management API."""
+        plain = f"amqp 127.0.0.1:{endpoint.port}, management http://127.0.0.1:{endpoint.management_port}"
+        tls = endpoint.tls
+        secure = (f"amqps localhost:{tls.port}, management https://localhost:{endpoint.management_tls_port}"
+                  if tls else "")
+        return plain, secure
+
+    def reload_tls(self, endpoint: RabbitMqEndpoint, container: Any, timeout: float) -> str:
+        return reload_tls(container)
+
+    def change_password(self, endpoint: RabbitMqEndpoint, new: str) -> None:
+        """PUT /api/users/{user} with the current credentials (the user keeps its administrator tag)."""
+        verify: str | bool = endpoint.tls.ca_file if endpoint.tls is not None else True
+        resp = requests.put(f"{endpoint.management_url()}/api/users/{endpoint.user}",
+                            auth=(endpoint.user, endpoint.password), json={"password": new, "tags": "administrator"},
+                            timeout=10, verify=verify)
+        if resp.status_code not in (201, 204):
+            raise RuntimeError(f"RabbitMQ refused the password change: {resp.status_code} {resp.text[:200]}")
+
+    @contextmanager
+    def session(self, endpoint: RabbitMqEndpoint, *, tls: bool | None = None, user: str | None = None,
+                password: str | None = None) -> Iterator[_Session]:
+        name = f"harness-session-{secrets.token_hex(4)}"
+        creds = pika.PlainCredentials(user or endpoint.user, password if password is not None else endpoint.password)
+        conn = endpoint.connect(tls=tls, credentials=creds, client_properties={"connection_name": name})
+        try:
+            # The management API is asked with the endpoint's own (administrator) credentials.
+            yield _Session(endpoint, conn, name, (endpoint.user, endpoint.password))
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def tls_only_evidence(self, endpoint: RabbitMqEndpoint) -> str:
+        """The broker's own listener list (over HTTPS): AMQPS and HTTPS only, and plain HTTP not answering."""
+        overview = endpoint.api("overview", tls=True)
+        assert overview.status_code == 200, f"GET /api/overview over HTTPS answered {overview.status_code}"
+        protocols = {listener["protocol"] for listener in overview.json()["listeners"]}
+        assert {"amqp/ssl", "https"} <= protocols and not protocols & {"amqp", "http"}, f"listeners {protocols}"
+        try:
+            endpoint.api("overview", tls=False)
+        except requests.exceptions.ConnectionError:
+            pass
+        else:
+            raise AssertionError("the management API still answers plain HTTP")
+        return f"listeners: {', '.join(sorted(protocols))}; plain HTTP refused"
+
+
 SPEC = ServiceSpec(
     name="rabbitmq",
     description="needs RabbitMQ (and Vault)",
     owner="rabbitmq",
-    image=ImageSpec("rabbitmq", "rabbitmq:3.10.25-management", "devstack-harness/rabbitmq:3.10", "rabbitmq",
-                    "RabbitMQ 3.10", "3.10.25", "3.10.", lines=(
+    image=ImageSpec(service="rabbitmq", official="rabbitmq:3.10.25-management",
+                    debian="devstack-harness/rabbitmq:3.10", context="rabbitmq", product="RabbitMQ 3.10",
+                    official_version="3.10.25", debian_version="3.10.", lines=(
                         DebianLine("trixie", "rabbitmq", "devstack-harness/rabbitmq:4.0-trixie", "rabbitmq",
                                    "RabbitMQ 4.0", "4.0."),
                         DebianLine("sid", "rabbitmq", "devstack-harness/rabbitmq:4.3-sid", "rabbitmq",
                                    "RabbitMQ 4.3", "4.3."))),
+    driver=RabbitMqDriver(),
     official_volumes=("/var/lib/rabbitmq",),
     compose_services=("rabbitmq",),
-    rotatable_password=True,
+    tls12_server_order="honor_cipher_order = true",
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints), artifacts=(BACKUP_DEFINITIONS,),
                          format_check=backup_format_check),
-    initial_secret=initial_secret,
-    login=login,
-    change_password=change_password,
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, RabbitMqEndpoint),
-        "reload_tls": _reload,
-        "describe": describe,
-        "tls_targets": tls_targets,
-        "compose_files": compose_files,
-    },
     drills=DRILLS,
 )

@@ -23,8 +23,9 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -48,6 +49,7 @@ from stack.base import (
     endpoint_from_json,
     random_secret,
 )
+from stack.driver import Refusal, ServiceDriver
 from stack.errors import ServiceStartError
 from stack.images import DebianLine, ImageSpec
 from stack.service import MakeRequest, PublishedService, ServiceSpec
@@ -290,24 +292,6 @@ def create_cluster(container: Any, addresses: list[str], replicas: int, tls: boo
         raise ServiceStartError(f"redis-cli --cluster create {reason}: {output}")
 
 
-def change_password(endpoint: RedisClusterEndpoint, new: str) -> None:
-    """``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so a restart keeps them."""
-    for node in endpoint.nodes:
-        with endpoint.node_client(node) as client:
-            client.config_set("masterauth", new)
-            client.config_set("requirepass", new)
-            client.config_rewrite()
-
-
-def reload_tls(endpoint: RedisClusterEndpoint) -> str:
-    """Setting any tls-* parameter makes Redis (6.0+) rebuild its TLS context from the files; the same
-    paths are set again, so CONFIG REWRITE is not needed."""
-    for node in endpoint.nodes:
-        with endpoint.node_client(node) as client:
-            client.execute_command("CONFIG", "SET", "tls-cert-file", TLS_CERT, "tls-key-file", TLS_KEY)
-    return "live: CONFIG SET tls-cert-file/tls-key-file"
-
-
 def parse_cluster_info(text: str | dict[str, Any]) -> dict[str, str]:
     """CLUSTER INFO as a dict (redis-py already parses it; raw text is accepted too)."""
     if isinstance(text, dict):
@@ -319,11 +303,6 @@ def _cluster_ok(info: Any) -> bool:
     parsed = parse_cluster_info(info)
     return parsed.get("cluster_state") == "ok" and parsed.get("cluster_slots_assigned") == str(CLUSTER_SLOTS)
 
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """The KV document: a random password (Redis AUTH has no user here) and TLS flags as JSON booleans."""
-    return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict}
 
 
 def login(endpoint: RedisClusterEndpoint) -> bool:
@@ -335,77 +314,9 @@ def login(endpoint: RedisClusterEndpoint) -> bool:
     return True
 
 
-def make(req: MakeRequest) -> RedisCluster:
-    """The container factory: the password from Vault's KV, the topology from the harness settings."""
-    o = req.options
-    return RedisCluster(req.image, ctx=req.ctx, password=req.secret["password"], masters=o["redis_masters"],
-                        replicas=o["redis_replicas"], node_timeout_ms=o["redis_node_timeout_ms"], tls=req.tls,
-                        tls_strict=req.strict, full_coverage=o["redis_full_coverage"])
-
-
-def compose_endpoint(svc: PublishedService) -> RedisClusterEndpoint:
-    """The compose stack's cluster: one node per compose service, masters only (TLS dual mode)."""
-    nodes = tuple(RedisNodeEndpoint(alias=alias, internal_ip=svc.ip(alias), host="127.0.0.1",
-                                    port=svc.port(alias, REDIS_PORT), tls_port=svc.port(alias, REDIS_TLS_PORT))
-                  for alias in svc.names)
-    return RedisClusterEndpoint(nodes=nodes, password=str(svc.secret["password"]), masters=len(nodes),
-                                replicas_per_master=0,
-                                tls=TlsInfo(nodes[0].tls_port or 0, "tls", svc.serial, svc.ca_file, strict=False))
-
-
-def aliases(options: Mapping[str, Any]) -> list[str]:
-    """Every node's network alias in a test stack of the topology the settings give (the certificate names them
-    all, so one leaf serves every node)."""
-    return [node_alias(i) for i in range(options["redis_masters"] * (1 + options["redis_replicas"]))]
-
-
 def _cluster_info(endpoint: RedisClusterEndpoint, node: RedisNodeEndpoint) -> dict[str, str]:
     with endpoint.node_client(node, retry=Retry(NoBackoff(), 0)) as client:
         return parse_cluster_info(client.cluster("info"))
-
-
-def compose_ready(svc: PublishedService, endpoint: RedisClusterEndpoint, timeout: float,
-                  log: Callable[[str], None]) -> bool:
-    """After ``compose up``: create the cluster over TLS on a first start (every node empty and alone), then wait
-    until every node reports ``cluster_state:ok`` with all slots assigned. Returns whether it was created now."""
-    infos = [_cluster_info(endpoint, node) for node in endpoint.nodes]
-    created = False
-    if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
-        create_cluster(svc.container(svc.names[0]), [f"{svc.ip(cname)}:{REDIS_TLS_PORT}" for cname in svc.names],
-                       0, True, endpoint.password)
-        created = True
-        log(f"redis: cluster created over TLS ({len(svc.names)} masters, {CLUSTER_SLOTS} slots)")
-    for node in endpoint.nodes:
-        poll(partial(_cluster_info, endpoint, node), what=f"{node.alias} to report cluster_state:ok with "
-             f"{CLUSTER_SLOTS} slots assigned", timeout=timeout, accept=_cluster_ok,
-             hint="after a restart the nodes find each other at the fixed addresses in nodes.conf; a node "
-                  "recreated with another address (compose_subnet_prefix changed?) cannot rejoin")
-    return created
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    """The compose nodes' configuration (TLS dual mode)."""
-    return {CONF_PATH: node_config(str(secret["password"]), options["redis_node_timeout_ms"], tls=True, strict=False,
-                                   full_coverage=options["redis_full_coverage"]).encode()}
-
-
-def tls_targets(endpoint: RedisClusterEndpoint) -> list[TlsListener]:
-    """Every node is its own TLS listener."""
-    return [(node.alias, node.tls_port, "tls") for node in endpoint.nodes if node.tls_port]
-
-
-def _reload(endpoint: RedisClusterEndpoint, container: Any, timeout: float) -> str:
-    return reload_tls(endpoint)
-
-
-def _nodes(raw: Any) -> tuple[RedisNodeEndpoint, ...]:
-    return tuple(RedisNodeEndpoint(**n) for n in raw)
-
-
-def describe(endpoint: RedisClusterEndpoint) -> tuple[str, str]:
-    """(plain, TLS) addresses for the CLI's endpoint table: every node."""
-    return (", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in endpoint.nodes),
-            ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in endpoint.nodes if n.tls_port))
 
 
 def backup_capture(src: BackupSource) -> list[Captured]:
@@ -575,11 +486,142 @@ def _seed_mark(ep: RedisClusterEndpoint, label: str) -> None:
         cluster.close()
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class _Session:
+    """A connection to the first node; the server's own record: ``ACL WHOAMI`` and ``CLIENT INFO``'s ``laddr``
+    (the server-side socket: the TLS-only port or the plain one)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def whoami(self) -> str:
+        return str(self.client.acl_whoami())
+
+    def is_tls(self) -> bool:
+        laddr = str(self.client.client_info()["laddr"])
+        if not laddr.endswith((f":{REDIS_TLS_PORT}", f":{REDIS_PORT}")):
+            raise AssertionError(f"CLIENT INFO laddr {laddr} is neither the plain nor the TLS port")
+        return laddr.endswith(f":{REDIS_TLS_PORT}")
+
+
+class RedisDriver(ServiceDriver[RedisClusterEndpoint]):
+    endpoint_type = RedisClusterEndpoint
+    password_refusal = Refusal(redis.exceptions.AuthenticationError, "invalid username-password pair")
+    # A strict node has no plaintext port (port 0): the connection itself is refused.
+    plaintext_refusal = Refusal(redis.exceptions.ConnectionError, "", not_as=(redis.exceptions.AuthenticationError,))
+    compose_password_file = CONF_PATH
+
+    def make(self, req: MakeRequest) -> RedisCluster:
+        """The password from Vault's KV, the topology from the harness settings."""
+        o = req.options
+        return RedisCluster(req.image, ctx=req.ctx, password=req.secret["password"], masters=o["redis_masters"],
+                            replicas=o["redis_replicas"], node_timeout_ms=o["redis_node_timeout_ms"], tls=req.tls,
+                            tls_strict=req.strict, full_coverage=o["redis_full_coverage"])
+
+    def compose_endpoint(self, pub: PublishedService) -> RedisClusterEndpoint:
+        """One node per compose service, masters only (TLS dual mode)."""
+        nodes = tuple(RedisNodeEndpoint(alias=alias, internal_ip=pub.ip(alias), host="127.0.0.1",
+                                        port=pub.port(alias, REDIS_PORT), tls_port=pub.port(alias, REDIS_TLS_PORT))
+                      for alias in pub.names)
+        return RedisClusterEndpoint(nodes=nodes, password=str(pub.secret["password"]), masters=len(nodes),
+                                    replicas_per_master=0,
+                                    tls=TlsInfo(nodes[0].tls_port or 0, "tls", pub.serial, pub.ca_file, strict=False))
+
+    def endpoint_from_json(self, data: Mapping[str, Any]) -> RedisClusterEndpoint:
+        found: RedisClusterEndpoint = endpoint_from_json(
+            RedisClusterEndpoint, data, nodes=lambda raw: tuple(RedisNodeEndpoint(**n) for n in raw))
+        return found
+
+    def login(self, endpoint: RedisClusterEndpoint) -> bool:
+        return login(endpoint)
+
+    def login_user(self, endpoint: RedisClusterEndpoint) -> str:
+        return "default"  # requirepass is the default user's password
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        """A random password (Redis AUTH has no user here) and TLS flags as JSON booleans."""
+        return {"password": random_secret(), "tls_enabled": True, "tls_strict": strict}
+
+    def aliases(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """Every node's network alias in a test stack of the topology the settings give (the certificate names
+        them all, so one leaf serves every node)."""
+        return tuple(node_alias(i) for i in range(options["redis_masters"] * (1 + options["redis_replicas"])))
+
+    def compose_ready(self, pub: PublishedService, endpoint: RedisClusterEndpoint, timeout: float,
+                      log: Callable[[str], None]) -> bool:
+        """After ``compose up``: create the cluster over TLS on a first start (every node empty and alone), then
+        wait until every node reports ``cluster_state:ok`` with all slots assigned. Returns whether it was created
+        now."""
+        infos = [_cluster_info(endpoint, node) for node in endpoint.nodes]
+        created = False
+        if all(i.get("cluster_slots_assigned") == "0" and i.get("cluster_known_nodes") == "1" for i in infos):
+            create_cluster(pub.container(pub.names[0]), [f"{pub.ip(cname)}:{REDIS_TLS_PORT}" for cname in pub.names],
+                           0, True, endpoint.password)
+            created = True
+            log(f"redis: cluster created over TLS ({len(pub.names)} masters, {CLUSTER_SLOTS} slots)")
+        for node in endpoint.nodes:
+            poll(partial(_cluster_info, endpoint, node), what=f"{node.alias} to report cluster_state:ok with "
+                 f"{CLUSTER_SLOTS} slots assigned", timeout=timeout, accept=_cluster_ok,
+                 hint="after a restart the nodes find each other at the fixed addresses in nodes.conf; a node "
+                      "recreated with another address (compose_subnet_prefix changed?) cannot rejoin")
+        return created
+
+    def compose_files(self, secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
+        """The compose nodes' configuration (TLS dual mode)."""
+        return {CONF_PATH: node_config(str(secret["password"]), options["redis_node_timeout_ms"], tls=True,
+                                       strict=False, full_coverage=options["redis_full_coverage"]).encode()}
+
+    def tls_targets(self, endpoint: RedisClusterEndpoint) -> list[TlsListener]:
+        """Every node is its own TLS listener."""
+        return [(node.alias, node.tls_port, "tls") for node in endpoint.nodes if node.tls_port]
+
+    def describe(self, endpoint: RedisClusterEndpoint) -> tuple[str, str]:
+        """Every node."""
+        return (", ".join(f"{n.alias}=127.0.0.1:{n.port}" for n in endpoint.nodes),
+                ", ".join(f"{n.alias}=127.0.0.1:{n.tls_port}" for n in endpoint.nodes if n.tls_port))
+
+    def reload_tls(self, endpoint: RedisClusterEndpoint, container: Any, timeout: float) -> str:
+        """Setting any tls-* parameter makes Redis (6.0+) rebuild its TLS context from the files; the same
+        paths are set again, so CONFIG REWRITE is not needed."""
+        for node in endpoint.nodes:
+            with endpoint.node_client(node) as client:
+                client.execute_command("CONFIG", "SET", "tls-cert-file", TLS_CERT, "tls-key-file", TLS_KEY)
+        return "live: CONFIG SET tls-cert-file/tls-key-file"
+
+    def change_password(self, endpoint: RedisClusterEndpoint, new: str) -> None:
+        """``requirepass`` and ``masterauth`` on every node, then CONFIG REWRITE so a restart keeps them."""
+        for node in endpoint.nodes:
+            with endpoint.node_client(node) as client:
+                client.config_set("masterauth", new)
+                client.config_set("requirepass", new)
+                client.config_rewrite()
+
+    @contextmanager
+    def session(self, endpoint: RedisClusterEndpoint, *, tls: bool | None = None, user: str | None = None,
+                password: str | None = None) -> Iterator[_Session]:
+        # One attempt (redis-py retries ten times with backoff by default): a refusal is the answer here.
+        creds = {k: v for k, v in (("username", user), ("password", password)) if v is not None}
+        with endpoint.node_client(endpoint.nodes[0], tls=tls, retry=Retry(NoBackoff(), 0), socket_timeout=3,
+                                  **creds) as client:
+            client.ping()  # connect and authenticate now: a refusal surfaces here
+            yield _Session(client)
+
+    def tls_only_evidence(self, endpoint: RedisClusterEndpoint) -> str:
+        """Every node, asked over TLS, runs with no plaintext listener (``port 0``)."""
+        for node in endpoint.nodes:
+            with endpoint.node_client(node, tls=True, socket_timeout=3) as client:
+                port = client.config_get("port")
+            assert port == {"port": "0"}, f"{node.alias} still has a plaintext port: {port}"
+        return f"CONFIG GET port = 0 on all {len(endpoint.nodes)} nodes"
+
+
 SPEC = ServiceSpec(
     name="redis",
     description="needs the Redis cluster (and Vault)",
     owner="redis",
-    image=ImageSpec("redis", "redis:7.0.15", "devstack-harness/redis:7.0", "redis", "Redis 7.0", "7.0.15", "7.0.",
+    image=ImageSpec(service="redis", official="redis:7.0.15", debian="devstack-harness/redis:7.0", context="redis",
+                    product="Redis 7.0", official_version="7.0.15", debian_version="7.0.",
                     flavors=("redis", "valkey"), lines=(
                         DebianLine("trixie", "redis", "devstack-harness/redis:8.0-trixie", "redis", "Redis 8.0",
                                    "8.0.", (("SERVER", "redis"),)),
@@ -589,27 +631,14 @@ SPEC = ServiceSpec(
                                    (("SERVER", "redis"),)),
                         DebianLine("sid", "valkey", "devstack-harness/valkey:9.1-sid", "redis", "Valkey 9.1", "9.1.",
                                    (("SERVER", "valkey"),)))),
+    driver=RedisDriver(),
     official_volumes=("/data",),
     compose_services=("redis-1", "redis-2", "redis-3"),
-    rotatable_password=True,
+    tls12_server_order="tls-prefer-server-ciphers yes",
     backup=True,
     backup_ops=BackupOps(backup_capture, backup_restore, server_version,
                          seed=BackupSeed(_seed, _seed_missing, _seed_fingerprints, _seed_mark),
                          artifacts=(BACKUP_SHARDS,), completeness=backup_completeness,
                          format_check=backup_format_check),
-    initial_secret=initial_secret,
-    login=login,
-    change_password=change_password,
     settings=("redis_masters", "redis_replicas", "redis_node_timeout_ms", "redis_full_coverage"),
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, RedisClusterEndpoint, nodes=_nodes),
-        "reload_tls": _reload,
-        "describe": describe,
-        "tls_targets": tls_targets,
-        "compose_files": compose_files,
-        "compose_ready": compose_ready,
-        "aliases": aliases,
-    },
 )

@@ -5,7 +5,7 @@ the "intermediate" server profile of Mozilla's server-side TLS guidelines withou
 suites. No CBC/SHA-1 or SHA-2 HMAC suites, no static RSA key exchange (no forward secrecy), no DHE, and
 nothing outside AES/ChaCha20 (CAMELLIA, ARIA, CCM). TLS 1.3 suites stay each server's defaults, except where a
 server has one list for every version (Erlang): there the TLS 1.3 suites it offered before are listed.
-The server's order wins where the server can enforce it (see :data:`SERVER_ORDER`).
+The server's order wins where the server can enforce it (each service's ``ServiceSpec.tls12_server_order``).
 
 Each server spells the list its own way; every spelling is derived here, so the stack modules, the compose
 file's test and the suites cannot disagree.
@@ -57,15 +57,4 @@ WEAK_TLS12: dict[str, str] = {
     "ECDHE-RSA-AES128-SHA": "CBC with SHA-1",
     "AES128-GCM-SHA256": "RSA key exchange (no forward secrecy)",
     "DHE-RSA-AES128-GCM-SHA256": "finite-field DHE",
-}
-
-#: Whether each service can make the server's order win, and how (MariaDB has no such option; Go always
-#: applies its own order to AES-GCM suites).
-SERVER_ORDER: dict[str, str] = {
-    "postgres": "ssl_prefer_server_ciphers=on",
-    "mysql": "",
-    "mongodb": "",
-    "redis": "tls-prefer-server-ciphers yes",
-    "rabbitmq": "honor_cipher_order = true",
-    "vault": "always (Go's crypto/tls)",
 }

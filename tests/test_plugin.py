@@ -496,20 +496,9 @@ def test_every_registered_service_has_its_marker_and_fixture(pytester, fake_engi
 
 
 EXTRA_MODULE = """
-from stack.images import ImageSpec
-from stack.service import ServiceSpec
+from fake_service import fake_spec
 
-SPEC = ServiceSpec(
-    name="kafkaish",
-    description="needs the self-test's extra service (and Vault)",
-    owner="kafkaish",
-    image=ImageSpec(service="kafkaish", official="example/kafkaish:1.0", debian=None, context=None,
-                    product="kafkaish", official_version="1.0", debian_version=None),
-    official_volumes=(),
-    compose_services=("kafkaish",),
-    tls=False,
-    backup=False,
-)
+SPEC = fake_spec("kafkaish", description="needs the self-test's extra service (and Vault)", tls=False)
 """
 
 EXTRA_SUITE = """

@@ -159,10 +159,13 @@ def test_a_rotated_password_is_registered_before_it_is_applied(monkeypatch):
     class Admin:
         secrets = SimpleNamespace(kv=SimpleNamespace(v2=Kv()))
 
-    def change(endpoint, new):
-        seen.append(redact(f"ALTER ROLE u PASSWORD '{new}'"))  # what a failing server might echo
+    real = registry.get("postgres")
 
-    spec = dataclasses.replace(registry.get("postgres"), change_password=change)
+    class Echoing(type(real.driver)):
+        def change_password(self, endpoint, new):
+            seen.append(redact(f"ALTER ROLE u PASSWORD '{new}'"))  # what a failing server might echo
+
+    spec = dataclasses.replace(real, driver=Echoing())
     monkeypatch.setitem(registry._loaded, "postgres", spec)
     stack = SimpleNamespace(endpoint=lambda name: SimpleNamespace(client=lambda: Admin()),
                             record_password=lambda name, new: recorded.append(name))

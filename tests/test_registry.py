@@ -16,11 +16,10 @@ import yaml
 from harness.settings import Settings
 from stack import registry
 from stack.base import TlsInfo, TlsMaterial
+from stack.driver import ServiceDriver, unknown_methods
 from stack.service import MissingCapability, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-#: what the harness calls on every service (capability-dependent ones are checked below)
-ALWAYS = ("make", "endpoint", "endpoint_from_json", "compose_files", "describe", "initial_secret", "login")
 SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
 
 
@@ -38,15 +37,17 @@ def test_spec_is_complete_and_consistent(name: str) -> None:
     assert spec.compose_services and set(spec.compose_services) <= _compose_services()
     assert set(spec.depends_on) <= set(registry.names()) and name not in spec.depends_on
     assert set(spec.settings) <= SETTINGS_FIELDS, f"{name} reads unknown settings"
-    for op in ALWAYS:
-        assert callable(spec.op(op)), f"{name}: {op}"
-    assert all(callable(f) for f in spec.ops.values())
+    assert isinstance(spec.driver, ServiceDriver) and spec.driver.service == name
+    assert unknown_methods(type(spec.driver)) == [], f"{name}: methods ServiceDriver does not know (misspelled?)"
     if spec.tls:
-        assert callable(spec.op("reload_tls")) and callable(spec.op("tls_targets"))
-    if spec.rotatable_password:
-        assert callable(spec.op("change_password"))
+        assert spec.driver.has("reload_tls"), f"{name} serves TLS: its certificate must rotate live"
     if name != "vault":
         assert "vault" in spec.depends_on, "Vault is the root of trust every other service needs"
+        # what the cross-service suites ask every service with an application login
+        for capability in ("session", "tls_only_evidence"):
+            assert spec.driver.has(capability), f"{name}: {capability}"
+        assert spec.driver.password_refusal is not None and spec.driver.plaintext_refusal is not None
+        assert spec.driver.compose_password_file is not None
     if spec.backup and name != "vault":  # the per-service backup round trip needs its seed
         assert spec.backup_ops is not None and spec.backup_ops.seed is not None, f"{name}: backup_ops.seed"
 
@@ -56,11 +57,76 @@ def test_registry_order_starts_with_vault_and_matches_the_modules() -> None:
     assert [s.name for s in registry.specs()] == list(registry.MODULES)
 
 
-def test_a_spec_that_lacks_an_op_names_it() -> None:
-    spec = dataclasses.replace(registry.get("postgres"), ops={})
-    with pytest.raises(MissingCapability, match=r"service 'postgres' declares no 'reload_tls' capability") as info:
-        spec.op("reload_tls")
-    assert (info.value.service, info.value.capability) == ("postgres", "reload_tls")
+def test_capability_flags_are_read_from_the_driver() -> None:
+    """``rotatable_password`` is not declared beside the code: it is whether the driver changes passwords."""
+    assert registry.with_capability("rotatable_password") == ["postgres", "mysql", "mongodb", "redis", "rabbitmq"]
+    assert registry.get("vault").driver.has("change_password") is False
+    with pytest.raises(ValueError, match=r"^'login' is not an optional capability; those are reload_tls, "):
+        registry.get("vault").driver.has("login")
+
+
+def test_a_driver_that_lacks_a_capability_names_the_method_to_add() -> None:
+    vault = registry.get("vault").driver
+    with pytest.raises(MissingCapability) as info:
+        vault.change_password(None, "new")
+    assert str(info.value) == ("service 'vault' has no 'change_password' capability; to add it: override "
+                               "change_password() in the service's ServiceDriver subclass (stack.driver.ServiceDriver)")
+    assert (info.value.service, info.value.capability) == ("vault", "change_password")
+
+
+class _Minimal(ServiceDriver[Any]):
+    endpoint_type = TlsInfo  # any dataclass: these tests never build one
+
+    def make(self, req: Any) -> Any:
+        return None
+
+    def compose_endpoint(self, pub: Any) -> Any:
+        return None
+
+    def login(self, endpoint: Any) -> bool:
+        return True
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        return {}
+
+
+def test_a_misspelled_driver_method_is_found_not_ignored() -> None:
+    class Typo(_Minimal):
+        def compose_envs(self, secret: Any) -> dict[str, str]:  # meant: compose_env
+            return {}
+
+        def _helper(self) -> None:  # private helpers are the driver's own business
+            return None
+
+    assert unknown_methods(Typo) == ["compose_envs"]
+    assert unknown_methods(_Minimal) == []
+
+
+def test_a_driver_without_a_required_method_cannot_be_made() -> None:
+    class NoLogin(ServiceDriver[Any]):
+        endpoint_type = TlsInfo
+
+        def make(self, req: Any) -> Any:
+            return None
+
+        def compose_endpoint(self, pub: Any) -> Any:
+            return None
+
+        def initial_secret(self, strict: bool) -> dict[str, Any]:
+            return {}
+
+    with pytest.raises(TypeError, match=r"abstract class NoLogin .*abstract methods? '?login"):
+        NoLogin()  # type: ignore[abstract]
+
+
+def test_a_driver_without_its_endpoint_type_is_refused_naming_it() -> None:
+    class NoType(ServiceDriver[Any]):
+        make, compose_endpoint, login, initial_secret = (_Minimal.make, _Minimal.compose_endpoint, _Minimal.login,
+                                                         _Minimal.initial_secret)
+
+    spec = registry.get("postgres")
+    with pytest.raises(TypeError, match=r"^NoType \(service 'x'\) must declare endpoint_type = <its endpoint "):
+        dataclasses.replace(spec, name="x", driver=NoType())
 
 
 # ------------------------------------------------------------------------------ certs dispatch
@@ -91,7 +157,13 @@ def test_reload_tls_dispatches_through_the_spec(monkeypatch: pytest.MonkeyPatch)
 
     seen: list[tuple[Any, Any, float]] = []
     spec = registry.get("postgres")
-    fake = dataclasses.replace(spec, ops={**spec.ops, "reload_tls": lambda ep, c, t: seen.append((ep, c, t)) or "ok"})
+
+    class Recording(type(spec.driver)):  # type: ignore[misc]
+        def reload_tls(self, endpoint: Any, container: Any, timeout: float) -> str:
+            seen.append((endpoint, container, timeout))
+            return "ok"
+
+    fake = dataclasses.replace(spec, driver=Recording())
     monkeypatch.setitem(registry._loaded, "postgres", fake)
     assert reload_tls("postgres", "ep", "container", 3.0) == "ok"
     assert seen == [("ep", "container", 3.0)]
@@ -136,8 +208,13 @@ def test_rotation_is_one_path_through_the_spec(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(certs, "put_private_files",
                         lambda c, files, what: installed.append((c, sorted(files), {o for _, o in files.values()})))
     spec = registry.get("mongodb")  # combined PEM: the spec's files, not a generic set
-    fake = dataclasses.replace(spec, ops={**spec.ops, "reload_tls": lambda ep, c, t: reloaded.append(
-        (ep.tls.serial, c, t)) or "live: test"})
+
+    class Recording(type(spec.driver)):  # type: ignore[misc]
+        def reload_tls(self, endpoint: Any, container: Any, timeout: float) -> str:
+            reloaded.append((endpoint.tls.serial, container, timeout))
+            return "live: test"
+
+    fake = dataclasses.replace(spec, driver=Recording())
     monkeypatch.setitem(registry._loaded, "mongodb", fake)
     stack = _FakeStack()
     done = certs.rotate_certificate(stack, "mongodb")  # type: ignore[arg-type]
@@ -160,26 +237,56 @@ def test_rotation_refuses_an_unknown_service_before_touching_the_stack() -> None
 # ------------------------------------------------------------------------------ an extra service
 
 EXTRA = '''
+import dataclasses
+from typing import Any
+
+from stack.base import TlsInfo
+from stack.driver import ServiceDriver
 from stack.images import ImageSpec
 from stack.service import ServiceSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraEndpoint:
+    alias: str
+    port: int
+    tls: TlsInfo | None = None
+
+
+class ExtraDriver(ServiceDriver[ExtraEndpoint]):
+    """Only what every driver must have: no reload_tls, no sessions, no compose files."""
+
+    endpoint_type = ExtraEndpoint
+
+    def make(self, req: Any) -> Any:
+        raise AssertionError("not started in these tests")
+
+    def compose_endpoint(self, pub: Any) -> ExtraEndpoint:
+        raise AssertionError("not in the compose stack")
+
+    def login(self, endpoint: ExtraEndpoint) -> bool:
+        return True
+
+    def initial_secret(self, strict: bool) -> dict[str, Any]:
+        return {{"password": "x", "tls_enabled": {tls}, "tls_strict": strict}}
+
 
 SPEC = ServiceSpec(
     name="{name}",
     description="needs the extra test service (and Vault)",
     owner="extra",
-    image=ImageSpec("{name}", "example/extra:1.0", None, None, "Extra 1", "1.0", None),
-    official_volumes=(),
+    image=ImageSpec(service="{name}", official="example/extra:1.0", debian=None, context=None, product="Extra 1",
+                    official_version="1.0", debian_version=None),
+    driver=ExtraDriver(),
     compose_services=("{name}",),
     tls={tls},
-    initial_secret=lambda strict=False: {{"password": "x", "tls_enabled": {tls}, "tls_strict": strict}},
-    login=lambda endpoint: True,
 )
 '''
 
 
 @pytest.fixture
 def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSpec:
-    """A service module on sys.path, added through ``registry.register`` only (TLS, but no ops at all)."""
+    """A service module on sys.path, added through ``registry.register`` only (TLS, only the required methods)."""
     (tmp_path / "extra_service_mod.py").write_text(textwrap.dedent(EXTRA.format(name="extra", tls=True)))
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = registry.register("extra_service_mod")
@@ -199,26 +306,20 @@ def test_extra_backed_up_service_without_a_seed_fails_naming_it(extra: ServiceSp
     monkeypatch.setitem(registry._loaded, "extra", dataclasses.replace(extra, backup=True, backup_ops=ops))
     with pytest.raises(MissingCapability) as info:
         seed_of("extra")
-    assert str(info.value) == "service 'extra' declares no 'backup_ops.seed' capability (see its SPEC in stack/)"
+    assert str(info.value) == ("service 'extra' has no 'backup_ops.seed' capability; to add it: give its ServiceSpec "
+                               "backup_ops=BackupOps(..., seed=BackupSeed(...)) (stack.backup_ops)")
     assert seed_of("postgres").mark is not None  # a declared seed is found, marker included
 
 
 def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) -> None:
-    from harness.engine import DEPENDENCIES, start_layers, validate_services, with_dependencies
+    from harness.engine import DEPENDENCIES, network_aliases, start_layers, validate_services, with_dependencies
 
     assert DEPENDENCIES["extra"] == ("vault",)
     assert validate_services(["extra"]) == ["extra"]
     assert with_dependencies(["extra"]) == ["vault", "extra"]
     assert start_layers(["extra", "postgres"]) == [["vault"], ["extra", "postgres"]]
     assert Settings(tls_strict=("extra",)).tls_strict == ("extra",)  # settings validate against the registry
-
-
-def test_extra_service_without_a_factory_fails_naming_make(extra: ServiceSpec) -> None:
-    from harness.engine import Stack
-
-    stack = object.__new__(Stack)  # no Docker: _make asks the spec before anything else
-    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'make' capability"):
-        stack._make("extra", "example/extra:1.0", None)  # type: ignore[arg-type]
+    assert network_aliases(Settings())["extra"] == ["extra"]  # the default: its name
 
 
 def test_extra_service_is_compose_drift_until_the_file_has_it(extra: ServiceSpec) -> None:
@@ -228,44 +329,38 @@ def test_extra_service_is_compose_drift_until_the_file_has_it(extra: ServiceSpec
     assert compose_drift(_compose_services() | {"extra"}) == []
 
 
-def test_extra_service_compose_material_fails_naming_compose_files(extra: ServiceSpec) -> None:
+def test_extra_service_compose_material_is_its_tls_files_by_default(extra: ServiceSpec) -> None:
     from harness.compose import service_files
 
     tls = TlsMaterial(certificate="c", private_key="k", ca_chain="a", root_ca="r", serial="01")
-    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'compose_files' capability"):
-        service_files("extra", {"password": "x"}, tls, Settings())
+    assert service_files("extra", {"password": "x"}, tls, Settings()) == {
+        path: content for path, (content, _) in extra.tls_files(tls).items()}
 
 
-def test_extra_service_certs_dispatch_fails_naming_the_capability(extra: ServiceSpec) -> None:
+def test_extra_service_certs_dispatch_defaults_and_missing_reload(extra: ServiceSpec) -> None:
     from harness.certs import reload_tls, targets
     from harness.kept_stack import endpoint_from_json
 
     container = _Container()
-    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'reload_tls' capability"):
+    with pytest.raises(MissingCapability, match=r"^service 'extra' has no 'reload_tls' capability; to add it: "
+                                                r"override reload_tls\(\)"):
         reload_tls("extra", object(), container, 1.0)
     assert container.signals == []
-
-    @dataclasses.dataclass(frozen=True)
-    class Endpoint:
-        alias: str
-        tls: TlsInfo
-
-    ep = Endpoint("extra", TlsInfo(1234, "tls", "01", "/ca.pem", strict=False))
-    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'tls_targets' capability"):
-        targets({"extra": ep})
-    with pytest.raises(MissingCapability, match=r"service 'extra' declares no 'endpoint_from_json' capability"):
-        endpoint_from_json("extra", {})
+    ep = endpoint_from_json("extra", {"alias": "extra", "port": 1, "tls": {"port": 1234, "protocol": "tls",
+                                      "serial": "01", "ca_file": "/ca.pem", "strict": False}})
+    found = targets({"extra": ep})  # the default: the endpoint's one TLS listener
+    assert [(t.service, t.alias, t.port, t.protocol) for t in found] == [("extra", "extra", 1234, "tls")]
 
 
 def test_extra_service_rotation_fails_naming_reload_tls_before_issuing(extra: ServiceSpec) -> None:
-    """The extra service serves TLS but declares no reload_tls: the one rotation path refuses it by name, and
-    nothing is issued, installed or recorded (the stack is not even asked for its endpoint)."""
+    """The extra service serves TLS but has no reload_tls: the one rotation path refuses it by name, and nothing
+    is issued, installed or recorded (the stack is not even asked for its endpoint)."""
     from harness.certs import rotate_certificate
 
     stack = _FakeStack()
     with pytest.raises(MissingCapability) as info:
         rotate_certificate(stack, "extra")  # type: ignore[arg-type]
-    assert str(info.value) == "service 'extra' declares no 'reload_tls' capability (see its SPEC in stack/)"
+    assert str(info.value).startswith("service 'extra' has no 'reload_tls' capability; to add it: override ")
     assert stack.calls == [] and stack.nodes[0].signals == []
 
 
@@ -277,25 +372,10 @@ def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkey
     registry.register("plain_service_mod")
     try:
         container = _Container()
-        with pytest.raises(MissingCapability, match=r"service 'plain' declares no 'tls' capability"):
+        with pytest.raises(MissingCapability, match=r"^service 'plain' has no 'tls' capability; to add it: set "
+                                                    r"tls=True in its ServiceSpec"):
             reload_tls("plain", object(), container, 1.0)
         assert container.signals == []
     finally:
         registry.unregister("plain")
         sys.modules.pop("plain_service_mod", None)
-
-
-def test_extra_service_endpoint_ops_work_once_declared(extra: ServiceSpec, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same extra service with tls_targets declared: certs lists its listener, nothing else needed."""
-    from harness.certs import targets
-    from stack.base import main_tls_listener
-
-    monkeypatch.setitem(registry._loaded, "extra", dataclasses.replace(extra, ops={"tls_targets": main_tls_listener}))
-
-    @dataclasses.dataclass(frozen=True)
-    class Endpoint:
-        alias: str
-        tls: TlsInfo
-
-    found = targets({"extra": Endpoint("extra", TlsInfo(1234, "tls", "01", "/ca.pem", strict=False))})
-    assert [(t.service, t.alias, t.port, t.protocol) for t in found] == [("extra", "extra", 1234, "tls")]

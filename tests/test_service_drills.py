@@ -330,8 +330,8 @@ def _crash_round(monkeypatch: pytest.MonkeyPatch, server: CrashServer) -> SqlCra
         endpoint.connect().close()
         return True
 
-    monkeypatch.setattr(registry, "get", lambda name: SimpleNamespace(op=lambda op: login) if name == "fakesql"
-                        else real_get(name))
+    fake = SimpleNamespace(driver=SimpleNamespace(login=login))
+    monkeypatch.setattr(registry, "get", lambda name: fake if name == "fakesql" else real_get(name))
     container = SimpleNamespace(alias="fakesql", endpoint=lambda: server, get_wrapped_container=lambda: server)
     stack = SimpleNamespace(require=lambda name: container)
     return sql_crash_round(stack, "fakesql", FAKE_SQL_DRILL, 0, "docker-kill", timeout=10)

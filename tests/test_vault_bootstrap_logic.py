@@ -64,5 +64,5 @@ def test_kv_documents_use_json_booleans():
 
 def test_names_clients_use():
     assert service_names("postgres") == ["postgres", "localhost"]
-    six = redis_cluster.aliases({"redis_masters": 3, "redis_replicas": 1})
+    six = redis_cluster.SPEC.driver.aliases({"redis_masters": 3, "redis_replicas": 1})
     assert service_names("redis", six) == [f"redis-{i}" for i in range(1, 7)] + ["localhost"]

@@ -234,11 +234,9 @@ def test_a_registered_service_gets_its_group_with_no_workflow_edit(tmp_path, mon
     """An extra service registered through the registry alone (by a pytest plugin of its own, here through
     PYTHONPATH and a sitecustomize) is in the matrix the groups job prints."""
     (tmp_path / "extra_group_mod.py").write_text(
-        "from stack.images import ImageSpec\nfrom stack.service import ServiceSpec\n"
-        "SPEC = ServiceSpec(name='extragroup', description='d', owner='o', image=ImageSpec('extragroup', "
-        "'example/x:1', None, None, 'X', '1', None), official_volumes=(), compose_services=('extragroup',))\n")
+        "from fake_service import fake_spec\nSPEC = fake_spec('extragroup')\n")
     (tmp_path / "sitecustomize.py").write_text("from stack import registry\nregistry.register('extra_group_mod')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "tests")])}
     proc = subprocess.run([str(BIN / "python"), "-m", "harness", "services", "--matrix"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr

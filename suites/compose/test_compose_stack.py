@@ -8,32 +8,23 @@ container comes back healthy with Vault's credentials and certificates (destruct
 from __future__ import annotations
 
 import base64
-import dataclasses
 import time
 
-import pika.exceptions
-import psycopg
-import pymongo.errors
-import pymysql
 import pytest
-import redis
 
 from harness.attach import probe, published
 from harness.certs import OWNERS, served, targets
-from harness.compose import COMPOSE_SERVICES, file_name, project_containers
+from harness.compose import COMPOSE_SERVICES, file_name, project_containers, read_secret
 from harness.compose_lifecycle import status
 from harness.plugin import service_params
-from stack import mysql, postgres, redis_cluster, registry
+from stack import registry
 from stack.waiting import poll
 
 pytestmark = pytest.mark.compose_stack
-AUTH_REFUSED = {  # service -> (exception, message) of a login with a wrong password
-    "postgres": (psycopg.OperationalError, "password authentication failed for user"),
-    "mysql": (pymysql.err.OperationalError, r"^\(1045, .Access denied for user"),
-    "mongodb": (pymongo.errors.OperationFailure, "Authentication failed"),
-    "redis": (redis.exceptions.AuthenticationError, "invalid username-password pair"),
-    "rabbitmq": (pika.exceptions.ProbableAuthenticationError, "ACCESS_REFUSED"),
-}
+#: every service of the compose stack with a password login is covered without an edit here: its driver names
+#: the file that carries the password and the server's own refusal of a wrong one
+PASSWORDS = [spec.name for spec in registry.specs() if spec.compose_services
+             and spec.driver.compose_password_file is not None and spec.driver.password_refusal is not None]
 
 
 @pytest.fixture(autouse=True)
@@ -49,30 +40,29 @@ def _in_container(container, path):
     return base64.b64decode("".join(body)).decode(), meta
 
 
-def _password_file(name):
-    return {"postgres": postgres.PASSWORD_FILE, "mysql": mysql.PASSWORD_FILE,
-            "mongodb": "/run/harness/mongodb-password", "redis": redis_cluster.CONF_PATH,
-            "rabbitmq": "/etc/rabbitmq/conf.d/90-harness-credentials.conf"}[name]
-
-
-@pytest.mark.parametrize("name", service_params(AUTH_REFUSED))
-def test_started_with_the_password_vault_holds(name, harness_stack, request):
+@pytest.mark.parametrize("name", service_params(PASSWORDS))
+def test_started_with_the_password_vault_holds(name, harness_stack, vault_service, request):
     endpoint = request.getfixturevalue(f"{name}_service")  # built from Vault's KV, read with the AppRole
-    path = _password_file(name)
+    spec = registry.get(name)
+    driver = spec.driver
+    path = driver.compose_password_file
     on_host = (harness_stack.layout.service_dir(name) / file_name(path)).read_text()
     for container in harness_stack.containers(name):
         installed, meta = _in_container(container, path)
         same = installed == on_host  # compared as a bool: a failure must not print the password
         assert same, f"{container.name}: {path} differs from certs/compose/{name}"
         assert meta == f"600 {OWNERS[name]}", f"{container.name}: {path} is {meta}"
-    expected = {"redis": f"requirepass {endpoint.password}\n", "rabbitmq": f"default_pass = {endpoint.password}\n"}
-    holds_vaults = expected[name] in on_host if name in expected else on_host == endpoint.password
+    # The file on the host is what the driver renders from the KV document Vault holds now (its own AppRole).
+    secret = read_secret(vault_service.url, name, harness_stack.vault_bootstrap.approles[name])
+    options = {key: getattr(harness_stack.settings, key) for key in spec.settings}
+    holds_vaults = driver.compose_files(secret, options)[path].decode() == on_host
     assert holds_vaults, f"{name}: certs/compose holds another password than Vault"
     assert probe(name, endpoint) is True
-    wrong = dataclasses.replace(endpoint, password=endpoint.password + "x")
-    error, message = AUTH_REFUSED[name]  # the server's own authentication error: a dead server does not pass
-    with pytest.raises(error, match=message):
-        probe(name, wrong)
+    refusal = driver.password_refusal  # the server's own authentication error: a dead server does not pass
+    with pytest.raises(refusal.error, match=refusal.match) as refused, \
+            driver.session(endpoint, password=str(secret["password"]) + "x"):
+        pass
+    assert not isinstance(refused.value, refusal.not_as), type(refused.value)
 
 
 def test_material_is_private_on_the_host(harness_stack):
@@ -115,11 +105,11 @@ def test_restart_of_every_container_keeps_credentials_and_certificates(harness_s
         poll(lambda name=name: probe(name, harness_stack.endpoint(name)), timeout=180, accept=bool,
              what=f"{name} to accept Vault's credentials after a restart",
              hint="a refused login means the container started with credentials that are not Vault's")
-        ready = registry.get(name).ops.get("compose_ready")
-        if ready is not None:  # a cluster: the nodes find each other again at their fixed addresses (nodes.conf)
+        driver = registry.get(name).driver
+        if driver.has("compose_ready"):  # a cluster: the nodes find each other again at their fixed addresses
             svc = published(name, harness_stack.layout, project_containers(harness_stack.client,
                             harness_stack.layout.project), {}, "")
-            assert ready(svc, harness_stack.endpoint(name), 180, print) is False
+            assert driver.compose_ready(svc, harness_stack.endpoint(name), 180, print) is False
         after = harness_stack.endpoint(name)
         kept = after.password == before[name].password  # a bool, so a failure does not print passwords
         assert kept, f"{name}: the password changed across the restart"

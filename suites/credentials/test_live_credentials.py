@@ -9,17 +9,7 @@ computed first, so a failing assertion never prints one."""
 
 from __future__ import annotations
 
-import re
-
-import pika
-import pika.exceptions
-import psycopg
-import pymongo.errors
-import pymysql
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from harness.credentials import rotate_password
 from harness.plugin import service_params
@@ -28,68 +18,26 @@ from stack import registry
 
 pytestmark = pytest.mark.credentials
 
-SERVICES = registry.with_capability("rotatable_password")
+#: every service that changes its password live and opens sessions is covered without an edit here
+SERVICES = [name for name in registry.with_capability("rotatable_password")
+            if registry.get(name).driver.has("session") and registry.get(name).driver.password_refusal is not None]
 
 
 def login(name, endpoint, user, password) -> str:
     """Log in as ``user`` with ``password`` and return the user the server says the session belongs to.
     Any failure propagates: a refusal is judged by :func:`refusal`, nothing here turns an error into a value."""
-    if name == "postgres":
-        with endpoint.connect(user=user, password=password) as conn:
-            return conn.execute("SELECT current_user").fetchone()[0]
-    if name == "mysql":
-        conn = endpoint.connect(user=user, password=password)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT CURRENT_USER()")
-                return cur.fetchone()[0].split("@", 1)[0]
-        finally:
-            conn.close()
-    if name == "mongodb":
-        with endpoint.client(username=user, password=password) as client:
-            status = client.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"]
-            return status[0]["user"] if status else ""
-    if name == "redis":
-        node = endpoint.nodes[0]
-        # One attempt (redis-py retries ten times with backoff by default): a refused login is the answer here,
-        # and retrying it would only add seconds to every refusal check.
-        with redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5,
-                         retry=Retry(NoBackoff(), 0), decode_responses=True) as client:
-            return client.execute_command("ACL", "WHOAMI")
-    if name == "rabbitmq":
-        conn = endpoint.connect(credentials=pika.PlainCredentials(user, password))
-        try:
-            conn.channel().close()  # an open channel needs an authenticated connection
-            return user  # pika has no "who am I"; the broker closes the connection on a wrong login
-        finally:
-            conn.close()
-    raise AssertionError(f"this suite has no login check for service {name!r} (add one beside the others)")
+    with registry.get(name).driver.session(endpoint, user=user, password=password) as session:
+        return session.whoami()
 
 
 def refusal(name, endpoint, user, password) -> str:
-    """Log in with a password that must be refused; the refusal must be the server's authentication error
-    (a connection error, a timeout or a server that is down does not pass). Returns the error text."""
-    if name == "postgres":
-        # libpq reports the server's FATAL 28P01 as text; psycopg raises OperationalError for connect failures
-        expected = f'password authentication failed for user "{re.escape(user)}"'
-        with pytest.raises(psycopg.OperationalError, match=expected) as refused:
-            login(name, endpoint, user, password)
-    elif name == "mysql":
-        with pytest.raises(pymysql.err.OperationalError, match="Access denied for user") as refused:
-            login(name, endpoint, user, password)
-        assert refused.value.args[0] == 1045, f"expected ER_ACCESS_DENIED_ERROR (1045), got {refused.value.args[0]}"
-    elif name == "mongodb":
-        with pytest.raises(pymongo.errors.OperationFailure, match="Authentication failed") as refused:
-            login(name, endpoint, user, password)
-        assert refused.value.code == 18, f"expected AuthenticationFailed (18), got {refused.value.code}"
-    elif name == "redis":
-        with pytest.raises(redis.exceptions.AuthenticationError, match="invalid username-password pair") as refused:
-            login(name, endpoint, user, password)
-    elif name == "rabbitmq":
-        with pytest.raises(pika.exceptions.ProbableAuthenticationError, match="ACCESS_REFUSED") as refused:
-            login(name, endpoint, user, password)
-    else:
-        raise AssertionError(f"this suite has no refusal check for service {name!r} (add one beside the others)")
+    """Log in with a password that must be refused; the refusal must be the server's authentication error (its
+    driver's ``password_refusal``: a connection error, a timeout or a server that is down does not pass). Returns
+    the error text."""
+    expected = registry.get(name).driver.password_refusal
+    with pytest.raises(expected.error, match=expected.match) as refused:
+        login(name, endpoint, user, password)
+    assert not isinstance(refused.value, expected.not_as), type(refused.value)
     return str(refused.value)
 
 
@@ -100,8 +48,9 @@ def _vault_secret(stack, vault_endpoint, name) -> dict:
                                                     raise_on_deleted_version=True)["data"]["data"]
 
 
-def _user(name, secret) -> str:
-    return "default" if name == "redis" else str(secret["user"])  # Redis: requirepass is the default user's
+def _user(name, endpoint, secret) -> str:
+    """The user Vault holds; a service whose password belongs to a fixed user (Redis: ``default``) says so."""
+    return str(secret["user"]) if "user" in secret else registry.get(name).driver.login_user(endpoint)
 
 
 @pytest.mark.destructive  # rotates the password every other user of the stack holds (xdist workers, --reuse)
@@ -109,7 +58,7 @@ def _user(name, secret) -> str:
 def test_vault_password_is_live_and_rotation_takes_effect(name, harness_stack, vault_service, request):
     endpoint = request.getfixturevalue(f"{name}_service")
     secret = _vault_secret(harness_stack, vault_service, name)
-    user, in_vault = _user(name, secret), str(secret["password"])
+    user, in_vault = _user(name, endpoint, secret), str(secret["password"])
     assert login(name, endpoint, user, in_vault) == user, "Vault's credentials log in as another user"
     refusal(name, endpoint, user, in_vault + "x")
     if harness_stack.settings.stack != "compose":

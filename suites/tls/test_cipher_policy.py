@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from harness.certs import served
 from harness.plugin import service_params
 from stack import registry
-from stack.tls_policy import SERVER_ORDER, TLS12_CIPHERS, WEAK_TLS12
+from stack.tls_policy import TLS12_CIPHERS, WEAK_TLS12
 from stack.tlsprobe import Offer, client_offers, server_picks, sweep_tls12, tls12_policy_problems
 
 SERVICES = registry.with_capability("tls")
@@ -53,7 +53,7 @@ def test_tls12_gets_a_policy_suite_and_tls13_is_kept(listeners, service):
         assert status.version == "TLSv1.3", f"{target.alias} negotiated {status.version} with a default client"
 
 
-@pytest.mark.parametrize("service", service_params([s for s in SERVICES if SERVER_ORDER[s]]))
+@pytest.mark.parametrize("service", service_params([s for s in SERVICES if registry.get(s).tls12_server_order]))
 def test_server_cipher_order_wins(listeners, service):
     rsa_suites = [c for c in TLS12_CIPHERS if c.startswith("ECDHE-RSA-")]
     pair = (rsa_suites[1], rsa_suites[0])  # the client prefers the server's second choice
@@ -61,4 +61,4 @@ def test_server_cipher_order_wins(listeners, service):
         picks = server_picks(target.host, target.port, target.protocol, pair)
         assert picks == (rsa_suites[0], rsa_suites[0]), (
             f"{target.alias} picked {picks} for the offers {pair} and reversed: the client's order won "
-            f"({SERVER_ORDER[service]} should make the server's win)")
+            f"({registry.get(service).tls12_server_order} should make the server's win)")
