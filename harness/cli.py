@@ -64,6 +64,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness", description="devstack-harness: a containerised dev stack.")
+    parser.add_argument("--service-module", action="append", default=[], metavar="REF",
+                        help="register a service defined outside the package first: a module name or the path of "
+                             "its .py file (repeatable; e.g. examples/memcached/memcached_service.py)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start the stack (or some services) and keep it until `down`")
@@ -211,7 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def register_service_modules(argv: Sequence[str]) -> None:
+    """``--service-module REF`` (repeatable, before the command): register a service defined outside the package
+    before anything reads the registry (the parser's choices, the settings' validation). REF is a module name on
+    ``sys.path`` or the path of its ``.py`` file (its directory is put on ``sys.path``)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # `--service` is not `--service-module`
+    pre.add_argument("--service-module", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for ref in known.service_module:
+        module = ref
+        if ref.endswith(".py"):
+            path = Path(ref).resolve()
+            if not path.is_file():
+                raise SystemExit(f"error: --service-module {ref}: no such file")
+            sys.path.insert(0, str(path.parent))
+            module = path.stem
+        registry.register(module)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    register_service_modules(argv)
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     try:

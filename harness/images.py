@@ -259,7 +259,7 @@ def _build_one(client: DockerClient, spec: ImageSpec, base: str, base_id: str, f
         return BuildResult(spec.service, spec.debian, "up to date", time.monotonic() - started)
     if spec.context == "openbao":
         fetch_openbao(context, log)  # derived from the pinned version, so only needed for a real build
-    log(f"building {spec.debian} from stack/images/{spec.context}")
+    log(f"building {spec.debian} from {context}")
     lines: list[str] = []
     try:
         for chunk in client.api.build(path=str(context), tag=spec.debian, buildargs=args, rm=True, forcerm=True,

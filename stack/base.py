@@ -182,6 +182,7 @@ class LoopbackContainer(DockerContainer):
         super().__init__(image, labels=labels, **kwargs)
         self.ctx = ctx
         self.service = service
+        self.name: str = service  # what the engine reports it as (Service.name)
         self.alias = alias or service
         self.with_name(ctx.container_name(self.alias))
         self.with_network(ctx.network)

@@ -62,11 +62,12 @@ class Session(Protocol):
 
 @dataclass(frozen=True)
 class Refusal:
-    """A server's own refusal: the client exception it surfaces as and a regex its text must match; ``not_as`` are
-    subclasses of ``error`` that would mean something else (a login refusal where a transport refusal is due)."""
+    """A server's own refusal: the client exception it surfaces as and a regex its text must match (None: the
+    exception type says it all); ``not_as`` are subclasses of ``error`` that would mean something else (a login
+    refusal where a transport refusal is due)."""
 
     error: type[BaseException]
-    match: str
+    match: str | None
     not_as: tuple[type[BaseException], ...] = ()
 
 

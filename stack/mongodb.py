@@ -235,7 +235,7 @@ class MongoDriver(ServiceDriver[MongoEndpoint]):
     endpoint_type = MongoEndpoint
     password_refusal = Refusal(pymongo.errors.OperationFailure, r"Authentication failed.*'code': 18")
     # requireTLS closes a plaintext connection before any reply, so server selection times out.
-    plaintext_refusal = Refusal(pymongo.errors.ServerSelectionTimeoutError, "")
+    plaintext_refusal = Refusal(pymongo.errors.ServerSelectionTimeoutError, None)
     compose_password_file = PASSWORD_FILE
 
     def make(self, req: MakeRequest) -> MongoContainer:

@@ -408,7 +408,7 @@ class RabbitMqDriver(ServiceDriver[RabbitMqEndpoint]):
     password_refusal = Refusal(pika.exceptions.ProbableAuthenticationError, "ACCESS_REFUSED")
     # No plaintext listener: the connection fails before any login. A login refusal would mean a plaintext
     # listener exists and read the credentials.
-    plaintext_refusal = Refusal(pika.exceptions.AMQPConnectionError, "", not_as=(
+    plaintext_refusal = Refusal(pika.exceptions.AMQPConnectionError, None, not_as=(
         pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError))
     compose_password_file = CREDENTIALS_CONF
 

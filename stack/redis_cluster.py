@@ -509,7 +509,7 @@ class RedisDriver(ServiceDriver[RedisClusterEndpoint]):
     endpoint_type = RedisClusterEndpoint
     password_refusal = Refusal(redis.exceptions.AuthenticationError, "invalid username-password pair")
     # A strict node has no plaintext port (port 0): the connection itself is refused.
-    plaintext_refusal = Refusal(redis.exceptions.ConnectionError, "", not_as=(redis.exceptions.AuthenticationError,))
+    plaintext_refusal = Refusal(redis.exceptions.ConnectionError, None, not_as=(redis.exceptions.AuthenticationError,))
     compose_password_file = CONF_PATH
 
     def make(self, req: MakeRequest) -> RedisCluster:
