@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fake_service import fake_spec
 
 from harness.settings import Settings
 from stack import registry
@@ -27,29 +28,64 @@ def _compose_services() -> set[str]:
     return set(yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())["services"])
 
 
+def completeness_problems(spec: ServiceSpec, compose_file_services: set[str]) -> list[str]:
+    """What a spec lacks, each as the field or method of that service to add (one line per gap, so a new service
+    that is incomplete fails once per gap with the fix, not in every suite that happens to read the gap)."""
+    name, driver, found = spec.name, spec.driver, []
+    if not (spec.owner and spec.description):
+        found.append(f"{name}: set ServiceSpec.owner (the user owning its files) and .description (marker help)")
+    if spec.image.service != name:
+        found.append(f"{name}: ImageSpec(service={spec.image.service!r}) must be service={name!r}")
+    if not ((spec.image.debian is None) == (spec.image.context is None) == (spec.image.debian_version is None)):
+        found.append(f"{name}: ImageSpec debian, context and debian_version go together (all set or all None)")
+    if not set(spec.compose_services) <= compose_file_services:
+        found.append(f"{name}: compose_services {sorted(set(spec.compose_services) - compose_file_services)} are not "
+                     "in compose/docker-compose.yml: add the entries there, or leave compose_services empty")
+    if not set(spec.depends_on) <= set(registry.names()) or name in spec.depends_on:
+        found.append(f"{name}: depends_on {spec.depends_on} must name other registered services")
+    if not set(spec.settings) <= SETTINGS_FIELDS:
+        found.append(f"{name}: settings {sorted(set(spec.settings) - SETTINGS_FIELDS)} are not harness settings")
+    found += [f"{name}: {type(driver).__name__}.{method}() is not a ServiceDriver method (misspelled?)"
+              for method in unknown_methods(type(driver))]
+    if spec.tls and not driver.has("reload_tls"):
+        found.append(f"{name}: serves TLS: override reload_tls() in {type(driver).__name__} (live certificate "
+                     "rotation)")
+    if name != "vault":
+        if "vault" not in spec.depends_on:
+            found.append(f"{name}: depends_on must include 'vault', the root of trust")
+        found += [f"{name}: override {capability}() in {type(driver).__name__} (the cross-service suites ask it)"
+                  for capability in ("session", "tls_only_evidence") if spec.tls and not driver.has(capability)]
+        found += [f"{name}: set {attr} on {type(driver).__name__} (the server's own error, for the suites)"
+                  for attr in ("password_refusal", "plaintext_refusal") if getattr(driver, attr) is None]
+        if spec.compose_services and driver.compose_password_file is None:
+            found.append(f"{name}: set compose_password_file on {type(driver).__name__} (the compose attach suite)")
+    if spec.backup and name != "vault" and (spec.backup_ops is None or spec.backup_ops.seed is None):
+        found.append(f"{name}: backup=True needs backup_ops=BackupOps(..., seed=BackupSeed(...)) (the round trips)")
+    return found
+
+
 @pytest.mark.parametrize("name", registry.names())
 def test_spec_is_complete_and_consistent(name: str) -> None:
     spec = registry.get(name)
-    assert spec.name == name and spec.owner and spec.description
-    assert spec.image.service == name
-    assert spec.image_optional == (spec.image.debian is None)
-    assert (spec.image.debian is None) == (spec.image.context is None) == (spec.image.debian_version is None)
-    assert spec.compose_services and set(spec.compose_services) <= _compose_services()
-    assert set(spec.depends_on) <= set(registry.names()) and name not in spec.depends_on
-    assert set(spec.settings) <= SETTINGS_FIELDS, f"{name} reads unknown settings"
     assert isinstance(spec.driver, ServiceDriver) and spec.driver.service == name
-    assert unknown_methods(type(spec.driver)) == [], f"{name}: methods ServiceDriver does not know (misspelled?)"
-    if spec.tls:
-        assert spec.driver.has("reload_tls"), f"{name} serves TLS: its certificate must rotate live"
-    if name != "vault":
-        assert "vault" in spec.depends_on, "Vault is the root of trust every other service needs"
-        # what the cross-service suites ask every service with an application login
-        for capability in ("session", "tls_only_evidence"):
-            assert spec.driver.has(capability), f"{name}: {capability}"
-        assert spec.driver.password_refusal is not None and spec.driver.plaintext_refusal is not None
-        assert spec.driver.compose_password_file is not None
-    if spec.backup and name != "vault":  # the per-service backup round trip needs its seed
-        assert spec.backup_ops is not None and spec.backup_ops.seed is not None, f"{name}: backup_ops.seed"
+    assert completeness_problems(spec, _compose_services()) == []
+
+
+def test_completeness_names_the_field_or_method_to_add() -> None:
+    """An incomplete spec fails once per gap, each line saying what to add to which service."""
+    spec = fake_spec("halfdone", depends_on=("vault",), backup=True, tls=False)
+    assert completeness_problems(spec, _compose_services()) == [
+        "halfdone: compose_services ['halfdone'] are not in compose/docker-compose.yml: add the entries there, or "
+        "leave compose_services empty",
+        "halfdone: set password_refusal on MinimalDriver (the server's own error, for the suites)",
+        "halfdone: set plaintext_refusal on MinimalDriver (the server's own error, for the suites)",
+        "halfdone: set compose_password_file on MinimalDriver (the compose attach suite)",
+        "halfdone: backup=True needs backup_ops=BackupOps(..., seed=BackupSeed(...)) (the round trips)",
+    ]
+    assert completeness_problems(dataclasses.replace(spec, tls=True), set())[1:3] == [
+        "halfdone: serves TLS: override reload_tls() in MinimalDriver (live certificate rotation)",
+        "halfdone: override session() in MinimalDriver (the cross-service suites ask it)",
+    ]
 
 
 def test_registry_order_starts_with_vault_and_matches_the_modules() -> None:
