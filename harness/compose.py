@@ -414,6 +414,9 @@ def resolve_images(client: DockerClient, settings: Settings) -> tuple[dict[str, 
     images: dict[str, dict[str, Any]] = {}
     unavailable: dict[str, str] = {}
     for name in registry.names():
+        if not registry.get(name).compose_services:  # e.g. a service registered from outside the package
+            unavailable[name] = "its ServiceSpec declares no compose_services (it has no entry in the compose file)"
+            continue
         image = resolver.resolve(name)
         if not image.available:
             if not registry.get(name).image_optional:

@@ -415,3 +415,25 @@ def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkey
     finally:
         registry.unregister("plain")
         sys.modules.pop("plain_service_mod", None)
+
+
+def test_a_service_without_compose_entry_is_left_out_of_the_compose_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compose up`` resolves images for the services in the compose file only; one registered from outside the
+    package with no compose entry is reported as left out (attach mode then skips it naming the reason)."""
+    import harness.compose as compose
+
+    class Resolver:
+        def __init__(self, client: Any, settings: Any) -> None:
+            pass
+
+        def resolve(self, name: str) -> Any:
+            return types.SimpleNamespace(available=True, ref=f"{name}:1", image_id="id", source="debian", reason="",
+                                         version="1")
+
+    monkeypatch.setattr(compose, "ImageResolver", Resolver)
+    monkeypatch.setitem(registry.MODULES, "outside", "outside_mod")
+    monkeypatch.setitem(registry._loaded, "outside", fake_spec("outside", compose_services=()))
+    images, unavailable = compose.resolve_images(None, Settings())  # type: ignore[arg-type]
+    assert "outside" not in images and set(images) == set(registry.names()) - {"outside"}
+    assert unavailable == {"outside": "its ServiceSpec declares no compose_services (it has no entry in the compose "
+                                      "file)"}
