@@ -876,7 +876,7 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
     from harness.docker_env import docker_client
     from harness.images import ImageResolver, build_images
-    from stack.images import CATALOGUE
+    from stack.registry import CATALOGUE
 
     if args.release or args.flavor:
         settings = settings.with_overrides(release=args.release or settings.release,

@@ -39,7 +39,8 @@ from harness.runstate import RUN_ID, owner_alive
 from harness.settings import Settings
 from stack.base import LABEL_KEEP, LABEL_RUN_ID
 from stack.errors import ComposeError, DockerUnavailable, HarnessError
-from stack.images import CATALOGUE, ImageSpec
+from stack.images import ImageSpec
+from stack.registry import CATALOGUE
 from stack.vault import VAULT_PORT
 
 OK, FAIL, INFO, SKIP = "ok", "FAIL", "info", "skip"

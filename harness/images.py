@@ -33,12 +33,12 @@ from harness.docker_env import image_present
 from harness.settings import Settings
 from stack.errors import ConfigError, ImageBuildError
 from stack.images import (
-    CATALOGUE,
     OPENBAO_VERSION,
     TOOL_IMAGES,
     ImageSpec,
     base_images,
 )
+from stack.registry import CATALOGUE
 
 Log = Callable[[str], None]
 

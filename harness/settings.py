@@ -22,7 +22,8 @@ from typing import Any, Literal, cast, get_args
 from harness.vault_bootstrap import AppRoleSettings, PkiSettings
 from stack import registry
 from stack.errors import ConfigError
-from stack.images import RELEASES, TOOL_IMAGES, ImageSpec, image_spec
+from stack.images import RELEASES, TOOL_IMAGES, ImageSpec
+from stack.registry import image_spec
 
 ImageSet = Literal["auto", "official", "debian"]
 StackMode = Literal["testcontainers", "compose"]

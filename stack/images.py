@@ -9,16 +9,15 @@ A service declares its builds on the other lines in :attr:`ImageSpec.lines`: one
 and *flavor* (the server that serves the service there: ``mysql`` or ``mariadb`` for MySQL, ``redis`` or ``valkey``
 for Redis). :meth:`ImageSpec.on` gives the spec of one line; where a release offers several flavors, the first of
 :attr:`ImageSpec.flavors` it offers is the default (the real thing where the release has it: MySQL on sid).
+
+Each service's entry is its module's ``SPEC.image``; :data:`stack.registry.CATALOGUE` holds every registered one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-_V = TypeVar("_V")
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 
@@ -148,34 +147,6 @@ class ImageSpec:
                        release=release, build_args=line.build_args)
 
 
-class _FromRegistry(Mapping[str, _V]):
-    """A read-only view over every registered service's spec (:mod:`stack.registry`), read at each access so a
-    service registered later is seen. The facts live in each service module's ``SPEC``."""
-
-    def __init__(self, read: Callable[[Any], _V]) -> None:
-        self._read = read
-
-    def __getitem__(self, name: str) -> _V:
-        from stack import registry  # lazy: the service modules import this module
-
-        if name not in registry.names():
-            raise KeyError(name)
-        return self._read(registry.get(name))
-
-    def __iter__(self) -> Iterator[str]:
-        from stack import registry
-
-        return iter(registry.names())
-
-    def __len__(self) -> int:
-        from stack import registry
-
-        return len(registry.names())
-
-
-#: service -> where its image comes from (each service module's ``SPEC.image``).
-CATALOGUE: Mapping[str, ImageSpec] = _FromRegistry(lambda spec: spec.image)
-
 #: Tool images, not services: ``nettools`` (iproute2/tc, iptables, python3) runs in a drilled Redis node's
 #: network namespace to cut it off from its peers or delay its packets (:mod:`harness.drills_net`). Official:
 #: a pinned netshoot (Alpine, which carries the same tools and python3); Debian: built from
@@ -185,15 +156,3 @@ TOOL_IMAGES: Mapping[str, ImageSpec] = {
                           debian="devstack-harness/nettools:bookworm", context="nettools",
                           product="iproute2 + iptables + python3", official_version="", debian_version=""),
 }
-
-
-def image_spec(name: str) -> ImageSpec:
-    """The image entry of a service or a tool image (KeyError when neither)."""
-    return TOOL_IMAGES[name] if name in TOOL_IMAGES else CATALOGUE[name]
-
-
-#: service -> the ``VOLUME`` paths its pinned official image declares (each module's ``SPEC.official_volumes``).
-#: Docker gives each declared path that nothing mounts an anonymous volume, which ``compose down --volumes``
-#: does not remove: the compose file names every one, and the Debian images declare the same
-#: (tests/test_compose_file.py checks the file, the Dockerfiles and, with Docker, the images).
-OFFICIAL_VOLUMES: Mapping[str, tuple[str, ...]] = _FromRegistry(lambda spec: spec.official_volumes)

@@ -9,9 +9,10 @@ by calling :func:`register` from a pytest plugin or conftest before the session 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
+from stack.images import TOOL_IMAGES, ImageSpec
 from stack.service import ServiceSpec
 
 #: service name -> module path. Vault first: it is the root of trust every other service depends on.
@@ -77,9 +78,41 @@ def unregister(name: str) -> None:
     _loaded.pop(name, None)
 
 
+class _View(Mapping[str, _V]):
+    """A read-only view over every registered service's spec, read at each access so a service registered later is
+    seen. The facts live in each service module's ``SPEC``."""
+
+    def __init__(self, read: Callable[[ServiceSpec], _V]) -> None:
+        self._read = read
+
+    def __getitem__(self, name: str) -> _V:
+        if name not in MODULES:
+            raise KeyError(name)
+        return self._read(get(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(names())
+
+    def __len__(self) -> int:
+        return len(MODULES)
+
+
 def view(read: Callable[[ServiceSpec], _V]) -> Mapping[str, _V]:
     """A read-only mapping ``service -> read(spec)`` over every registered service, read at each access (so a
     service registered later is seen)."""
-    from stack.images import _FromRegistry  # the one implementation of such views
+    return _View(read)
 
-    return _FromRegistry(read)
+
+#: service -> where its image comes from (each service module's ``SPEC.image``).
+CATALOGUE: Mapping[str, ImageSpec] = view(lambda spec: spec.image)
+
+#: service -> the ``VOLUME`` paths its pinned official image declares (each module's ``SPEC.official_volumes``).
+#: Docker gives each declared path that nothing mounts an anonymous volume, which ``compose down --volumes``
+#: does not remove: the compose file names every one, and the Debian images declare the same
+#: (tests/test_compose_file.py checks the file, the Dockerfiles and, with Docker, the images).
+OFFICIAL_VOLUMES: Mapping[str, tuple[str, ...]] = view(lambda spec: spec.official_volumes)
+
+
+def image_spec(name: str) -> ImageSpec:
+    """The image entry of a service or a tool image (:data:`stack.images.TOOL_IMAGES`; KeyError when neither)."""
+    return TOOL_IMAGES[name] if name in TOOL_IMAGES else CATALOGUE[name]

@@ -30,7 +30,7 @@ from harness.settings import Settings
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, registry
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, TLS_PEM, TlsMaterial
 from stack.errors import ComposeError
-from stack.images import CATALOGUE
+from stack.registry import CATALOGUE
 from stack.tls_policy import ERLANG_TLS13, GO_TLS12, OPENSSL_TLS12, TLS12_CIPHERS
 from stack.vault import VAULT_PORT, VAULT_TLS_PORT, server_config
 
@@ -296,7 +296,7 @@ def test_dockerfile_volumes_parser():
 
 
 def test_debian_images_declare_the_official_images_volumes():
-    from stack.images import OFFICIAL_VOLUMES
+    from stack.registry import OFFICIAL_VOLUMES
 
     assert set(OFFICIAL_VOLUMES) == set(CATALOGUE)
     for name, spec in CATALOGUE.items():
@@ -308,7 +308,7 @@ def test_debian_images_declare_the_official_images_volumes():
 
 
 def test_compose_names_a_volume_for_every_declared_path(spec):
-    from stack.images import OFFICIAL_VOLUMES
+    from stack.registry import OFFICIAL_VOLUMES
 
     named = set(spec["volumes"])
     for name, cnames in COMPOSE_SERVICES.items():
@@ -328,7 +328,7 @@ def test_built_images_declare_the_volumes_compose_names():
     """With Docker: what the images really declare (Config.Volumes), for every image present locally."""
     import docker
 
-    from stack.images import OFFICIAL_VOLUMES
+    from stack.registry import OFFICIAL_VOLUMES
 
     try:
         client = docker.from_env(timeout=5)

@@ -41,7 +41,8 @@ from harness.images import LABEL_CONTEXT_DIGEST, context_digest
 from harness.settings import load_settings
 from stack.base import LABEL_KEEP, LABEL_RUN_ID, TlsInfo
 from stack.errors import DockerUnavailable
-from stack.images import BASE_IMAGE_LOCAL, CATALOGUE
+from stack.images import BASE_IMAGE_LOCAL
+from stack.registry import CATALOGUE
 from stack.selfsigned import self_signed
 from stack.tlsprobe import int_to_serial
 

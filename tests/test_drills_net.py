@@ -476,7 +476,8 @@ def test_nfq_wire_format():
 
 def test_nettools_is_a_pinned_buildable_tool_image():
     from harness.images import debian_specs
-    from stack.images import CATALOGUE, TOOL_IMAGES
+    from stack.images import TOOL_IMAGES
+    from stack.registry import CATALOGUE
 
     spec = TOOL_IMAGES["nettools"]
     assert "nettools" not in CATALOGUE  # a tool, not a service: nothing starts it as one

@@ -7,7 +7,8 @@ import pytest
 from harness.images import SID_APT_CONF, apt_sources, build_args, context_digest, debian_specs
 from harness.settings import Settings
 from stack.errors import ConfigError
-from stack.images import CATALOGUE, DEFAULT_RELEASE, RELEASES, TOOL_IMAGES
+from stack.images import DEFAULT_RELEASE, RELEASES, TOOL_IMAGES
+from stack.registry import CATALOGUE
 
 
 def _ctx(tmp_path):

@@ -25,7 +25,8 @@ import pytest
 
 from harness.doctor import ENGINE_FIX, FAIL, OK, STALE_FIX
 from stack.base import LABEL_KEEP, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID
-from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL, CATALOGUE
+from stack.images import BASE_IMAGE_LOCAL, BASE_IMAGE_OFFICIAL
+from stack.registry import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
