@@ -32,11 +32,11 @@ from testcontainers.core.network import Network
 from harness.certs import install_tls, reload_tls
 from harness.docker_env import configure_testcontainers, docker_client
 from harness.images import ImageResolver, ResolvedImage
-from harness.pki import CaChain, export_ca, write_service_pem
+from harness.pki import CaChain, ServiceMaterial, export_ca, write_service_pem
 from harness.redact import register_fields
 from harness.runstate import prune_run_state, write_owner
 from harness.settings import Settings
-from harness.vault_bootstrap import BootstrapResult, ServiceMaterial, bootstrap, fetch_material
+from harness.vault_bootstrap import BootstrapResult, bootstrap, fetch_material
 from stack import registry
 from stack.base import (
     LABEL_KEEP,

@@ -1,18 +1,18 @@
-"""Exporting Vault's CA chain and issued certificates to files (private where they hold keys)."""
+"""Vault's PKI as the harness holds it: the CA chain, what a service is issued, and both exported to files (private
+where they hold keys)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import requests
 
+from stack.base import TlsMaterial
 from stack.errors import VaultError
 from stack.files import write_file
-
-if TYPE_CHECKING:
-    from harness.vault_bootstrap import ServiceMaterial
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,36 @@ class CaChain:
     def chain(self) -> str:
         """Intermediate then root: what a client needs when it trusts neither."""
         return self.intermediate.rstrip("\n") + "\n" + self.root.rstrip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class ServiceMaterial:
+    """What a service gets from Vault before its container is created, fetched with its own AppRole."""
+
+    service: str
+    secret: Mapping[str, Any]
+    certificate: str
+    private_key: str
+    issuing_ca: str
+    ca_chain: tuple[str, ...]
+    serial: str
+    token_policies: tuple[str, ...]
+
+    @property
+    def password(self) -> str:
+        return str(self.secret["password"])
+
+    @property
+    def fullchain(self) -> str:
+        """Leaf then intermediate: what a server presents so clients trusting only the root can verify it."""
+        return self.certificate.rstrip("\n") + "\n" + self.issuing_ca
+
+    def tls(self, ca: CaChain) -> TlsMaterial:
+        """The certificate as the files a server reads, with the stack's CA chain (the one way the harness builds
+        TLS material)."""
+        return TlsMaterial(certificate=self.fullchain, private_key=self.private_key, ca_chain=ca.chain,
+                           root_ca=ca.root, serial=self.serial)
+
 
 
 def export_ca(vault_url: str, directory: Path) -> CaChain:

@@ -21,20 +21,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hvac
 import hvac.exceptions
 import requests
 
+from harness.pki import ServiceMaterial
 from stack import registry
-from stack.base import TlsMaterial
 from stack.errors import VaultError
 from stack.files import write_file
 from stack.waiting import poll
-
-if TYPE_CHECKING:
-    from harness.pki import CaChain
 
 ADMIN_POLICY = "harness-admin"
 
@@ -263,35 +260,6 @@ def bootstrap(client: hvac.Client, *, services: list[str], internal_url: str, pk
     steps.timings["total"] = steps.total()
     return BootstrapResult(admin_token=admin_token, approles=creds, names=names, root_revoked=revoke_root,
                            timings=steps.timings)
-
-
-@dataclass(frozen=True)
-class ServiceMaterial:
-    """What a service gets from Vault before its container is created, fetched with its own AppRole."""
-
-    service: str
-    secret: Mapping[str, Any]
-    certificate: str
-    private_key: str
-    issuing_ca: str
-    ca_chain: tuple[str, ...]
-    serial: str
-    token_policies: tuple[str, ...]
-
-    @property
-    def password(self) -> str:
-        return str(self.secret["password"])
-
-    @property
-    def fullchain(self) -> str:
-        """Leaf then intermediate: what a server presents so clients trusting only the root can verify it."""
-        return self.certificate.rstrip("\n") + "\n" + self.issuing_ca
-
-    def tls(self, ca: CaChain) -> TlsMaterial:
-        """The certificate as the files a server reads, with the stack's CA chain (the one way the harness builds
-        TLS material)."""
-        return TlsMaterial(certificate=self.fullchain, private_key=self.private_key, ca_chain=ca.chain,
-                           root_ca=ca.root, serial=self.serial)
 
 
 def approle_login(url: str, role_id: str, secret_id: str) -> hvac.Client:

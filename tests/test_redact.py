@@ -12,6 +12,7 @@ import pytest
 
 from harness.backup import Keys
 from harness.credentials import rotate_password
+from harness.pki import ServiceMaterial
 from harness.redact import (
     MIN_LENGTH,
     contains_secret,
@@ -24,7 +25,7 @@ from harness.redact import (
     register_fields,
     register_state_dir,
 )
-from harness.vault_bootstrap import BootstrapResult, ServiceMaterial
+from harness.vault_bootstrap import BootstrapResult
 from stack.vault import VaultInit
 
 
