@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker import DockerClient
 from docker.models.containers import Container
@@ -34,7 +34,7 @@ from harness.compose import (
 from harness.docker_env import docker_client
 from harness.engine import ServiceRecord, StackReport
 from harness.pki import CaChain
-from harness.running import Endpoint, containers_logs, recorded_version
+from harness.running import Endpoint, RunningStack, containers_logs, recorded_version
 from harness.settings import Settings
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry, vault
@@ -257,3 +257,6 @@ def wait_ready(name: str, layout: ComposeLayout, client: DockerClient, endpoint_
               "`python -m harness compose down --volumes` starts over")
     return time.monotonic() - t0
 
+if TYPE_CHECKING:  # mypy proves here that the attached compose stack implements the protocol directly
+    def _is_a_running_stack(stack: AttachedStack) -> RunningStack:
+        return stack

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import hvac
@@ -494,3 +494,10 @@ def remove_stale(client: DockerClient) -> int:
 def remove_kept(client: DockerClient) -> int:
     """Remove stacks started by ``harness up`` (labelled keep=true)."""
     return _remove_where(client, {"label": f"{LABEL_KEEP}=true"})
+
+
+if TYPE_CHECKING:  # mypy proves here that the test stack implements the protocol directly
+    from harness.running import RunningStack
+
+    def _is_a_running_stack(stack: Stack) -> RunningStack:
+        return stack

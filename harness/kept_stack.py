@@ -12,13 +12,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker import DockerClient
 from docker.models.containers import Container
 
 from harness.pki import CaChain
-from harness.running import Endpoint, containers_logs, recorded_version
+from harness.running import Endpoint, RunningStack, containers_logs, recorded_version
 from harness.vault_bootstrap import BootstrapResult
 from stack import registry
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsMaterial
@@ -122,3 +122,7 @@ def find_kept_stack(state_root: Path, client: DockerClient, ready_timeout: float
             return KeptStack(path, data, client, ready_timeout)
     raise ConfigError(f"no running stack started by `python -m harness up` (looked in {state_root / 'runs'}); "
                       "start one with: python -m harness up")
+
+if TYPE_CHECKING:  # mypy proves here that a kept stack implements the protocol directly
+    def _is_a_running_stack(stack: KeptStack) -> RunningStack:
+        return stack

@@ -1,6 +1,7 @@
 """What every running stack offers: the one protocol the plugin, certificates, credentials and backup use.
 
-Three kinds of stack run services, and each implements :class:`RunningStack` directly:
+Three kinds of stack run services, and each implements :class:`RunningStack` directly (each module ends with the
+function that makes mypy prove it; this module imports none of them):
 
 * :class:`harness.engine.Stack`, the test stack the engine starts (the pytest session's, ``backup restore --fresh``);
 * :class:`harness.attach.AttachedStack`, the long-lived compose stack (attach mode, ``certs --stack compose``);
@@ -113,11 +114,3 @@ def expected_version(name: str, image_source: str | None) -> str | None:
     spec = registry.get(name).image
     return spec.official_version if image_source == "official" else spec.debian_version
 
-
-if TYPE_CHECKING:  # mypy proves here that each kind of stack implements the protocol directly
-    from harness.attach import AttachedStack
-    from harness.engine import Stack
-    from harness.kept_stack import KeptStack
-
-    def _every_kind_is_a_running_stack(test: Stack, compose: AttachedStack, kept: KeptStack) -> list[RunningStack]:
-        return [test, compose, kept]
