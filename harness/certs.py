@@ -4,7 +4,9 @@ Status reads the certificate off the wire (a verified handshake against the expo
 what clients get, not what a file on disk says. Rotation issues a new leaf with the service's own AppRole,
 installs it as 0600 files owned by the service user and makes the server reload it (see each ``stack``
 module's ``reload_tls``). Both work on every kind of running stack (:class:`~harness.running.RunningStack`): a
-pytest session's, the compose stack and a stack left running by ``python -m harness up``. This is the one
+pytest session's, the compose stack and a stack left running by ``python -m harness up``. Rotation names what it
+uses of one in :class:`RotatableStack` rather than importing the stacks' protocol: the stacks import this module
+(the engine installs and reloads certificates with it), so it must not import them. This is the one
 rotation path: the engine's swap of Vault's placeholder certificate and ``compose up``'s renewal of a kept
 container's certificate use the same :func:`install_tls` and :func:`reload_tls`.
 """
@@ -15,14 +17,14 @@ import datetime as dt
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from docker.models.containers import Container
 
-from harness.pki import write_service_pem
+from harness.pki import CaChain, write_service_pem
 from harness.redact import register_fields
-from harness.running import Endpoint, RunningStack
-from harness.vault_bootstrap import fetch_material
+from harness.vault_bootstrap import BootstrapResult, fetch_material
 from stack import registry
 from stack.base import TlsInfo, TlsMaterial, client_tls_context, put_private_files
 from stack.errors import ConfigError, HarnessError
@@ -68,7 +70,7 @@ class CertStatus:
 TLS_FIX = "set tls=True in its ServiceSpec and serve the Vault-issued certificate"
 
 
-def targets(endpoints: Mapping[str, Endpoint]) -> list[TlsTarget]:
+def targets(endpoints: Mapping[str, Any]) -> list[TlsTarget]:
     """Every TLS listener of the given endpoints, as each service's ``tls_targets`` lists them (each Redis node
     is its own listener). A service with TLS on but no ``tls_targets`` raises :class:`MissingCapability`."""
     found: list[TlsTarget] = []
@@ -95,7 +97,7 @@ def served(target: TlsTarget, now: dt.datetime | None = None) -> CertStatus:
                       cipher=result.cipher, tls12_cipher=tls12.cipher)
 
 
-def status(endpoints: Mapping[str, Endpoint]) -> list[CertStatus | tuple[TlsTarget, str]]:
+def status(endpoints: Mapping[str, Any]) -> list[CertStatus | tuple[TlsTarget, str]]:
     """The served certificate of every listener, or (target, error) where the handshake failed."""
     rows: list[CertStatus | tuple[TlsTarget, str]] = []
     for target in targets(endpoints):
@@ -120,7 +122,27 @@ def tls_row(row: CertStatus | tuple[TlsTarget, str], min_days_left: float) -> di
 # ------------------------------------------------------------------------------ rotation, on any running stack
 
 
-def issue_tls(stack: RunningStack, name: str) -> TlsMaterial:
+class RotatableStack(Protocol):
+    """What a certificate rotation uses of a running stack: these members of
+    :class:`harness.running.RunningStack`, which every kind of running stack implements (mypy proves there that a
+    ``RunningStack`` is a ``RotatableStack``)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def vault_bootstrap(self) -> BootstrapResult | None: ...
+    @property
+    def ca(self) -> CaChain | None: ...
+    @property
+    def ready_timeout(self) -> float: ...
+    def endpoint(self, name: str) -> Any: ...
+    def containers(self, name: str) -> list[Container]: ...
+    def record_tls(self, name: str, tls: TlsMaterial) -> None: ...
+
+
+def issue_tls(stack: RotatableStack, name: str) -> TlsMaterial:
     """A new leaf for ``name``, issued with the service's own AppRole from the stack's Vault, as the files its
     server reads (the one way a rotation gets its certificate)."""
     boot, ca = stack.vault_bootstrap, stack.ca
@@ -140,7 +162,7 @@ def install_tls(name: str, tls: TlsMaterial, containers: Iterable[Container]) ->
         put_private_files(container, files, what=f"{name} ({container.name})")
 
 
-def reload_tls(service: str, endpoint: Endpoint, container: Container, timeout: float) -> str:
+def reload_tls(service: str, endpoint: Any, container: Container, timeout: float) -> str:
     """Make a running server use the certificate files just installed, without a restart, through its module's
     ``reload_tls``. ``endpoint`` carries the new serial (Vault's reload is asynchronous: it is awaited);
     ``container`` is one of the service's containers (RabbitMQ and Vault are reloaded from inside). An unknown
@@ -162,7 +184,7 @@ class Rotated:
     how: str
 
 
-def rotate_certificate(stack: RunningStack, name: str) -> Rotated:
+def rotate_certificate(stack: RotatableStack, name: str) -> Rotated:
     """Rotate ``name``'s certificate on a running stack of any kind: issue a new leaf with its AppRole, install it
     in every container of the service, let the stack keep it, and make the server use it without a restart.
 

@@ -1,17 +1,18 @@
 """Credential rotation: a new password goes to Vault first, then onto the running service.
 
 If the service refuses the change, the previous KV version is written back, so Vault and the service never
-disagree for longer than the call.
+disagree for longer than the call. It works on every kind of running stack: :class:`PasswordStack` names the two
+members of :class:`harness.running.RunningStack` it uses (the stacks import trust, so trust does not import them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import hvac
 
 from harness.redact import register
-from harness.running import RunningStack
 from stack import registry
 from stack.base import random_secret
 from stack.errors import HarnessError
@@ -22,6 +23,14 @@ def rotatable() -> list[str]:
     return registry.with_capability("rotatable_password")
 
 
+class PasswordStack(Protocol):
+    """What a password rotation uses of a running stack (mypy proves in :mod:`harness.running` that every
+    ``RunningStack`` is one)."""
+
+    def endpoint(self, name: str) -> Any: ...
+    def record_password(self, name: str, new: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Rotation:
     service: str
@@ -30,7 +39,7 @@ class Rotation:
     kv_version: int
 
 
-def rotate_password(stack: RunningStack, service: str) -> Rotation:
+def rotate_password(stack: PasswordStack, service: str) -> Rotation:
     """Rotate ``service``'s password on a running stack of any kind: write a new KV version with the
     harness-admin token, change it on the running server (its spec's ``change_password``, with the credentials
     the server has now) and let the stack keep it (``record_password``).

@@ -88,7 +88,7 @@ NOT_SHAPING = frozenset({
 #: tests/test_reuse.py compares this with what a fresh interpreter holds after importing ``harness.engine`` and
 #: every registered service: a module the start path starts importing fails there until it is listed here.
 SHAPING_MODULES = ("__init__.py", "certs.py", "docker_env.py", "engine.py", "images.py", "pki.py", "redact.py",
-                   "running.py", "runstate.py", "settings.py", "vault_bootstrap.py")
+                   "runstate.py", "settings.py", "vault_bootstrap.py")
 
 
 class Unhealthy(HarnessError):

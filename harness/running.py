@@ -114,3 +114,10 @@ def expected_version(name: str, image_source: str | None) -> str | None:
     spec = registry.get(name).image
     return spec.official_version if image_source == "official" else spec.debian_version
 
+
+if TYPE_CHECKING:  # mypy proves here that every running stack offers what certificate and password rotation use
+    from harness.certs import RotatableStack
+    from harness.credentials import PasswordStack
+
+    def _is_rotatable(stack: RunningStack) -> tuple[RotatableStack, PasswordStack]:
+        return stack, stack
