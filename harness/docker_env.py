@@ -13,6 +13,7 @@ import docker
 import docker.errors
 from docker import DockerClient
 
+from harness.images import image_present
 from stack.errors import DockerUnavailable
 
 RYUK_IMAGE = "testcontainers/ryuk:0.8.1"
@@ -64,11 +65,3 @@ def configure_testcontainers(client: DockerClient) -> None:
     if not ryuk_present:
         os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
         testcontainers_config.ryuk_disabled = True
-
-
-def image_present(client: DockerClient, ref: str) -> bool:
-    try:
-        client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return False
-    return True

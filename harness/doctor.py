@@ -32,9 +32,16 @@ import requests
 from packaging.requirements import InvalidRequirement, Requirement
 
 from harness.compose import find_compose, host_port, project_containers
-from harness.docker_env import docker_client, image_present
+from harness.docker_env import docker_client
 from harness.engine import is_stale
-from harness.images import LABEL_CONTEXT_DIGEST, base_for, build_args, context_digest, registry_answers
+from harness.images import (
+    LABEL_CONTEXT_DIGEST,
+    base_for,
+    build_args,
+    context_digest,
+    image_present,
+    registry_answers,
+)
 from harness.runstate import RUN_ID, owner_alive
 from harness.settings import Settings
 from stack.base import LABEL_KEEP, LABEL_RUN_ID

@@ -29,7 +29,6 @@ from pathlib import Path
 import docker.errors
 from docker import DockerClient
 
-from harness.docker_env import image_present
 from harness.settings import Settings
 from stack.errors import ConfigError, ImageBuildError
 from stack.images import (
@@ -52,6 +51,15 @@ BASE_RECIPE_VERSION = "1"  # bump when the debootstrap recipe below changes
 
 def _noop(_: str) -> None:
     pass
+
+
+def image_present(client: DockerClient, ref: str) -> bool:
+    """Whether the engine holds ``ref`` locally (nothing is pulled)."""
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------- digests
