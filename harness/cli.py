@@ -562,7 +562,8 @@ def _upgrade_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
     """A drill a service declares (``ServiceSpec.drills``): Vault and that service on a stack of their own."""
-    from harness.drill_kit import pick_fault, run_service_drill, service_drills
+    from harness.drill_kit import pick_fault, service_drills
+    from harness.drill_runner import run_service_drill
     from harness.engine import Stack
 
     _, drill = service_drills()[args.kind]

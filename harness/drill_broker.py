@@ -43,9 +43,7 @@ from typing import Any
 import pika
 
 from harness.drill_kit import (
-    METRICS,
     POLL_S,
-    RUNNERS,
     DrillError,
     Timeline,
     ensure_running,
@@ -471,9 +469,3 @@ def declare_durability_round(stack: Any, service: str, drill: ServiceDrill, numb
     result.problems = durability_verdict(store, ops.unsettled_declare_lost[store], bool(result.unsettled_lost),
                                          bool(result.settled_lost))
     return result
-
-
-METRICS["broker-loss"] = BROKER_METRICS
-RUNNERS["broker-loss"] = broker_loss_round
-METRICS["declare-durability"] = DURABILITY_METRICS
-RUNNERS["declare-durability"] = declare_durability_round

@@ -1,10 +1,11 @@
 """The plumbing every service drill shares: which drills exist, faults on a service's container with their undo
-in ``finally``, acknowledged-operation timelines, and the round loop.
+in ``finally``, and acknowledged-operation timelines.
 
 A service drill is declared by its service module (``ServiceSpec.drills``, :mod:`stack.drill_ops`); its *kind*
-names the measuring loop here that runs it (:data:`RUNNERS`, filled by :mod:`harness.drill_sql`,
-:mod:`harness.drill_broker` and :mod:`harness.drill_vault`). The Redis cluster drills (:mod:`harness.drills`) are
-listed beside them, so the CLI takes its choices from both.
+names the measuring loop that runs it (:mod:`harness.drill_sql`, :mod:`harness.drill_broker`,
+:mod:`harness.drill_vault`, each built on this module; :mod:`harness.drill_runner` maps kinds to loops and runs the
+rounds). The Redis cluster drills (:mod:`harness.drills`) are listed beside them, so the CLI takes its choices from
+both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from stack import registry
 from stack.drill_ops import ServiceDrill
@@ -140,54 +141,3 @@ def wait_acks(timeline: Timeline, after: float, count: int, timeout: float, what
     poll(lambda: timeline.acked_after(after), what=f"{count} acknowledged {what} after the service came back",
          timeout=timeout, interval=POLL_S, accept=lambda n: n >= count,
          hint="the client never resumed: see the round's client errors and the service's log")
-
-
-class Runner(Protocol):
-    def __call__(self, stack: Any, service: str, drill: ServiceDrill, number: int, fault: str,
-                 timeout: float) -> Any: ...
-
-
-#: drill kind -> the loop that runs one round of it (filled by the drill modules when they are imported).
-RUNNERS: dict[str, Runner] = {}
-#: drill kind -> the figures its rounds measure, summarized as median/p95/max in the report.
-METRICS: dict[str, tuple[str, ...]] = {}
-
-
-def runner_for(drill: ServiceDrill) -> Runner:
-    """The loop of ``drill``'s kind (importing the drill modules registers them)."""
-    from harness import drill_broker, drill_sql, drill_vault  # noqa: F401  (registration)
-
-    if drill.kind not in RUNNERS:
-        raise DrillError(f"drill {drill.name}: no loop runs kind {drill.kind!r}")
-    return RUNNERS[drill.kind]
-
-
-def metrics_for(drill: ServiceDrill) -> tuple[str, ...]:
-    runner_for(drill)
-    return METRICS[drill.kind]
-
-
-def run_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str, timeout: float) -> Any:
-    """One round of ``drill`` on ``stack``, judged (:func:`harness.drill_verdict.judge`, with the stack's settings)
-    as the suites and the CLI both need it."""
-    from harness.drill_verdict import judge
-
-    return judge(drill.kind, runner_for(drill)(stack, service, drill, number, fault, timeout=timeout), stack.settings)
-
-
-def run_service_drill(stack: Any, name: str, rounds: int, fault: str, timeout: float,
-                      on_round: Callable[[int, str], None] = lambda n, f: None) -> dict[str, Any]:
-    """Start ``name``'s service in ``stack`` (Vault and its dependencies too), run ``rounds`` rounds (faults as
-    :func:`pick_fault` says), and return the drill's report (:func:`harness.drills.report`)."""
-    from harness.drills import report
-
-    service, drill = service_drills()[name]
-    runner_for(drill)  # an unknown kind is refused before anything starts
-    faults = [pick_fault(drill, number, fault) for number in range(rounds)]  # refuse a bad --fault up front
-    stack.start([service])
-    done = []
-    for number, chosen in enumerate(faults):
-        on_round(number, chosen)
-        done.append(run_round(stack, service, drill, number, chosen, timeout))
-    return report(name, done, {"service": service, "faults": ",".join(dict.fromkeys(faults)), "rounds": rounds},
-                  metrics=metrics_for(drill))

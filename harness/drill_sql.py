@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.drill_kit import (
-    METRICS,
     POLL_S,
-    RUNNERS,
     DrillError,
     Timeline,
     ensure_running,
@@ -299,7 +297,3 @@ def _await_crash(in_flight: Any, service: str, fault: str, timeout: float, resul
         result.problems.append(f"the {fault} did not crash {service}: {exc}")
     except Exception:  # the session failed: the crash took it, as it must
         return
-
-
-METRICS["sql-crash"] = SQL_METRICS
-RUNNERS["sql-crash"] = sql_crash_round

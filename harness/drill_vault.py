@@ -34,9 +34,7 @@ from typing import Any
 import hvac
 
 from harness.drill_kit import (
-    METRICS,
     POLL_S,
-    RUNNERS,
     DrillError,
     Timeline,
     ensure_running,
@@ -261,7 +259,3 @@ def vault_seal_round(stack: Any, service: str, drill: ServiceDrill, number: int,
         writer.stop()
         approle.stop()
     return result
-
-
-METRICS["vault-seal"] = VAULT_METRICS
-RUNNERS["vault-seal"] = vault_seal_round

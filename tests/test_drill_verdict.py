@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness import drill_kit, drills, drills_net, engine
+from harness import drill_kit, drill_runner, drills, drills_net, engine
 from harness.cli import main
 from harness.drill_broker import AT_RISK_MIN, BrokerRound, DurabilityRound
 from harness.drill_sql import BEFORE_FAULT as SQL_BEFORE_FAULT
@@ -305,7 +305,7 @@ def test_cli_fails_a_latency_round_that_did_not_watch_for_failovers(cli, monkeyp
 
 
 def test_cli_fails_a_service_drill_with_too_little_work(cli, monkeypatch):
-    monkeypatch.setitem(drill_kit.RUNNERS, "sql-crash", lambda *a, **kw: good_sql(rows_committed=SQL_BEFORE_FAULT))
+    monkeypatch.setitem(drill_runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql(rows_committed=SQL_BEFORE_FAULT))
     code, data = cli("postgres-crash")
     assert (code, data["rounds"][0]["problems"]) == (1, [
         f"too little work for the round to mean anything: rows_committed {SQL_BEFORE_FAULT}, more than "
@@ -314,7 +314,7 @@ def test_cli_fails_a_service_drill_with_too_little_work(cli, monkeypatch):
 
 def test_cli_passes_healthy_rounds(cli, monkeypatch):
     monkeypatch.setattr(drills, "failover_round", lambda *a, **kw: good_failover())
-    monkeypatch.setitem(drill_kit.RUNNERS, "sql-crash", lambda *a, **kw: good_sql())
+    monkeypatch.setitem(drill_runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql())
     for kind in ("redis-failover", "postgres-crash"):
         code, data = cli(kind)
         assert (code, data["failed_rounds"], data["rounds"][0]["problems"]) == (0, [], []), kind
@@ -345,10 +345,10 @@ def _unjudged_rounds(text: str, label: str) -> list[str]:
 
 
 def test_the_suites_and_the_cli_judge_every_round():
-    """A suite that ran a round without :func:`judge` (or :func:`~harness.drill_kit.run_round`) would hold it to
+    """A suite that ran a round without :func:`judge` (or :func:`~harness.drill_runner.run_round`) would hold it to
     fewer rules than the nightly's CLI run, or the other way round."""
     paths = [*sorted((ROOT / "suites").rglob("test_*.py")), ROOT / "harness" / "cli.py",
-             ROOT / "harness" / "drill_kit.py"]
+             ROOT / "harness" / "drill_runner.py"]
     assert [p for path in paths for p in _unjudged_rounds(path.read_text(), str(path.relative_to(ROOT)))] == []
 
 

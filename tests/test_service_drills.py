@@ -19,17 +19,15 @@ import pytest
 from harness.cli import build_parser
 from harness.drill_broker import AT_RISK_MIN, broker_verdict, durability_verdict
 from harness.drill_kit import (
-    METRICS,
     REDIS_DRILLS,
     DrillError,
     drill_names,
     fault_applied,
-    metrics_for,
     outage_ms,
     pick_fault,
-    runner_for,
     service_drills,
 )
+from harness.drill_runner import METRICS, metrics_for, runner_for
 from harness.drill_sql import SqlCrashRound, SqlWriter, sql_crash_round, sql_verdict
 from harness.drill_vault import vault_verdict
 from harness.drills import drill_lines, report

@@ -6,7 +6,7 @@ messages at risk at the kill, none lost, and the durable queue still there (brok
 on Mnesia when its commit decisions are held back, kept on Khepri, and kept when settled (declare durability); 0
 acknowledged KV writes lost, Vault back sealed and unsealed by the harness, AppRole logins and certificate
 issuance resumed (Vault seal). Durations are printed, not asserted, beyond the round's own deadline
-(``drill_round_timeout_s``), which catches a hang. Every round is judged by :func:`harness.drill_kit.run_round`
+(``drill_round_timeout_s``), which catches a hang. Every round is judged by :func:`harness.drill_runner.run_round`
 (:mod:`harness.drill_verdict`), as ``python -m harness drill`` judges it.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drill_kit import metrics_for, run_round, service_drills
+from harness.drill_kit import service_drills
+from harness.drill_runner import metrics_for, run_round
 from harness.drills import drill_lines, report
 from stack import registry
 
