@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.redact import redact
+from harness.reports.redact import redact
 from harness.settings import Settings, load_settings
 from stack import registry
 from stack.errors import ConfigError, HarnessError
@@ -28,7 +28,7 @@ from stack.files import write_file
 from stack.images import DEFAULT_RELEASE, RELEASES, TOOL_IMAGES
 
 if TYPE_CHECKING:
-    from harness.kept_stack import KeptStack
+    from harness.stacks.kept import KeptStack
 
 # Outside a terminal (CI logs, pipes) rich would wrap at 80 columns and truncate image names.
 console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 160)
@@ -36,7 +36,7 @@ out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() el
 
 
 def _services_arg(text: str) -> list[str]:
-    from harness.engine import validate_services
+    from harness.stacks.engine import validate_services
 
     try:
         return validate_services(text.split(","))
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--service", action="append", choices=list(registry.names()),
                         help="rotate only this service (repeatable; default: every service with TLS)")
 
-    from harness.drill_kit import drill_names, service_drills
+    from harness.drills.kit import drill_names, service_drills
     from stack.drill_ops import FAULT_HELP
 
     drill = sub.add_parser("drill", help="resilience drills on a stack of their own, with measured figures "
@@ -265,7 +265,7 @@ def _log(start: float) -> Any:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.engine import Stack, remove_run
+    from harness.stacks.engine import Stack, remove_run
 
     services = args.services or list(registry.names())
     t0 = time.monotonic()
@@ -362,10 +362,10 @@ def _print_endpoints(stack: Any) -> None:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.docker_env import docker_client
-    from harness.engine import remove_kept, remove_stale
-    from harness.reuse import forget_all
-    from harness.runstate import prune_run_state
+    from harness.stacks.docker_env import docker_client
+    from harness.stacks.engine import remove_kept, remove_stale
+    from harness.stacks.reuse import forget_all
+    from harness.stacks.runstate import prune_run_state
 
     client = docker_client()
     removed = remove_kept(client)
@@ -386,7 +386,7 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.docker_env import docker_client
+    from harness.stacks.docker_env import docker_client
     from stack.base import LABEL_KEEP, LABEL_RUN_ID, LABEL_SERVICE
 
     client = docker_client()
@@ -406,13 +406,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_certs(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.certs import rotate_certificate, status
-    from harness.running import RunningStack
+    from harness.stacks.running import RunningStack
+    from harness.trust.certs import rotate_certificate, status
 
     stack: RunningStack
     compose = args.stack == "compose" or (args.stack is None and settings.stack == "compose")
     if compose:
-        from harness.attach import AttachedStack
+        from harness.stacks.attach import AttachedStack
 
         attached = AttachedStack(settings)
         attached.start(attached.state.services)
@@ -463,10 +463,10 @@ def _print_cert_status(rows: list[Any], run_id: str, settings: Settings) -> int:
 
 def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
     """Start Vault and a drill cluster, run the rounds (each restores the cluster), print and save figures."""
-    from harness.drill_kit import REDIS_DRILLS
-    from harness.drill_verdict import judge
-    from harness.drills import FAULTS, drill_settings, failover_round, node_loss_round, report
-    from harness.engine import Stack
+    from harness.drills.kit import REDIS_DRILLS
+    from harness.drills.redis import FAULTS, drill_settings, failover_round, node_loss_round, report
+    from harness.drills.verdict import judge
+    from harness.stacks.engine import Stack
     from stack.redis_cluster import RedisCluster
 
     if args.kind == "upgrade":
@@ -510,8 +510,8 @@ def cmd_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 def _drill_done(args: argparse.Namespace, settings: Settings, run_id: str, data: dict[str, Any]) -> int:
     """Every drill's ending: its table (masked), its JSON report saved, exit 1 when a round had problems (its own,
-    or those :func:`harness.drill_verdict.judge` added: the suites' rules)."""
-    from harness.drills import drill_lines
+    or those :func:`harness.drills.verdict.judge` added: the suites' rules)."""
+    from harness.drills.redis import drill_lines
 
     for line in drill_lines(data):
         out.print(redact(line), highlight=False, markup=False)
@@ -525,12 +525,12 @@ def _drill_done(args: argparse.Namespace, settings: Settings, run_id: str, data:
 
 
 def _upgrade_drill(args: argparse.Namespace, settings: Settings) -> int:
-    """``drill upgrade --from OLD --to NEW``: one pair per service (harness/upgrade.py); exit 1 when a pair did not
-    carry everything over and is not a known gap of its service."""
+    """``drill upgrade --from OLD --to NEW``: one pair per service (harness/drills/upgrade.py); exit 1 when a pair did
+    not carry everything over and is not a known gap of its service."""
     from dataclasses import asdict
     from datetime import UTC, datetime
 
-    from harness.upgrade import pair_lines, upgrade_pair
+    from harness.drills.upgrade import pair_lines, upgrade_pair
 
     if args.to_release is None:
         console.print("[red]error:[/red] drill upgrade needs --to RELEASE (one of " + ", ".join(RELEASES) + ")")
@@ -562,9 +562,9 @@ def _upgrade_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
     """A drill a service declares (``ServiceSpec.drills``): Vault and that service on a stack of their own."""
-    from harness.drill_kit import pick_fault, service_drills
-    from harness.drill_runner import run_service_drill
-    from harness.engine import Stack
+    from harness.drills.kit import pick_fault, service_drills
+    from harness.drills.runner import run_service_drill
+    from harness.stacks.engine import Stack
 
     _, drill = service_drills()[args.kind]
     try:
@@ -583,11 +583,11 @@ def _service_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
-    """redis-partition / latency (harness/drills_net.py) on a 3+3 cluster of their own."""
-    from harness.drill_verdict import judge
-    from harness.drills import drill_settings
-    from harness.drills_net import latency_round, net_report, nettools_image, partition_round
-    from harness.engine import Stack
+    """redis-partition / latency (harness/drills/net.py) on a 3+3 cluster of their own."""
+    from harness.drills.net import latency_round, net_report, nettools_image, partition_round
+    from harness.drills.redis import drill_settings
+    from harness.drills.verdict import judge
+    from harness.stacks.engine import Stack
     from stack.redis_cluster import RedisCluster
 
     if args.kind == "latency" and args.fault not in ("cycle", "auto", "netem", "nfqueue"):
@@ -630,7 +630,7 @@ def _cmd_net_drill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.backup import list_backups, read_passphrase
+    from harness.backup.archive import list_backups, read_passphrase
 
     root = settings.state_dir / "backups"
     passphrase = read_passphrase(args.passphrase_file) if getattr(args, "passphrase_file", None) else None
@@ -658,7 +658,7 @@ EXIT_NOT_AUTHENTICATED = 3
 def _backup_verify(args: argparse.Namespace, root: Path, passphrase: bytes | None) -> int:
     """The findings table, then one verdict: a problem is an ``error:`` line (exit 1); else ok and authentic (0),
     or NOT AUTHENTICATED (3, or 0 with --allow-unauthenticated)."""
-    from harness.backup import (
+    from harness.backup.archive import (
         AUTHENTICATED,
         NOT_AUTHENTICATED,
         UNAUTHENTICATED_LIMIT,
@@ -693,15 +693,15 @@ def _backup_verify(args: argparse.Namespace, root: Path, passphrase: bytes | Non
 
 def _kept_stack(settings: Settings) -> KeptStack:
     """The newest stack left running by ``up``."""
-    from harness.docker_env import docker_client
-    from harness.kept_stack import find_kept_stack
+    from harness.stacks.docker_env import docker_client
+    from harness.stacks.kept import find_kept_stack
 
     return find_kept_stack(settings.state_dir, docker_client(), settings.ready_timeout)
 
 
 def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
-    from harness.backup import list_backups
-    from harness.stack_backup import create
+    from harness.backup.archive import list_backups
+    from harness.backup.orchestration import create
 
     if args.encrypt and passphrase is None:
         raise ConfigError("--encrypt needs --passphrase-file")
@@ -722,9 +722,9 @@ def _backup_create(args: argparse.Namespace, settings: Settings, root: Path, pas
 
 
 def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, passphrase: bytes | None) -> int:
-    from harness import engine
-    from harness.backup import UNAUTHENTICATED_LIMIT, read_artifacts
-    from harness.stack_backup import restorable, restore_verified
+    from harness.backup.archive import UNAUTHENTICATED_LIMIT, read_artifacts
+    from harness.backup.orchestration import restorable, restore_verified
+    from harness.stacks import engine
 
     if not args.yes:
         console.print("[red]error:[/red] restore replaces the services' data; add --yes to go ahead")
@@ -750,7 +750,7 @@ def _backup_restore(args: argparse.Namespace, settings: Settings, root: Path, pa
 
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import compose_lifecycle
+    from harness.stacks import compose_lifecycle
 
     t0 = time.monotonic()
     if args.compose_command == "down":
@@ -786,7 +786,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Print the Markdown summary of run reports (and write it to --output); exit 2 on unreadable input."""
-    from harness.summary import ReportInputError, load_report, load_reports, summarize
+    from harness.reports.summary import ReportInputError, load_report, load_reports, summarize
 
     tolerance = settings.report_tolerance if args.tolerance is None else args.tolerance
     if args.report_command == "html":
@@ -812,8 +812,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 def _report_html(args: argparse.Namespace, tolerance: float) -> int:
     """Write the HTML page of run reports; exit 2 on unreadable input or an unwritable output (the verdict is
     `report summarize`'s exit status)."""
-    from harness.html_report import html_path, render, screenshot, write_html
-    from harness.summary import ReportInputError, load_reports
+    from harness.reports.html import html_path, render, screenshot, write_html
+    from harness.reports.summary import ReportInputError, load_reports
 
     try:
         reports = load_reports(args.reports)
@@ -875,8 +875,8 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_images(args: argparse.Namespace, settings: Settings) -> int:
-    from harness.docker_env import docker_client
     from harness.images import ImageResolver, build_images
+    from harness.stacks.docker_env import docker_client
     from stack.registry import CATALOGUE
 
     if args.release or args.flavor:

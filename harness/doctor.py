@@ -31,9 +31,6 @@ import docker.errors
 import requests
 from packaging.requirements import InvalidRequirement, Requirement
 
-from harness.compose import find_compose, host_port, project_containers
-from harness.docker_env import docker_client
-from harness.engine import is_stale
 from harness.images import (
     LABEL_CONTEXT_DIGEST,
     base_for,
@@ -42,8 +39,11 @@ from harness.images import (
     image_present,
     registry_answers,
 )
-from harness.runstate import RUN_ID, owner_alive
 from harness.settings import Settings
+from harness.stacks.compose import find_compose, host_port, project_containers
+from harness.stacks.docker_env import docker_client
+from harness.stacks.engine import is_stale
+from harness.stacks.runstate import RUN_ID, owner_alive
 from stack.base import LABEL_KEEP, LABEL_RUN_ID
 from stack.errors import ComposeError, DockerUnavailable, HarnessError
 from stack.images import ImageSpec
@@ -307,7 +307,7 @@ def check_compose_vault(containers: Mapping[str, Any], get: Callable[..., Any] =
 
 
 def cert_checks(where: str, rows: Iterable[Any], min_days: float, fix: str) -> list[Check]:
-    """One line per listener from :func:`harness.certs.status` rows."""
+    """One line per listener from :func:`harness.trust.certs.status` rows."""
     checks = []
     for row in rows:
         if isinstance(row, tuple):
@@ -328,8 +328,8 @@ def cert_checks(where: str, rows: Iterable[Any], min_days: float, fix: str) -> l
 def check_certificates(client: Any, settings: Settings, live: set[str], compose: Mapping[str, Any]) -> list[Check]:
     """Days left of every TLS listener of the running ``up`` stacks (state under this state directory) and of the
     compose stack."""
-    from harness.certs import status
-    from harness.kept_stack import KeptStack
+    from harness.stacks.kept import KeptStack
+    from harness.trust.certs import status
 
     checks: list[Check] = []
     for path in sorted((settings.state_dir / "runs").glob("*/stack.json")):
@@ -347,7 +347,7 @@ def check_certificates(client: Any, settings: Settings, live: set[str], compose:
     vault = compose.get("vault")
     if vault is not None and vault.status == "running":
         try:
-            from harness.attach import AttachedStack
+            from harness.stacks.attach import AttachedStack
 
             attached = AttachedStack(settings, client=client)
             attached.start(attached.state.services)
@@ -368,7 +368,7 @@ def check_certificates(client: Any, settings: Settings, live: set[str], compose:
 
 def finished_runs(runs: Path, live: set[str], keep: int, alive: Callable[[Path], bool] = owner_alive) -> list[str]:
     """Run state directories the next prune removes: no container, no living owner, older than the newest
-    ``keep`` such runs (:func:`harness.runstate.prune_runs` keeps those)."""
+    ``keep`` such runs (:func:`harness.stacks.runstate.prune_runs` keeps those)."""
     if not runs.is_dir():
         return []
     done = [d.name for d in sorted(runs.iterdir()) if d.is_dir() and not d.is_symlink() and RUN_ID.fullmatch(d.name)

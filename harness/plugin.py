@@ -10,10 +10,10 @@
 * ``--services postgres,redis`` keeps only tests whose services are all among those listed.
 * A failing test gets the logs of the services it used attached to its report.
 * A JSON run report (images, time-to-ready, tests with skip reasons) is written at the end.
-* Every secret the run knows (``harness.redact``) is replaced by ``***`` in each test report before anything
+* Every secret the run knows (``harness.reports.redact``) is replaced by ``***`` in each test report before anything
   reads it (terminal, JUnit XML, the JSON report) and in the attached logs.
 * ``--reuse`` keeps the session stack for the next run and attaches to it; ``pytest -n N`` (pytest-xdist) shares
-  one session stack among the workers and merges what they measured into one run report (:mod:`harness.reuse`).
+  one session stack among the workers and merges what they measured into one run report (:mod:`harness.stacks.reuse`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ from typing import Any
 
 import pytest
 
-from harness.attach import AttachedStack
-from harness.drills import drill_lines, drill_settings
-from harness.engine import Stack, validate_services, with_dependencies
-from harness.redact import (
+from harness.drills.redis import drill_lines, drill_settings
+from harness.reports.redact import (
     active,
     contains_secret,
     redact,
@@ -44,8 +42,11 @@ from harness.redact import (
     register_fields,
     register_state_dir,
 )
-from harness.report import Outcomes, build_report, write_report
-from harness.reuse import (
+from harness.reports.report import Outcomes, build_report, write_report
+from harness.settings import Settings, load_settings
+from harness.stacks.attach import AttachedStack
+from harness.stacks.engine import Stack, validate_services, with_dependencies
+from harness.stacks.reuse import (
     SharedStack,
     bump_generation,
     generation,
@@ -55,8 +56,7 @@ from harness.reuse import (
     shared_dir,
     stack_access,
 )
-from harness.running import Endpoint, RunningStack
-from harness.settings import Settings, load_settings
+from harness.stacks.running import Endpoint, RunningStack
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from stack.images import RELEASES
@@ -681,7 +681,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_report(state.report_path, data)
     session.config.stash[_REPORT] = data
     try:  # the pictures, from the report as written (redacted)
-        from harness.html_report import write_beside
+        from harness.reports.html import write_beside
 
         session.config.stash[_HTML] = str(write_beside(state.report_path, state.settings.report_tolerance))
     except Exception as exc:  # the JSON report stands; a chart that cannot be drawn must not fail the run

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from harness.vault_bootstrap import AppRoleSettings, PkiSettings
+from harness.trust.bootstrap import AppRoleSettings, PkiSettings
 from stack import registry
 from stack.errors import ConfigError
 from stack.images import RELEASES, TOOL_IMAGES, ImageSpec
@@ -51,7 +51,7 @@ class Settings:
         ready_timeout: seconds a service may take to answer its readiness probe.
         registry_probe_timeout: seconds ``auto`` may spend finding out whether a registry answers.
         report_tolerance: ``report summarize --previous`` flags a figure worse by more than this fraction (0.25).
-            It must also be worse by more than a small absolute floor (see ``harness.summary.FLOORS``).
+            It must also be worse by more than a small absolute floor (see ``harness.reports.summary.FLOORS``).
         redis_masters: Redis cluster masters (3, the user's topology).
         redis_replicas: replicas per master (0 by default; the failover drills use 1).
         redis_node_timeout_ms: ``cluster-node-timeout`` of the Redis nodes.

@@ -1,7 +1,7 @@
 """What a service's backup operations are, and the small tools they share (no harness imports).
 
 A service module that can be backed up declares ``backup_ops=BackupOps(capture, restore, version,
-artifacts=...)`` in its ``SPEC``; :mod:`harness.stack_backup` walks the registry and calls them, and ``backup
+artifacts=...)`` in its ``SPEC``; :mod:`harness.backup.orchestration` walks the registry and calls them, and ``backup
 verify`` refuses a backup that lacks one of the declared artifacts. Each operation gets a
 :class:`BackupSource` (the service's endpoint and, on demand, its containers) and reports a failed command as
 :class:`StepFailed`, which the harness turns into its ``BackupError``.

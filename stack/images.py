@@ -148,7 +148,7 @@ class ImageSpec:
 
 
 #: Tool images, not services: ``nettools`` (iproute2/tc, iptables, python3) runs in a drilled Redis node's
-#: network namespace to cut it off from its peers or delay its packets (:mod:`harness.drills_net`). Official:
+#: network namespace to cut it off from its peers or delay its packets (:mod:`harness.drills.net`). Official:
 #: a pinned netshoot (Alpine, which carries the same tools and python3); Debian: built from
 #: ``stack/images/nettools/`` like the service images, by ``images build`` and ``scripts/setup.sh``.
 TOOL_IMAGES: Mapping[str, ImageSpec] = {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.backup import (
+from harness.backup.archive import (
     BackupError,
     Captured,
     basic_format_check,
@@ -118,7 +118,7 @@ MALFORMED = {
 def test_a_malformed_manifest_is_named_not_a_crash(tmp_path, case):
     """Everything in a manifest is checked for what the harness writes before any of it is used: an unencrypted
     backup's manifest is anyone's to write (paths, tables and arithmetic would otherwise meet what it says)."""
-    from harness.backup import Manifest
+    from harness.backup.archive import Manifest
 
     manifest = build_backup(tmp_path, _items(), services=["postgres", "rabbitmq"], versions={}, passphrase=None)
     data = json.loads((tmp_path / manifest.id / "manifest.json").read_bytes())

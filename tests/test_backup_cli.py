@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness import stack_backup
-from harness.backup import Captured, build_backup
+from harness.backup import orchestration
+from harness.backup.archive import Captured, build_backup
 from harness.cli import main
 
 PASS = b"correct horse battery staple"
@@ -91,13 +91,14 @@ class Restores:
     by recorders: a refused restore leaves all three empty."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from harness import cli, engine
+        from harness import cli
+        from harness.stacks import engine
 
         self.target = Target()
         self.stacks: list[str] = []
         self.services: list[str] = []
         monkeypatch.setattr(cli, "_kept_stack", lambda settings: self.stacks.append("up stack") or self.target)
-        monkeypatch.setattr(stack_backup, "restore_service", lambda t, name, files: self.services.append(name))
+        monkeypatch.setattr(orchestration, "restore_service", lambda t, name, files: self.services.append(name))
         stacks = self.stacks
 
         class NoStack:
@@ -195,15 +196,15 @@ def test_restore_of_an_unauthenticated_backup_when_told(root: Path, restores: Re
 
 def test_library_restore_refuses_an_unauthenticated_backup(root: Path, restores: Restores) -> None:
     """The same gate for the Python API the suites use: ``allow_unauthenticated=True`` is the opt-in."""
-    from harness.backup import BackupError
+    from harness.backup.archive import BackupError
 
     backup = build_backup(root, _items(), services=SERVICES, versions={}, passphrase=None)
     with pytest.raises(BackupError) as refused:
-        stack_backup.restore(restores.target, root, backup.id, None, None)
+        orchestration.restore(restores.target, root, backup.id, None, None)
     assert str(refused.value).startswith(f"backup {backup.id} is NOT AUTHENTICATED (unencrypted backup), nothing "
                                          "restored: ")
     assert restores.untouched
-    timings = stack_backup.restore(restores.target, root, backup.id, None, None, allow_unauthenticated=True)
+    timings = orchestration.restore(restores.target, root, backup.id, None, None, allow_unauthenticated=True)
     assert list(timings) == SERVICES == restores.services
 
 
@@ -228,7 +229,7 @@ def _check_refused(backup_id: str, problem: str, restores: Restores, capsys: pyt
 
 def _resign(root: Path, backup_id: str, change: Callable[[dict[str, Any]], None]) -> None:
     """Change the manifest and sign it again as anyone can (plain SHA-256): an unauthenticated forgery."""
-    from harness.backup_tamper import plain_sig, read_manifest, write_manifest
+    from harness.backup.tamper import plain_sig, read_manifest, write_manifest
 
     data = read_manifest(root, backup_id)
     change(data)
@@ -238,7 +239,7 @@ def _resign(root: Path, backup_id: str, change: Callable[[dict[str, Any]], None]
 
 def _replace(root: Path, backup_id: str, name: str, blob: bytes) -> None:
     """Replace an artifact and fix its size and checksum in a re-signed manifest."""
-    from harness.backup_tamper import swap_artifact
+    from harness.backup.tamper import swap_artifact
 
     (root / backup_id / name).write_bytes(blob)
     _resign(root, backup_id, lambda data: swap_artifact(data, name, blob))
@@ -261,7 +262,7 @@ def _artifact_field(name: str, key: str, value: Any) -> Callable[[dict[str, Any]
 
 
 def _index(root: Path, backup_id: str, name: str) -> int:
-    from harness.backup_tamper import read_manifest
+    from harness.backup.tamper import read_manifest
 
     return [a["name"] for a in read_manifest(root, backup_id)["artifacts"]].index(name)
 
@@ -453,8 +454,8 @@ def test_list_prints_a_forged_manifest_as_text(root: Path, capsys: pytest.Captur
 @pytest.fixture
 def chain(root: Path) -> Any:
     """A full encrypted backup of PostgreSQL, MySQL and RabbitMQ (the one tampered with) and an incremental on it
-    that stores its own dump: harness.backup_tamper's cases need both."""
-    from harness.backup_tamper import Chain
+    that stores its own dump: harness.backup.tamper's cases need both."""
+    from harness.backup.tamper import Chain
 
     services = ["postgres", "mysql", "rabbitmq"]
     full = build_backup(root, _items(services), services=services, versions={}, passphrase=PASS)
@@ -464,7 +465,7 @@ def chain(root: Path) -> Any:
 
 
 def _forged_without_passphrase(case: str, root: Path, target: str) -> tuple[str, bool]:
-    """(the problem, whether it is a refusal) of a harness.backup_tamper case met without a passphrase."""
+    """(the problem, whether it is a refusal) of a harness.backup.tamper case met without a passphrase."""
     if case != "encryption-block-removed":
         # The manifest still has its encryption block: without the passphrase nothing can be checked.
         return f"backup {target} is encrypted: give --passphrase-file", False
@@ -475,10 +476,10 @@ def _forged_without_passphrase(case: str, root: Path, target: str) -> tuple[str,
 
 def test_forgeries_without_a_passphrase_are_one_error_line(chain: Any, restores: Restores,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Every forgery of harness.backup_tamper, verified and restored by someone who gives no passphrase."""
+    """Every forgery of harness.backup.tamper, verified and restored by someone who gives no passphrase."""
     import shutil
 
-    from harness.backup_tamper import CASES
+    from harness.backup.tamper import CASES
 
     pristine = chain.root.parent / "pristine"
     shutil.copytree(chain.root, pristine)
@@ -494,7 +495,7 @@ def _user_forgery(root: Path, keep_dump: bool) -> str:
     """The reported case: an encrypted backup of PostgreSQL, its encryption block set to null, the dump removed
     (or, with ``keep_dump``, replaced by a well-formed plaintext one), globals.sql replaced by a superuser role,
     the signature rewritten as plain SHA-256."""
-    from harness.backup_tamper import swap_artifact
+    from harness.backup.tamper import swap_artifact
 
     backup = build_backup(root, _items(["postgres"]), services=["postgres"], versions={}, passphrase=PASS)
     directory = root / backup.id

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness import stack_backup as bs
-from harness.backup import BackupError, Captured, build_backup, read_artifacts, verify
+from harness.backup import orchestration as bs
+from harness.backup.archive import BackupError, Captured, build_backup, read_artifacts, verify
 from stack import registry
 
 GLOBALS = b"--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE devstack;\n"
@@ -37,14 +37,14 @@ def _items(services: list[str], leave_out: tuple[str, ...] = ()) -> list[Capture
 
 
 def _problems(root: Path, backup_id: str) -> list[tuple[str, str, str]]:
-    from harness.backup import basic_format_check
+    from harness.backup.archive import basic_format_check
 
     return [(f.artifact, f.status, f.detail) for f in verify(root, backup_id, None, basic_format_check)
             if f.status != "ok"]
 
 
 def test_each_backed_up_service_declares_the_artifacts_its_backup_holds() -> None:
-    from harness.backup import required_artifacts
+    from harness.backup.archive import required_artifacts
 
     declared = {name: required_artifacts(name) for name in registry.with_capability("backup")}
     assert declared == {"vault": ("vault/raft.snap", "vault/unseal.json"),
@@ -173,7 +173,7 @@ def test_a_redis_artifact_that_is_no_shard_is_named(tmp_path: Path) -> None:
 def test_an_artifact_filed_under_another_service_is_refused(tmp_path: Path) -> None:
     """Completeness is counted by artifact path; a manifest entry whose service differs from its path's (which
     would hand one service's restore another's file) is a forgery."""
-    from harness.backup_tamper import plain_sig, read_manifest, write_manifest
+    from harness.backup.tamper import plain_sig, read_manifest, write_manifest
 
     manifest = build_backup(tmp_path, _items(["postgres", "mysql"]), services=["postgres", "mysql"], versions={},
                             passphrase=None)

@@ -1,6 +1,6 @@
 """Backup forgery (issue 12 §1), on backups written to a temp dir with synthetic artifacts (no Docker).
 
-Each tamper case of :mod:`harness.backup_tamper` is applied to the full backup of a two-backup encrypted chain
+Each tamper case of :mod:`harness.backup.tamper` is applied to the full backup of a two-backup encrypted chain
 (full + incremental, one passphrase). Every case must be refused by ``verify`` with the problem named, by the
 CLI's ``backup verify`` with exit 1, and by ``restore`` -- library and CLI -- before any service of the target
 is touched.
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness import stack_backup
-from harness.backup import (
+from harness.backup import orchestration
+from harness.backup.archive import (
     NOT_AUTHENTICATED,
     BackupError,
     Captured,
@@ -29,7 +29,7 @@ from harness.backup import (
     sign_manifest,
     verify,
 )
-from harness.backup_tamper import (
+from harness.backup.tamper import (
     CASES,
     FORGED_SQL,
     Chain,
@@ -194,14 +194,14 @@ class SpyTarget:
 def spy_restores(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every per-service restore function replaced by one that records its call."""
     called: list[str] = []
-    monkeypatch.setattr(stack_backup, "restore_service", lambda t, name, files: called.append(name))
+    monkeypatch.setattr(orchestration, "restore_service", lambda t, name, files: called.append(name))
     return called
 
 
 def test_spy_sees_a_genuine_restore(setup: Setup, spy_restores: list[str]) -> None:
     """The spies work: an untampered backup does reach the restore functions."""
     target = SpyTarget()
-    stack_backup.restore(target, setup.root, setup.full, PASS, None)
+    orchestration.restore(target, setup.root, setup.full, PASS, None)
     assert spy_restores == ["postgres", "mysql", "rabbitmq"]
 
 
@@ -210,7 +210,7 @@ def test_restore_refuses_before_touching_the_target(setup: Setup, case: str, spy
     CASES[case].tamper(setup.chain)
     target = SpyTarget()
     with pytest.raises(BackupError) as refused:
-        stack_backup.restore(target, setup.root, setup.full, PASS, None)
+        orchestration.restore(target, setup.root, setup.full, PASS, None)
     assert str(refused.value) == (f"backup {setup.full} does not verify, nothing restored: "
                                   f"{_line(EXACT[case](setup.chain))}")
     assert target.calls == [] and spy_restores == []
@@ -221,7 +221,8 @@ def test_restore_refuses_before_touching_the_target(setup: Setup, case: str, spy
 def test_cli_restore_refuses_before_any_stack(setup: Setup, case: str, fresh: bool, spy_restores: list[str],
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from harness import cli, engine
+    from harness import cli
+    from harness.stacks import engine
 
     CASES[case].tamper(setup.chain)
     used: list[str] = []

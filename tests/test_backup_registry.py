@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from fake_service import fake_spec
 
-from harness import stack_backup as bs
-from harness.backup import BackupError, list_backups, read_artifacts
+from harness.backup import orchestration as bs
+from harness.backup.archive import BackupError, list_backups, read_artifacts
 from stack import registry
 from stack.backup_ops import BackupOps, BackupSource, Captured, StepFailed
 from stack.service import MissingCapability, ServiceSpec

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from harness.certs import targets
-from harness.kept_stack import KeptStack, endpoint_from_json, find_kept_stack
+from harness.stacks.kept import KeptStack, endpoint_from_json, find_kept_stack
+from harness.trust.certs import targets
 from stack.base import TlsInfo
 from stack.postgres import PostgresEndpoint
 from stack.rabbitmq import RabbitMqEndpoint

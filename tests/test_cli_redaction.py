@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from harness import cli, engine, redact
+from harness import cli
+from harness.reports import redact
 from harness.settings import load_settings
+from harness.stacks import engine
 
 SECRET = "pw-Qh7uT2mZk9xLr4Vb"  # a fake password of the shape the harness generates (length >= 8)
 

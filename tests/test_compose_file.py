@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from harness import compose
-from harness.certs import OWNERS
-from harness.compose import (
+from harness.settings import Settings
+from harness.stacks import compose
+from harness.stacks.compose import (
     COMPOSE_SERVICES,
     ComposeLayout,
     compose_env,
@@ -26,7 +26,7 @@ from harness.compose import (
     needs_new_leaf,
     service_files,
 )
-from harness.settings import Settings
+from harness.trust.certs import OWNERS
 from stack import mongodb, mysql, postgres, rabbitmq, redis_cluster, registry
 from stack.base import TLS_CA, TLS_CERT, TLS_KEY, TLS_PEM, TlsMaterial
 from stack.errors import ComposeError
@@ -50,7 +50,7 @@ def _default(value: str) -> str:
 
 
 def test_every_harness_service_is_in_the_file(spec):
-    from harness.compose import compose_drift
+    from harness.stacks.compose import compose_drift
 
     assert compose_drift(spec["services"]) == []
     assert set(spec["services"]) == {c for names in COMPOSE_SERVICES.values() for c in names}
@@ -58,7 +58,7 @@ def test_every_harness_service_is_in_the_file(spec):
 
 
 def test_compose_drift_names_what_is_missing_and_what_is_extra(spec):
-    from harness.compose import compose_drift
+    from harness.stacks.compose import compose_drift
 
     services = [c for c in spec["services"] if c != "redis-2"] + ["stray"]
     assert compose_drift(services) == ["redis: compose service 'redis-2' is not in the compose file",

@@ -20,7 +20,6 @@ import docker.errors
 from cryptography import x509
 
 from harness import doctor
-from harness.certs import status
 from harness.doctor import (
     FAIL,
     INFO,
@@ -39,6 +38,7 @@ from harness.doctor import (
 )
 from harness.images import LABEL_CONTEXT_DIGEST, context_digest
 from harness.settings import load_settings
+from harness.trust.certs import status
 from stack.base import LABEL_KEEP, LABEL_RUN_ID, TlsInfo
 from stack.errors import DockerUnavailable
 from stack.images import BASE_IMAGE_LOCAL

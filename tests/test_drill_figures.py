@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drill_broker import BROKER_METRICS, BrokerRound
-from harness.drill_sql import SQL_METRICS, SqlCrashRound
-from harness.drill_vault import VAULT_METRICS, VaultRound
-from harness.drills import FAILOVER_METRICS, NODE_LOSS_METRICS, FailoverRound, NodeLossRound, report
-from harness.drills_net import LATENCY_METRICS, PARTITION_METRICS, LatencyRound, PartitionRound
-from harness.html_report import render
-from harness.summary import LoadedReport, summarize
+from harness.drills.broker import BROKER_METRICS, BrokerRound
+from harness.drills.net import LATENCY_METRICS, PARTITION_METRICS, LatencyRound, PartitionRound
+from harness.drills.redis import FAILOVER_METRICS, NODE_LOSS_METRICS, FailoverRound, NodeLossRound, report
+from harness.drills.sql import SQL_METRICS, SqlCrashRound
+from harness.drills.vault import VAULT_METRICS, VaultRound
+from harness.reports.html import render
+from harness.reports.summary import LoadedReport, summarize
 
 UNMEASURED = {"n": 0.0, "median": None, "p95": None, "max": None}
 # Each kind's round as it stands before anything was measured (its required fields only), and its figures.

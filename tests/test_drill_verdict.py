@@ -1,4 +1,4 @@
-"""The drill verdict (``harness.drill_verdict``) refuses a round the suites would refuse, with the exact problem, and
+"""The drill verdict (``harness.drills.verdict``) refuses a round the suites would refuse, with the exact problem, and
 ``python -m harness drill`` exits 1 on it (before, the CLI judged only the round's own problems: a promotion slower
 than ``drill_promote_max_ms``, zero replicated writes or too little work passed). Fakes of the broken round; the
 limits come from the settings the test builds (no Docker)."""
@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 
-from harness import drill_kit, drill_runner, drills, drills_net, engine
 from harness.cli import main
-from harness.drill_broker import AT_RISK_MIN, BrokerRound, DurabilityRound
-from harness.drill_sql import BEFORE_FAULT as SQL_BEFORE_FAULT
-from harness.drill_sql import SqlCrashRound
-from harness.drill_vault import KV_BEFORE, LOGINS_BEFORE, VaultRound
-from harness.drill_verdict import RULES, judge, verdict
-from harness.drills import KEYS_PER_MASTER, FailoverRound, NodeLossRound
-from harness.drills_net import LatencyRound, PartitionRound
+from harness.drills import kit, net, runner
+from harness.drills import redis as redis_drills
+from harness.drills.broker import AT_RISK_MIN, BrokerRound, DurabilityRound
+from harness.drills.net import LatencyRound, PartitionRound
+from harness.drills.redis import KEYS_PER_MASTER, FailoverRound, NodeLossRound
+from harness.drills.sql import BEFORE_FAULT as SQL_BEFORE_FAULT
+from harness.drills.sql import SqlCrashRound
+from harness.drills.vault import KV_BEFORE, LOGINS_BEFORE, VaultRound
+from harness.drills.verdict import RULES, judge, verdict
 from harness.settings import Settings, load_settings
+from harness.stacks import engine
 from stack.redis_cluster import RedisCluster
 
 SETTINGS = Settings(drill_promote_max_ms=3000, drill_round_timeout_s=30.0)
@@ -228,7 +230,7 @@ def test_judge_appends_once_and_keeps_the_rounds_own_problems():
 
 
 def test_an_unknown_kind_has_no_verdict():
-    with pytest.raises(drill_kit.DrillError) as raised:
+    with pytest.raises(kit.DrillError) as raised:
         verdict("redis-teleport", good_failover(), SETTINGS)
     assert str(raised.value).startswith("no verdict rules for drill kind 'redis-teleport'; known: redis-failover")
 
@@ -261,7 +263,7 @@ def cli(tmp_path, monkeypatch):
         monkeypatch.delenv(key)
     monkeypatch.setenv("HARNESS_DRILL_PROMOTE_MAX_MS", "3000")
     monkeypatch.setattr(engine, "Stack", FakeStack)
-    monkeypatch.setattr(drills_net, "nettools_image", lambda settings: "nettools")
+    monkeypatch.setattr(net, "nettools_image", lambda settings: "nettools")
 
     def run(kind: str) -> tuple[int, dict[str, Any]]:
         path = tmp_path / f"{kind}.json"
@@ -275,7 +277,7 @@ def test_cli_fails_a_failover_slower_than_the_promote_limit(cli, monkeypatch):
     limit = load_settings().drill_promote_max_ms  # what the CLI reads: HARNESS_DRILL_PROMOTE_MAX_MS
     assert limit == 3000
     slow = good_failover(detect_ms=limit - 200.0, promote_ms=limit + 100.0, cluster_ok_ms=limit + 150.0)
-    monkeypatch.setattr(drills, "failover_round", lambda *a, **kw: replace(slow, problems=[]))
+    monkeypatch.setattr(redis_drills, "failover_round", lambda *a, **kw: replace(slow, problems=[]))
     code, data = cli("redis-failover")
     assert (code, data["failed_rounds"]) == (1, [0])
     assert data["rounds"][0]["problems"] == [f"promotion took {limit + 100:g} ms, beyond drill_promote_max_ms "
@@ -283,7 +285,7 @@ def test_cli_fails_a_failover_slower_than_the_promote_limit(cli, monkeypatch):
 
 
 def test_cli_fails_a_node_loss_with_missing_keys(cli, monkeypatch):
-    monkeypatch.setattr(drills, "node_loss_round", lambda *a, **kw: good_node_loss(keys_missing=3))
+    monkeypatch.setattr(redis_drills, "node_loss_round", lambda *a, **kw: good_node_loss(keys_missing=3))
     code, data = cli("redis-node-loss")
     assert (code, data["rounds"][0]["problems"]) == (1, [
         f"3 of {SETTINGS.redis_masters * KEYS_PER_MASTER} keys written before the loss are missing after the "
@@ -291,21 +293,21 @@ def test_cli_fails_a_node_loss_with_missing_keys(cli, monkeypatch):
 
 
 def test_cli_fails_a_partition_without_a_replicated_write(cli, monkeypatch):
-    monkeypatch.setattr(drills_net, "partition_round", lambda *a, **kw: good_partition(writes_replicated=0))
+    monkeypatch.setattr(net, "partition_round", lambda *a, **kw: good_partition(writes_replicated=0))
     code, data = cli("redis-partition")
     assert (code, data["rounds"][0]["problems"]) == (1, [
         "too little work for the round to mean anything: writes_replicated 0, more than 0 needed"])
 
 
 def test_cli_fails_a_latency_round_that_did_not_watch_for_failovers(cli, monkeypatch):
-    monkeypatch.setattr(drills_net, "latency_round", lambda *a, **kw: good_latency(pfail_flags=None,
+    monkeypatch.setattr(net, "latency_round", lambda *a, **kw: good_latency(pfail_flags=None,
                                                                                     failovers=None))
     code, data = cli("latency")
     assert (code, data["rounds"][0]["problems"]) == (1, ["not measured: pfail_flags, failovers"])
 
 
 def test_cli_fails_a_service_drill_with_too_little_work(cli, monkeypatch):
-    monkeypatch.setitem(drill_runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql(rows_committed=SQL_BEFORE_FAULT))
+    monkeypatch.setitem(runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql(rows_committed=SQL_BEFORE_FAULT))
     code, data = cli("postgres-crash")
     assert (code, data["rounds"][0]["problems"]) == (1, [
         f"too little work for the round to mean anything: rows_committed {SQL_BEFORE_FAULT}, more than "
@@ -313,8 +315,8 @@ def test_cli_fails_a_service_drill_with_too_little_work(cli, monkeypatch):
 
 
 def test_cli_passes_healthy_rounds(cli, monkeypatch):
-    monkeypatch.setattr(drills, "failover_round", lambda *a, **kw: good_failover())
-    monkeypatch.setitem(drill_runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql())
+    monkeypatch.setattr(redis_drills, "failover_round", lambda *a, **kw: good_failover())
+    monkeypatch.setitem(runner.RUNNERS, "sql-crash", lambda *a, **kw: good_sql())
     for kind in ("redis-failover", "postgres-crash"):
         code, data = cli(kind)
         assert (code, data["failed_rounds"], data["rounds"][0]["problems"]) == (0, [], []), kind
@@ -345,10 +347,10 @@ def _unjudged_rounds(text: str, label: str) -> list[str]:
 
 
 def test_the_suites_and_the_cli_judge_every_round():
-    """A suite that ran a round without :func:`judge` (or :func:`~harness.drill_runner.run_round`) would hold it to
+    """A suite that ran a round without :func:`judge` (or :func:`~harness.drills.runner.run_round`) would hold it to
     fewer rules than the nightly's CLI run, or the other way round."""
     paths = [*sorted((ROOT / "suites").rglob("test_*.py")), ROOT / "harness" / "cli.py",
-             ROOT / "harness" / "drill_runner.py"]
+             ROOT / "harness" / "drills" / "runner.py"]
     assert [p for path in paths for p in _unjudged_rounds(path.read_text(), str(path.relative_to(ROOT)))] == []
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness import drills
-from harness.drills import _Ack
-from harness.redis_slots import ClusterNode
+from harness.drills import redis as redis_drills
+from harness.drills.redis import _Ack
+from harness.drills.redis_slots import ClusterNode
 from stack.errors import ReadinessTimeout
 
 
@@ -155,18 +155,18 @@ def events(monkeypatch: pytest.MonkeyPatch) -> Events:
 
     FakeView.events = happened
     FakeWriter.instances = []
-    monkeypatch.setattr(drills, "ClusterView", FakeView)
-    monkeypatch.setattr(drills, "Writer", FakeWriter)
-    monkeypatch.setattr(drills, "inject", fake_inject)
-    monkeypatch.setattr(drills, "_delete", lambda view, writer: happened.log.append("keys deleted"))
+    monkeypatch.setattr(redis_drills, "ClusterView", FakeView)
+    monkeypatch.setattr(redis_drills, "Writer", FakeWriter)
+    monkeypatch.setattr(redis_drills, "inject", fake_inject)
+    monkeypatch.setattr(redis_drills, "_delete", lambda view, writer: happened.log.append("keys deleted"))
     return happened
 
 
-@pytest.mark.parametrize("fault", drills.FAULTS)
+@pytest.mark.parametrize("fault", redis_drills.FAULTS)
 def test_failover_round_undoes_the_fault_and_stops_the_writer_when_it_raises_mid_round(events, fault):
     events.fail_when_faulted = "info"  # the survivor's CLUSTER INFO fails with something poll does not retry
     with pytest.raises(Boom, match="info failed mid-round"):
-        drills.failover_round(FakeCluster(), 0, fault, timeout=2)  # type: ignore[arg-type]
+        redis_drills.failover_round(FakeCluster(), 0, fault, timeout=2)  # type: ignore[arg-type]
     assert events.log.count(f"undo {fault} redis-1") == 1, events.log
     assert events.log.index("info raised") < events.log.index(f"undo {fault} redis-1")
     assert not events.faulted, "the node was left faulted"
@@ -176,7 +176,7 @@ def test_failover_round_undoes_the_fault_and_stops_the_writer_when_it_raises_mid
 
 
 def test_failover_round_undoes_once_when_it_finishes(events):
-    drills_round = drills.failover_round(FakeCluster(), 1, "pause", timeout=0.3)  # type: ignore[arg-type]
+    drills_round = redis_drills.failover_round(FakeCluster(), 1, "pause", timeout=0.3)  # type: ignore[arg-type]
     assert events.log.count("undo pause redis-2") == 1, events.log
     assert drills_round.rejoin_ms is not None
     assert events.log.index("undo pause redis-2") < events.log.index("wait_healthy", 1)  # rejoin measured after
@@ -186,20 +186,20 @@ def test_failover_round_undoes_once_when_it_finishes(events):
 def test_failover_round_without_a_promotion_counts_no_lost_writes(events):
     """No replica took over (the fake never promotes), so the writes were never read back: lost_writes and
     lost_replicated were not measured, and a 0 would report "nothing lost" for a count never made."""
-    result = drills.failover_round(FakeCluster(), 0, "kill", timeout=0.3)  # type: ignore[arg-type]
+    result = redis_drills.failover_round(FakeCluster(), 0, "kill", timeout=0.3)  # type: ignore[arg-type]
     assert result.problems[0] == "replica r0 did not take over within 0 s"
     assert (result.lost_writes, result.lost_replicated) == (None, None)
-    summary = drills.report("redis-failover", [result], {})["summary"]
+    summary = redis_drills.report("redis-failover", [result], {})["summary"]
     assert summary["lost_replicated"] == {"n": 0.0, "median": None, "p95": None, "max": None}
 
 
 def test_next_round_starts_from_a_healthy_cluster_after_a_failed_one(events):
     events.fail_when_faulted = "info"
     with pytest.raises(Boom):
-        drills.failover_round(FakeCluster(), 0, "kill", timeout=2)  # type: ignore[arg-type]
+        redis_drills.failover_round(FakeCluster(), 0, "kill", timeout=2)  # type: ignore[arg-type]
     events.fail_when_faulted = ""
     before = len(events.log)
-    drills.failover_round(FakeCluster(), 1, "kill", timeout=0.3)  # type: ignore[arg-type]
+    redis_drills.failover_round(FakeCluster(), 1, "kill", timeout=0.3)  # type: ignore[arg-type]
     assert events.log[before] == "wait_healthy", "a round must first wait until the cluster is whole"
     assert not events.faulted
 
@@ -207,14 +207,14 @@ def test_next_round_starts_from_a_healthy_cluster_after_a_failed_one(events):
 def test_node_loss_round_restarts_the_node_when_it_raises_mid_round(events):
     # The survivors never flag the stopped node: the detection wait times out, mid-round.
     with pytest.raises(ReadinessTimeout, match="the survivors to flag redis-3 as failed"):
-        drills.node_loss_round(FakeCluster(replicas=0), 2, True, timeout=0.3)  # type: ignore[arg-type]
+        redis_drills.node_loss_round(FakeCluster(replicas=0), 2, True, timeout=0.3)  # type: ignore[arg-type]
     assert events.log.count("undo stop redis-3") == 1, events.log
     assert not events.faulted, "the node was left stopped"
 
 
 def test_fault_undo_runs_once():
     calls: list[int] = []
-    fault = drills.Fault(lambda: calls.append(1))
+    fault = redis_drills.Fault(lambda: calls.append(1))
     fault.undo()
     fault.undo()
     assert calls == [1] and fault.undone

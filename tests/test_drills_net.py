@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from harness import drills_net, nfq_delay
-from harness.drills import DrillError, drill_lines
-from harness.drills_net import (
+from harness.drills import net, nfq_delay
+from harness.drills.net import (
     LatencyRound,
     NetAck,
     PartitionRound,
@@ -30,7 +29,8 @@ from harness.drills_net import (
     partition_verdict,
     replication_problems,
 )
-from harness.redis_slots import ClusterNode
+from harness.drills.redis import DrillError, drill_lines
+from harness.drills.redis_slots import ClusterNode
 from harness.settings import Settings
 from stack.errors import ConfigError
 
@@ -157,8 +157,8 @@ def test_replication_precondition_refuses_a_lagging_or_missing_replica():
 
 
 def test_harness_connection_must_come_from_the_gateway():
-    assert drills_net.client_source_problem(f"{GATEWAY}:51234", GATEWAY) is None
-    assert drills_net.client_source_problem("172.18.0.4:51234", GATEWAY) == (
+    assert net.client_source_problem(f"{GATEWAY}:51234", GATEWAY) is None
+    assert net.client_source_problem("172.18.0.4:51234", GATEWAY) == (
         "the harness's connection reaches the node from 172.18.0.4, not from the gateway 172.18.0.1: a fault that "
         "keeps only the gateway open would cut the harness off too")
 
@@ -326,16 +326,16 @@ def world(monkeypatch):
         writers[-1].acks += acks
         return {"detected": now, "victim_down": now, "promoted": now + 0.1, "ok": now + 0.1}
 
-    monkeypatch.setattr(drills_net, "ClusterView", _fake_view(world))
-    monkeypatch.setattr(drills_net, "NetHelper", _fake_helper(world))
-    monkeypatch.setattr(drills_net, "NetWriter", make_writer)
-    monkeypatch.setattr(drills_net, "_observe_partition", observe)
-    monkeypatch.setattr(drills_net, "wait_replicated", lambda view, master, timeout: None)
-    monkeypatch.setattr(drills_net, "set_min_replicas", lambda view, count: world.min_replicas.append(count))
-    monkeypatch.setattr(drills_net, "set_node_timeouts", lambda view, timeouts: world.node_timeouts.append(timeouts))
-    monkeypatch.setattr(drills_net, "missing_seqs", lambda view, writer: world.missing)
-    monkeypatch.setattr(drills_net, "delete_keys", lambda view, writer: world.log.append("keys deleted"))
-    monkeypatch.setattr(drills_net, "poll", lambda probe, **kw: probe())
+    monkeypatch.setattr(net, "ClusterView", _fake_view(world))
+    monkeypatch.setattr(net, "NetHelper", _fake_helper(world))
+    monkeypatch.setattr(net, "NetWriter", make_writer)
+    monkeypatch.setattr(net, "_observe_partition", observe)
+    monkeypatch.setattr(net, "wait_replicated", lambda view, master, timeout: None)
+    monkeypatch.setattr(net, "set_min_replicas", lambda view, count: world.min_replicas.append(count))
+    monkeypatch.setattr(net, "set_node_timeouts", lambda view, timeouts: world.node_timeouts.append(timeouts))
+    monkeypatch.setattr(net, "missing_seqs", lambda view, writer: world.missing)
+    monkeypatch.setattr(net, "delete_keys", lambda view, writer: world.log.append("keys deleted"))
+    monkeypatch.setattr(net, "poll", lambda probe, **kw: probe())
     return world
 
 
@@ -343,7 +343,7 @@ ROUND = {"image": "nettools", "peer_timeout_ms": 4000, "victim_timeout_ms": 1200
 
 
 def test_faked_partition_round_passes_when_nothing_is_lost(world):
-    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
+    result = net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert result.problems == []
     counted = (result.victim, result.lost_writes, result.lost_replicated, result.split_brain_writes)
     assert counted == ("redis-1", 0, 0, 0)
@@ -354,7 +354,7 @@ def test_faked_partition_round_passes_when_nothing_is_lost(world):
 
 
 def test_faked_partition_round_without_min_replicas_fails_when_no_split_brain_write_is_seen(world):
-    result = drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
+    result = net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert result.split_brain_writes == 0
     assert result.problems == [
         "positive control failed: with min-replicas-to-write 0 the isolated redis-1 acknowledged no write after the "
@@ -364,7 +364,7 @@ def test_faked_partition_round_without_min_replicas_fails_when_no_split_brain_wr
 def test_faked_partition_round_without_a_victim_ack_after_the_fault_leaves_last_victim_ack_unmeasured(world):
     """The victim acknowledged nothing after the fault (every ack is from before it): there is no "last victim
     ack" to report, and 0.0 would claim one at the very moment of the fault."""
-    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
+    result = net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert result.last_victim_ack_ms is None
     assert net_report("redis-partition", [result], {})["summary"]["last_victim_ack_ms"] == {
         "n": 0.0, "median": None, "p95": None, "max": None}
@@ -373,7 +373,7 @@ def test_faked_partition_round_without_a_victim_ack_after_the_fault_leaves_last_
 def test_faked_partition_round_counts_a_lost_acknowledged_write(world):
     world.acks_after_promotion = [NetAck(51, 0, False, "redis-1")]
     world.missing = {51}
-    result = drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
+    result = net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert (result.lost_writes, result.lost_replicated, result.split_brain_writes) == (1, 0, 1)
     assert result.problems == [
         "1 write(s) acknowledged by the isolated redis-1 after the promotion although min-replicas-to-write is 1"]
@@ -382,7 +382,7 @@ def test_faked_partition_round_counts_a_lost_acknowledged_write(world):
 def test_faked_partition_round_counts_a_lost_wait_confirmed_write(world):
     world.missing = {7, 51}  # 7: acknowledged before the fault, confirmed by WAIT, gone after the heal
     world.acks_after_promotion = [NetAck(51, 0, False, "redis-1")]  # the split-brain write, lost as expected
-    result = drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
+    result = net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert (result.lost_writes, result.lost_replicated, result.split_brain_writes) == (2, 1, 1)
     assert result.problems == ["1 write(s) confirmed by WAIT 1 were lost"]
 
@@ -390,7 +390,7 @@ def test_faked_partition_round_counts_a_lost_wait_confirmed_write(world):
 def test_faked_partition_round_stops_on_an_unhealed_partition(world):
     world.heal_leaves = "-A INPUT -j DSH-PART-IN\n"
     with pytest.raises(DrillError) as raised:
-        drills_net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
+        net.partition_round(FakeCluster(), 0, 1, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert str(raised.value) == "redis-1: the fault was not undone, still installed: -A INPUT -j DSH-PART-IN"
     assert world.min_replicas == [1, 0]  # min-replicas-to-write put back on the way out
     assert world.log.index("healing the partition") < world.log.index("helper removed")
@@ -400,7 +400,7 @@ def test_faked_partition_round_stops_on_an_unhealed_partition(world):
 def test_faked_partition_round_refuses_a_harness_connection_not_from_the_gateway(world, monkeypatch):
     monkeypatch.setattr(FakeClient, "client_info", lambda self: {"addr": "172.18.0.4:1"})
     with pytest.raises(DrillError) as raised:
-        drills_net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
+        net.partition_round(FakeCluster(), 0, 0, timeout=5, **ROUND)  # type: ignore[arg-type]
     assert str(raised.value).startswith("the harness's connection reaches the node from 172.18.0.4, not from the "
                                         "gateway 172.18.0.1")
     assert "installing the partition" not in world.log and world.min_replicas == [0, 0]
@@ -435,7 +435,7 @@ class FakeDelayHelper:
 
 def test_auto_falls_back_to_the_nfqueue_delayer_and_says_why():
     helper = FakeDelayHelper("Error: Specified qdisc kind is unknown.")
-    delay = drills_net.apply_delay(helper, ROUTE, 250, "auto")  # type: ignore[arg-type]
+    delay = net.apply_delay(helper, ROUTE, 250, "auto")  # type: ignore[arg-type]
     assert (delay.method, delay.note) == ("nfqueue", "netem refused, NFQUEUE delayer used: Error: Specified qdisc "
                                                      "kind is unknown.")
     rules = next(s for s in helper.scripts if "NFQUEUE" in s)
@@ -447,12 +447,12 @@ def test_auto_falls_back_to_the_nfqueue_delayer_and_says_why():
 def test_netem_forced_does_not_fall_back():
     helper = FakeDelayHelper("Error: Specified qdisc kind is unknown.")
     with pytest.raises(DrillError, match="Specified qdisc kind is unknown"):
-        drills_net.apply_delay(helper, ROUTE, 250, "netem")  # type: ignore[arg-type]
+        net.apply_delay(helper, ROUTE, 250, "netem")  # type: ignore[arg-type]
 
 
 def test_netem_delays_the_subnet_but_not_the_gateway():
     helper = FakeDelayHelper(None)
-    delay = drills_net.apply_delay(helper, ROUTE, 250, "auto")  # type: ignore[arg-type]
+    delay = net.apply_delay(helper, ROUTE, 250, "auto")  # type: ignore[arg-type]
     assert (delay.method, delay.note) == ("netem", "auto: netem available")
     script = helper.scripts[0]
     assert "netem delay 250ms" in script

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness.engine import DEPENDENCIES, new_run_id, start_layers, validate_services, with_dependencies
+from harness.stacks.engine import DEPENDENCIES, new_run_id, start_layers, validate_services, with_dependencies
 from stack import registry
 from stack.errors import ConfigError
 
@@ -57,7 +57,7 @@ def test_owner_alive_logic():
     import socket
     import subprocess
 
-    from harness.engine import _owner_alive
+    from harness.stacks.engine import _owner_alive
     from stack.base import LABEL_OWNER_HOST, LABEL_OWNER_PID
 
     here = socket.gethostname()

@@ -1,4 +1,4 @@
-"""The HTML run report (harness/html_report.py): what it draws, what it refuses to hide, and that it flags
+"""The HTML run report (harness/reports/html.py): what it draws, what it refuses to hide, and that it flags
 regressions by the rule of ``report summarize``. Built from reports of the real shapes (the engine's
 StackReport, the drills' reports, the backup round trip's benchmark). No Docker, no browser (the browser test is
 tests/test_html_browser.py).
@@ -19,12 +19,10 @@ from typing import Any
 
 import pytest
 
-from harness.certs import CertStatus, TlsTarget, tls_row
 from harness.cli import main
-from harness.drills import FailoverRound, NodeLossRound
-from harness.drills import report as drill_report
-from harness.engine import ServiceRecord, StackReport
-from harness.html_report import (
+from harness.drills.redis import FailoverRound, NodeLossRound
+from harness.drills.redis import report as drill_report
+from harness.reports.html import (
     BROWSERS,
     COLOURS,
     STATUS_COLOURS,
@@ -35,9 +33,11 @@ from harness.html_report import (
     timeline_bars,
     write_beside,
 )
-from harness.redact import forget, register
-from harness.report import Outcomes, build_report
-from harness.summary import LoadedReport, summarize
+from harness.reports.redact import forget, register
+from harness.reports.report import Outcomes, build_report
+from harness.reports.summary import LoadedReport, summarize
+from harness.stacks.engine import ServiceRecord, StackReport
+from harness.trust.certs import CertStatus, TlsTarget, tls_row
 from stack.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

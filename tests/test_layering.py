@@ -46,13 +46,13 @@ def test_the_check_sees_every_import_form() -> None:
         "from harness.waiting import poll\n"
         "from harness import files\n"
         "def f() -> None:\n"
-        "    from harness.pki import self_signed\n"
+        "    from harness.trust.pki import self_signed\n"
         "if TYPE_CHECKING:\n"
-        "    import harness.vault_bootstrap\n"
+        "    import harness.trust.bootstrap\n"
     )
     assert harness_imports(source, "stack/x.py") == [
         "stack/x.py:1: harness", "stack/x.py:2: harness.errors", "stack/x.py:3: harness.waiting",
-        "stack/x.py:4: harness", "stack/x.py:6: harness.pki", "stack/x.py:8: harness.vault_bootstrap",
+        "stack/x.py:4: harness", "stack/x.py:6: harness.trust.pki", "stack/x.py:8: harness.trust.bootstrap",
     ]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import harness.plugin
-from harness.redact import forget, register_fields
+from harness.reports.redact import forget, register_fields
 from stack.vault import VaultInit
 
 SUITE = """
@@ -339,8 +339,8 @@ def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
 # registers the Vault init when it starts or attaches to the shared stack; the password only its endpoint holds).
 XDIST_SECRET_ENGINE = """
 import dataclasses, os
-import harness.plugin, harness.reuse
-from harness.redact import register_fields
+import harness.plugin, harness.stacks.reuse
+from harness.reports.redact import register_fields
 from stack.vault import VaultInit
 
 
@@ -395,7 +395,7 @@ class SecretEngine:
         pass
 
 
-harness.reuse.ENGINE = SecretEngine()
+harness.stacks.reuse.ENGINE = SecretEngine()
 if os.environ.get("LEAK_BREAK_WORKER_REDACTION") and os.environ.get("PYTEST_XDIST_WORKER"):
     harness.plugin.redact_report = lambda report: None  # the broken thing: workers send their reports as they are
 """

@@ -1,4 +1,4 @@
-"""harness.redact: which values are registered, and what redaction leaves of a text (no Docker)."""
+"""harness.reports.redact: which values are registered, and what redaction leaves of a text (no Docker)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.backup import Keys
-from harness.credentials import rotate_password
-from harness.pki import ServiceMaterial
-from harness.redact import (
+from harness.backup.archive import Keys
+from harness.reports.redact import (
     MIN_LENGTH,
     contains_secret,
     forget,
@@ -25,7 +23,9 @@ from harness.redact import (
     register_fields,
     register_state_dir,
 )
-from harness.vault_bootstrap import BootstrapResult
+from harness.trust.bootstrap import BootstrapResult
+from harness.trust.credentials import rotate_password
+from harness.trust.pki import ServiceMaterial
 from stack.vault import VaultInit
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drills import FailoverRound, drill_lines, percentile, report, summarize
-from harness.redis_slots import (
+from harness.drills.redis import FailoverRound, drill_lines, percentile, report, summarize
+from harness.drills.redis_slots import (
     KEYSLOT_VECTORS,
     coverage_problems,
     health_problems,
@@ -98,7 +98,7 @@ def test_report_lines_show_every_round_and_problems():
 
 @pytest.mark.parametrize("fault", ["explode"])
 def test_unknown_fault_is_refused(fault):
-    from harness.drills import inject
+    from harness.drills.redis import inject
 
     with pytest.raises(ValueError, match="unknown fault"):
         inject(type("C", (), {"get_wrapped_container": lambda self: object()})(), fault)  # type: ignore[arg-type]

@@ -180,7 +180,7 @@ class _Container:
 
 
 def test_reload_tls_refuses_an_unknown_service_instead_of_sighup() -> None:
-    from harness.certs import reload_tls
+    from harness.trust.certs import reload_tls
 
     container = _Container()
     with pytest.raises(registry.UnknownService, match=r"unknown service 'oracle'; valid services: vault, "):
@@ -189,7 +189,7 @@ def test_reload_tls_refuses_an_unknown_service_instead_of_sighup() -> None:
 
 
 def test_reload_tls_dispatches_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.certs import reload_tls
+    from harness.trust.certs import reload_tls
 
     seen: list[tuple[Any, Any, float]] = []
     spec = registry.get("postgres")
@@ -235,7 +235,7 @@ class _FakeStack:
 def test_rotation_is_one_path_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     """rotate_certificate on any stack: issue, install in every container (the spec's files and owner), let the
     stack keep it, then the spec's reload_tls with the endpoint that carries the new serial."""
-    import harness.certs as certs
+    import harness.trust.certs as certs
 
     new = TlsMaterial(certificate="c", private_key="k", ca_chain="a", root_ca="r", serial="02")
     installed: list[tuple[Any, list[str], str]] = []
@@ -262,7 +262,7 @@ def test_rotation_is_one_path_through_the_spec(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_rotation_refuses_an_unknown_service_before_touching_the_stack() -> None:
-    from harness.certs import rotate_certificate
+    from harness.trust.certs import rotate_certificate
 
     stack = _FakeStack()
     with pytest.raises(registry.UnknownService, match=r"^unknown service 'oracle'; valid services: vault, "):
@@ -333,9 +333,9 @@ def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServiceSpec:
 
 def test_extra_backed_up_service_without_a_seed_fails_naming_it(extra: ServiceSpec,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backup round trips and the upgrade drill ask the spec for the seed (``harness.upgrade.seed_of``): a
+    """The backup round trips and the upgrade drill ask the spec for the seed (``harness.drills.upgrade.seed_of``): a
     backed-up service without one is named, not skipped."""
-    from harness.upgrade import seed_of
+    from harness.drills.upgrade import seed_of
     from stack.backup_ops import BackupOps
 
     ops = BackupOps(lambda src: [], lambda src, files: None, lambda ep: "1")
@@ -348,7 +348,7 @@ def test_extra_backed_up_service_without_a_seed_fails_naming_it(extra: ServiceSp
 
 
 def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) -> None:
-    from harness.engine import DEPENDENCIES, network_aliases, start_layers, validate_services, with_dependencies
+    from harness.stacks.engine import DEPENDENCIES, network_aliases, start_layers, validate_services, with_dependencies
 
     assert DEPENDENCIES["extra"] == ("vault",)
     assert validate_services(["extra"]) == ["extra"]
@@ -359,14 +359,14 @@ def test_extra_service_is_in_the_engine_graph_after_vault(extra: ServiceSpec) ->
 
 
 def test_extra_service_is_compose_drift_until_the_file_has_it(extra: ServiceSpec) -> None:
-    from harness.compose import compose_drift
+    from harness.stacks.compose import compose_drift
 
     assert compose_drift(_compose_services()) == ["extra: compose service 'extra' is not in the compose file"]
     assert compose_drift(_compose_services() | {"extra"}) == []
 
 
 def test_extra_service_compose_material_is_its_tls_files_by_default(extra: ServiceSpec) -> None:
-    from harness.compose import service_files
+    from harness.stacks.compose import service_files
 
     tls = TlsMaterial(certificate="c", private_key="k", ca_chain="a", root_ca="r", serial="01")
     assert service_files("extra", {"password": "x"}, tls, Settings()) == {
@@ -374,8 +374,8 @@ def test_extra_service_compose_material_is_its_tls_files_by_default(extra: Servi
 
 
 def test_extra_service_certs_dispatch_defaults_and_missing_reload(extra: ServiceSpec) -> None:
-    from harness.certs import reload_tls, targets
-    from harness.kept_stack import endpoint_from_json
+    from harness.stacks.kept import endpoint_from_json
+    from harness.trust.certs import reload_tls, targets
 
     container = _Container()
     with pytest.raises(MissingCapability, match=r"^service 'extra' has no 'reload_tls' capability; to add it: "
@@ -391,7 +391,7 @@ def test_extra_service_certs_dispatch_defaults_and_missing_reload(extra: Service
 def test_extra_service_rotation_fails_naming_reload_tls_before_issuing(extra: ServiceSpec) -> None:
     """The extra service serves TLS but has no reload_tls: the one rotation path refuses it by name, and nothing
     is issued, installed or recorded (the stack is not even asked for its endpoint)."""
-    from harness.certs import rotate_certificate
+    from harness.trust.certs import rotate_certificate
 
     stack = _FakeStack()
     with pytest.raises(MissingCapability) as info:
@@ -401,7 +401,7 @@ def test_extra_service_rotation_fails_naming_reload_tls_before_issuing(extra: Se
 
 
 def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.certs import reload_tls
+    from harness.trust.certs import reload_tls
 
     (tmp_path / "plain_service_mod.py").write_text(textwrap.dedent(EXTRA.format(name="plain", tls=False)))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -420,7 +420,7 @@ def test_a_service_without_tls_is_refused_by_certs_reload(tmp_path: Path, monkey
 def test_a_service_without_compose_entry_is_left_out_of_the_compose_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     """``compose up`` resolves images for the services in the compose file only; one registered from outside the
     package with no compose entry is reported as left out (attach mode then skips it naming the reason)."""
-    import harness.compose as compose
+    import harness.stacks.compose as compose
 
     class Resolver:
         def __init__(self, client: Any, settings: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.report import Outcomes, build_report, write_report
+from harness.reports.report import Outcomes, build_report, write_report
 
 
 def test_outcomes_fold_phases():

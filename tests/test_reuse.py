@@ -1,4 +1,4 @@
-"""The shared session stack (harness/reuse.py): the configuration hash, the kept-stack record, and the plugin's
+"""The shared session stack (harness/stacks/reuse.py): the configuration hash, the kept-stack record, and the plugin's
 use of it with pytest-xdist and ``--reuse``, proven with pytester against a fake engine (no Docker)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import reuse
-from harness.reuse import NOT_SHAPING, config_digest, config_inputs, describe_mismatch
 from harness.settings import Settings
+from harness.stacks import reuse
+from harness.stacks.reuse import NOT_SHAPING, config_digest, config_inputs, describe_mismatch
 from stack import registry
 
 IMAGES = {"vault": {"ref": "devstack-harness/openbao:2.7.2", "id": "sha256:" + "a" * 64, "source": "debian"},
@@ -111,11 +111,11 @@ def test_harness_version_covers_the_code_that_builds_containers(monkeypatch):
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a fresh interpreter holds after importing the start path (harness.engine: Stack.start) and every registered
-# service module (the registry imports them when the stack starts them), as repository-relative file names.
+# What a fresh interpreter holds after importing the start path (harness.stacks.engine: Stack.start) and every
+# registered service module (the registry imports them when the stack starts them), as repository-relative file names.
 _START_PATH = """
 import json, sys
-import harness.engine
+import harness.stacks.engine
 from stack import registry
 registry.specs()
 print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
@@ -135,7 +135,7 @@ def test_harness_version_changes_with_every_module_of_the_start_path(monkeypatch
     """Edit each module the start path imports (its bytes as the hash reads them): the version, and so the
     configuration hash, must change, or --reuse would attach to a stack that module's old code started."""
     files = start_path_files()
-    assert {"harness/engine.py", "harness/certs.py", "stack/postgres.py"} <= set(files), files
+    assert {"harness/stacks/engine.py", "harness/trust/certs.py", "stack/postgres.py"} <= set(files), files
     first = reuse.harness_version()
     original = Path.read_bytes
     unnoticed = []
@@ -197,15 +197,15 @@ def test_record_round_trip_and_live_users(tmp_path):
 FAKE_ENGINE = '''
 import json, os, sys, time, types
 from pathlib import Path
-import harness.reuse
+import harness.stacks.reuse
 
 LOG = Path(os.environ["FAKE_ENGINE_LOG"])
 
 # The HTML page beside the run report is tests/test_html_report.py's subject; here drawing it would only cost every
 # run a matplotlib import and a chart (about a second of CPU), so the plugin's import of it finds this instead.
-_html = types.ModuleType("harness.html_report")
+_html = types.ModuleType("harness.reports.html")
 _html.write_beside = lambda path, tolerance=0.25: path.with_suffix(".html")
-sys.modules["harness.html_report"] = _html
+sys.modules["harness.reports.html"] = _html
 
 
 def lock_waiter(state_dir, timeout_s=30.0):
@@ -272,7 +272,7 @@ class FakeEngine:
     def adopt(self, settings, record, log):
         why = os.environ.get("FAKE_UNHEALTHY")
         if why:
-            raise harness.reuse.Unhealthy(why)
+            raise harness.stacks.reuse.Unhealthy(why)
         note(event="adopt", run_id=record.run_id)
         return FakeStack(record.run_id)
 
@@ -280,7 +280,7 @@ class FakeEngine:
         note(event="remove", run_id=run_id)
 
 
-harness.reuse.ENGINE = FakeEngine()
+harness.stacks.reuse.ENGINE = FakeEngine()
 '''
 
 TESTS = '''

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import harness.docker_env
+import harness.stacks.docker_env
 from harness.cli import main
-from harness.runstate import OWNER_FILE, owner_alive, prune_run_state, prune_runs, write_owner
 from harness.settings import load_settings
+from harness.stacks.runstate import OWNER_FILE, owner_alive, prune_run_state, prune_runs, write_owner
 from stack.base import LABEL_RUN_ID
 from stack.errors import ConfigError
 
@@ -201,7 +201,7 @@ def test_down_prunes_finished_runs_and_keeps_the_setting(tmp_path, monkeypatch, 
     monkeypatch.setenv("HARNESS_KEEP_RUN_STATE", "2")
     ids = _ids(5)
     _make(tmp_path / ".harness" / "runs", ids)
-    monkeypatch.setattr(harness.docker_env, "docker_client", lambda: FakeClient(containers=[ids[0]]))
+    monkeypatch.setattr(harness.stacks.docker_env, "docker_client", lambda: FakeClient(containers=[ids[0]]))
     assert main(["down"]) == 0
     assert _left(tmp_path / ".harness" / "runs") == [ids[0], ids[3], ids[4]]
     err = capsys.readouterr().err

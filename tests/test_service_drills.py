@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from harness.cli import build_parser
-from harness.drill_broker import AT_RISK_MIN, broker_verdict, durability_verdict
-from harness.drill_kit import (
+from harness.drills.broker import AT_RISK_MIN, broker_verdict, durability_verdict
+from harness.drills.kit import (
     REDIS_DRILLS,
     DrillError,
     drill_names,
@@ -27,10 +27,10 @@ from harness.drill_kit import (
     pick_fault,
     service_drills,
 )
-from harness.drill_runner import METRICS, metrics_for, runner_for
-from harness.drill_sql import SqlCrashRound, SqlWriter, sql_crash_round, sql_verdict
-from harness.drill_vault import vault_verdict
-from harness.drills import drill_lines, report
+from harness.drills.redis import drill_lines, report
+from harness.drills.runner import METRICS, metrics_for, runner_for
+from harness.drills.sql import SqlCrashRound, SqlWriter, sql_crash_round, sql_verdict
+from harness.drills.vault import vault_verdict
 from stack import mysql, postgres, registry
 from stack.drill_ops import FAULT_HELP, ServiceDrill, SqlCrashOps
 

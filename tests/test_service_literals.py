@@ -15,14 +15,14 @@ from stack import registry
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 
-#: module -> (number of literals, why they may name a service)
+#: module (its path under harness/) -> (number of literals, why they may name a service)
 ALLOWED: dict[str, tuple[int, str]] = {
     "cli.py": (9, "the Redis drills: `drill redis-failover|redis-node-loss|redis-partition|latency` start Vault and "
                    "the Redis cluster, and their usage lines"),
-    "drill_kit.py": (3, "the Redis drills' names beside the service drills the registry declares (the CLI's choices)"),
-    "drill_verdict.py": (3, "the Redis drills' rules, keyed by drill name as their reports are"),
-    "drills.py": (2, "the Redis drills' report: which drill a report is"),
-    "drills_net.py": (2, "the Redis network drills (partition, latency): which drill a report is"),
+    "drills/kit.py": (3, "the Redis drills' names beside the service drills the registry declares (the CLI's choices)"),
+    "drills/verdict.py": (3, "the Redis drills' rules, keyed by drill name as their reports are"),
+    "drills/redis.py": (2, "the Redis drills' report: which drill a report is"),
+    "drills/net.py": (2, "the Redis network drills (partition, latency): which drill a report is"),
     "settings.py": (2, "the Redis topology settings (redis_masters, redis_replicas) the drills and the module read"),
 }
 
@@ -46,13 +46,20 @@ def service_literals(source: str, names: tuple[str, ...]) -> list[str]:
             and node.value.startswith(names)]
 
 
+def _modules() -> list[Path]:
+    """Every module of the harness package, its subpackages' included."""
+    paths = sorted(HARNESS.rglob("*.py"))
+    assert len(paths) > 30 and HARNESS / "drills" / "kit.py" in paths, f"expected the harness's modules, found {paths}"
+    return paths
+
+
 def _counts() -> dict[str, list[str]]:
     names = tuple(n for n in registry.names() if n != "vault")
     found = {}
-    for path in sorted(HARNESS.glob("*.py")):
+    for path in _modules():
         literals = service_literals(path.read_text(encoding="utf-8"), names)
         if literals:
-            found[path.name] = literals
+            found[path.relative_to(HARNESS).as_posix()] = literals
     return found
 
 

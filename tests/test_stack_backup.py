@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from harness import stack_backup as bs
-from harness.backup import BackupError
+from harness.backup import orchestration as bs
+from harness.backup.archive import BackupError
 from stack.mongodb import MONGO_CONFIG
 from stack.mysql import MYSQL_OPTIONS
 

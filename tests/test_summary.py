@@ -9,9 +9,8 @@ import os
 import pytest
 
 from harness.cli import main
-from harness.drills import FailoverRound, NodeLossRound, report
-from harness.settings import load_settings
-from harness.summary import (
+from harness.drills.redis import FailoverRound, NodeLossRound, report
+from harness.reports.summary import (
     FLOORS,
     LoadedReport,
     ReportInputError,
@@ -20,6 +19,7 @@ from harness.summary import (
     suite_of,
     summarize,
 )
+from harness.settings import load_settings
 from stack.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def _result(nodeid, outcome, reason=""):
 
 
 def _report(results, **extra):
-    """A minimal run report in the shape of ``harness.report.build_report``."""
+    """A minimal run report in the shape of ``harness.reports.report.build_report``."""
     counts = {k: sum(1 for r in results if r["outcome"] == k) for k in ("passed", "failed", "skipped", "error")}
     data = {"schema": 1, "created": "2025-01-01T00:00:00+00:00", "run_id": "r1", "image_set": "debian",
             "time_to_ready_s": {}, "total_stack_start_s": None, "parallel_ratio": None, "tests": counts,

@@ -328,7 +328,7 @@ def test_tls12_only_context_negotiates_tls12(cert_files):
 
 
 def test_served_records_the_tls12_suite(cert_files):
-    from harness.certs import TlsTarget, served
+    from harness.trust.certs import TlsTarget, served
     from stack.tlsprobe import int_to_serial as to_serial
 
     with tls_server(cert_files, ciphers=OPENSSL_TLS12, server_order=True) as port:

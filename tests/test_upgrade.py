@@ -1,9 +1,10 @@
-"""The upgrade drill's verdict (harness/upgrade.py), without Docker: what carried over, what did not, known gaps."""
+"""The upgrade drill's verdict (harness/drills/upgrade.py), without Docker: what carried over, what did not, known
+gaps."""
 
 from __future__ import annotations
 
+from harness.drills.upgrade import UpgradePair, _gap, compare, pair_lines, pair_verdict
 from harness.settings import Settings
-from harness.upgrade import UpgradePair, _gap, compare, pair_lines, pair_verdict
 from stack.mysql import UPGRADE_GAPS
 
 EXPECTED = {"postgres.rows": "a1", "postgres.roles": "b2", "vault.kv": "c3"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hvac.exceptions
 import pytest
 
-from harness.vault_bootstrap import (
+from harness.trust.bootstrap import (
     ADMIN_POLICY_HCL,
     AppRoleSettings,
     PkiSettings,

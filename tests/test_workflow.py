@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from harness.cli import build_parser
-from harness.drills import report as drill_report
-from harness.engine import with_dependencies
-from harness.report import Outcomes, build_report
+from harness.drills.redis import report as drill_report
+from harness.reports.report import Outcomes, build_report
+from harness.stacks.engine import with_dependencies
 from stack import registry
 
 ROOT = Path(__file__).resolve().parent.parent

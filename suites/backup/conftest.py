@@ -1,7 +1,7 @@
 """What the backup round trips seed, check and fingerprint, per service, and the round trip itself.
 
 Each backed-up service declares its seed in its module (``SPEC.backup_ops.seed``, a
-:class:`~stack.backup_ops.BackupSeed`; Vault's is in ``harness.upgrade``): deterministic data written with every
+:class:`~stack.backup_ops.BackupSeed`; Vault's is in ``harness.drills.upgrade``): deterministic data written with every
 step checked, a list of the seeded objects missing from a stack, fingerprints to compare at backup time and after a
 restore, and optionally a marker written before the backup (must come back) and after it (must not).
 :func:`run_round_trip` seeds a stack of its own with some services, backs it up encrypted, removes it (containers,
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from harness.backup import basic_format_check, verify
-from harness.engine import Stack
-from harness.stack_backup import create, restore
-from harness.upgrade import fingerprints, missing_seed, seed, seed_of
+from harness.backup.archive import basic_format_check, verify
+from harness.backup.orchestration import create, restore
+from harness.drills.upgrade import fingerprints, missing_seed, seed, seed_of
+from harness.stacks.engine import Stack
 
-# The seeds (Vault's and every service's, ``seed_of``) live in harness.upgrade: the upgrade drill proves the same
+# The seeds (Vault's and every service's, ``seed_of``) live in harness.drills.upgrade: the upgrade drill proves the same
 # data across release lines.
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backup import basic_format_check, verify
-from harness.stack_backup import create, restore
+from harness.backup.archive import basic_format_check, verify
+from harness.backup.orchestration import create, restore
 
 pytestmark = [pytest.mark.backup, pytest.mark.mongodb, pytest.mark.destructive]
 

@@ -4,7 +4,7 @@ stack of their own, seeded, backed up encrypted, removed, restored into a fresh 
 One case per service with the backup capability in :mod:`stack.registry`, marked with that service: ``pytest
 suites/ -m postgres`` runs the PostgreSQL round trip (into a fresh Vault + PostgreSQL) and nothing of the others.
 Each service's seed (data, its check and fingerprints) is declared in its module (``SPEC.backup_ops.seed``,
-Vault's in ``harness.upgrade``); a backed-up service without one fails naming the missing capability. The
+Vault's in ``harness.drills.upgrade``); a backed-up service without one fails naming the missing capability. The
 whole-stack round trip, with the forgery and incremental checks, is ``test_backup_restore.py``."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import secrets
 
 import pytest
 
-from harness.engine import with_dependencies
 from harness.plugin import service_params
+from harness.stacks.engine import with_dependencies
 from stack import registry
 
 pytestmark = [pytest.mark.backup, pytest.mark.destructive, pytest.mark.own_stack]

@@ -5,7 +5,7 @@ deterministic data in each (each step checked; the seeds are in ``conftest.py``)
 encrypted backup, writes more data (which must *not* come back), removes the whole stack, starts a fresh one (new
 containers, new Vault, new passwords) and restores into it. The tests check that every seeded object is there
 before the backup and after the restore, then compare per-table, per-slot-range, per-vhost and Vault fingerprints
-taken at backup time with the restored ones. The forgeries of :mod:`harness.backup_tamper` are applied to copies
+taken at backup time with the restored ones. The forgeries of :mod:`harness.backup.tamper` are applied to copies
 of the real backup: each is refused, named, and restores nothing into the running stack.
 
 Selection: these tests carry no service marker (``whole_stack`` instead), so ``-m postgres`` does not pull in the
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from harness.backup import BackupError, basic_format_check, verify
-from harness.backup_tamper import CASES, Chain, named
-from harness.engine import Stack
-from harness.stack_backup import create, restore
+from harness.backup.archive import BackupError, basic_format_check, verify
+from harness.backup.orchestration import create, restore
+from harness.backup.tamper import CASES, Chain, named
+from harness.stacks.engine import Stack
 from stack import registry
 from stack.backup_ops import RESTORE_DIR
 from stack.mysql import MYSQL_OPTIONS
@@ -149,7 +149,7 @@ def test_manifest_edit_with_recomputed_checksum_still_detected(round_trip, tmp_p
 
 
 def test_wrong_passphrase_restores_nothing(round_trip):
-    from harness.backup import read_artifacts
+    from harness.backup.archive import read_artifacts
 
     findings = verify(round_trip["root"], round_trip["manifest"].id, b"not the passphrase", basic_format_check)
     assert [f.status for f in findings] == ["wrong passphrase"]
@@ -263,7 +263,7 @@ def test_no_password_file_left_in_the_mysql_container(round_trip, tmp_path):
 
 
 def test_passphrase_file_must_be_private(tmp_path):
-    from harness.backup import read_passphrase
+    from harness.backup.archive import read_passphrase
     from stack.errors import ConfigError
 
     path = tmp_path / "pass"

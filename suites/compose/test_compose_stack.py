@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from harness.attach import probe, published
-from harness.certs import OWNERS, served, targets
-from harness.compose import COMPOSE_SERVICES, file_name, project_containers, read_secret
-from harness.compose_lifecycle import status
 from harness.plugin import service_params
+from harness.stacks.attach import probe, published
+from harness.stacks.compose import COMPOSE_SERVICES, file_name, project_containers, read_secret
+from harness.stacks.compose_lifecycle import status
+from harness.trust.certs import OWNERS, served, targets
 from stack import registry
 from stack.waiting import poll
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.credentials import rotate_password
 from harness.plugin import service_params
-from harness.vault_bootstrap import approle_login
+from harness.trust.bootstrap import approle_login
+from harness.trust.credentials import rotate_password
 from stack import registry
 
 pytestmark = pytest.mark.credentials

@@ -6,17 +6,17 @@ messages at risk at the kill, none lost, and the durable queue still there (brok
 on Mnesia when its commit decisions are held back, kept on Khepri, and kept when settled (declare durability); 0
 acknowledged KV writes lost, Vault back sealed and unsealed by the harness, AppRole logins and certificate
 issuance resumed (Vault seal). Durations are printed, not asserted, beyond the round's own deadline
-(``drill_round_timeout_s``), which catches a hang. Every round is judged by :func:`harness.drill_runner.run_round`
-(:mod:`harness.drill_verdict`), as ``python -m harness drill`` judges it.
+(``drill_round_timeout_s``), which catches a hang. Every round is judged by :func:`harness.drills.runner.run_round`
+(:mod:`harness.drills.verdict`), as ``python -m harness drill`` judges it.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from harness.drill_kit import service_drills
-from harness.drill_runner import metrics_for, run_round
-from harness.drills import drill_lines, report
+from harness.drills.kit import service_drills
+from harness.drills.redis import drill_lines, report
+from harness.drills.runner import metrics_for, run_round
 from stack import registry
 
 pytestmark = [pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
@@ -28,7 +28,7 @@ CASES = [pytest.param(name, fault, marks=getattr(pytest.mark, registry.get(servi
 @pytest.mark.parametrize(("name", "fault"), CASES)
 def test_service_drill_round(drill_stack, drill_results, name, fault):
     service, drill = service_drills()[name]
-    # Judged as `python -m harness drill NAME` judges it (harness.drill_verdict): every figure measured, the
+    # Judged as `python -m harness drill NAME` judges it (harness.drills.verdict): every figure measured, the
     # durations within the round's deadline, enough work done; the round's own verdict for its losses.
     result = run_round(drill_stack, service, drill, 0, fault, drill_stack.settings.drill_round_timeout_s)
     data = report(name, [result], {"fault": fault, "service": service}, metrics=metrics_for(drill))

@@ -1,7 +1,7 @@
 """Failover drill (masters with 1 replica each, 3+3 by default): one round per fault kind, figures always
 reported.
 
-Judged by :func:`harness.drill_verdict.judge`, as ``python -m harness drill`` judges it: the promotion within
+Judged by :func:`harness.drills.verdict.judge`, as ``python -m harness drill`` judges it: the promotion within
 ``drill_promote_max_ms`` (default 5000 with ``drill_node_timeout_ms`` 1000), the stages in order, every figure
 measured, writes confirmed on a replica and none of them lost; the old master back as a replica and the cluster
 whole again."""
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.drill_verdict import judge
-from harness.drills import FAULTS, ClusterView, failover_round, report
+from harness.drills.redis import FAULTS, ClusterView, failover_round, report
+from harness.drills.verdict import judge
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 

@@ -5,15 +5,15 @@
 Invariants: no failover (no replica promoted, no epoch bump) and the delay really took effect (the client p50 of
 ``SET`` + ``WAIT 1`` rose by at least half the delay: without it the first invariant proves nothing). The p50/p99
 before and during are printed and compared by ``report summarize``, not asserted. Judged by
-:func:`harness.drill_verdict.judge`, as ``python -m harness drill latency`` judges it."""
+:func:`harness.drills.verdict.judge`, as ``python -m harness drill latency`` judges it."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.drill_verdict import judge
-from harness.drills import ClusterView
-from harness.drills_net import latency_round, net_report, nettools_image
+from harness.drills.net import latency_round, net_report, nettools_image
+from harness.drills.redis import ClusterView
+from harness.drills.verdict import judge
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 

@@ -1,13 +1,13 @@
 """Node-loss drill (masters without replicas, 3 by default): losing a master with and without full coverage,
-and recovery from its AOF with every key written before the loss back. Judged by :func:`harness.drill_verdict.judge`,
+and recovery from its AOF with every key written before the loss back. Judged by :func:`harness.drills.verdict.judge`,
 as ``python -m harness drill`` judges it."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.drill_verdict import judge
-from harness.drills import node_loss_round, report
+from harness.drills.redis import node_loss_round, report
+from harness.drills.verdict import judge
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 

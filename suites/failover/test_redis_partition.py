@@ -7,15 +7,15 @@ acknowledges writes after the promotion (the positive control: the window exists
 them with ``NOREPLICAS`` (split-brain writes 0); the partition is healed (no rule left) and the
 old master is back as a replica of a whole cluster. Durations are printed (and compared by ``report
 summarize``), not asserted; the round is bounded by ``drill_round_timeout_s``. Judged by
-:func:`harness.drill_verdict.judge`, as ``python -m harness drill redis-partition`` judges it."""
+:func:`harness.drills.verdict.judge`, as ``python -m harness drill redis-partition`` judges it."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.drill_verdict import judge
-from harness.drills import ClusterView
-from harness.drills_net import net_report, nettools_image, partition_round
+from harness.drills.net import net_report, nettools_image, partition_round
+from harness.drills.redis import ClusterView
+from harness.drills.verdict import judge
 
 pytestmark = [pytest.mark.redis, pytest.mark.drill, pytest.mark.destructive, pytest.mark.own_stack]
 
@@ -38,7 +38,7 @@ def test_partition_round(failover_stack, drill_results, min_replicas):
           f"{result.rejoin_ms} ms; {result.writes_acked} acked, {result.lost_writes} lost, split-brain "
           f"{result.split_brain_writes}; writer errors {result.writer_errors}")
     # partition_verdict: no WAIT-confirmed write lost; min-replicas 1: no split-brain write and NOREPLICAS seen;
-    # min-replicas 0: split-brain writes seen (the positive control). drill_verdict: figures measured, writes
+    # min-replicas 0: split-brain writes seen (the positive control). drills.verdict: figures measured, writes
     # confirmed on a replica.
     assert not result.problems, result.problems
     view = ClusterView(cluster)

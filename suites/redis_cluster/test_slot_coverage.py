@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 import redis
 
-from harness.redis_slots import (
+from harness.drills.redis_slots import (
     CLUSTER_SLOTS,
     KEYSLOT_VECTORS,
     coverage_problems,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.certs import targets
+from harness.trust.certs import targets
 
 
 @pytest.fixture

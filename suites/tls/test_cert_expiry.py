@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.certs import status, tls_row
 from harness.plugin import service_params
-from harness.vault_bootstrap import ttl_seconds
+from harness.trust.bootstrap import ttl_seconds
+from harness.trust.certs import status, tls_row
 from stack import registry
 
 pytestmark = pytest.mark.tls

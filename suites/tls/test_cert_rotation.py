@@ -11,8 +11,8 @@ import pytest
 import requests
 from cryptography import x509
 
-from harness.certs import rotate_certificate, targets
 from harness.plugin import service_params
+from harness.trust.certs import rotate_certificate, targets
 from stack import registry
 from stack.base import client_tls_context
 from stack.tlsprobe import handshake, int_to_serial

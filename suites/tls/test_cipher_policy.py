@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from harness.certs import served
 from harness.plugin import service_params
+from harness.trust.certs import served
 from stack import registry
 from stack.tls_policy import TLS12_CIPHERS, WEAK_TLS12
 from stack.tlsprobe import Offer, client_offers, server_picks, sweep_tls12, tls12_policy_problems

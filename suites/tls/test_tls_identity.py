@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import DNSName, IPAddress, SubjectAlternativeName
 
-from harness.certs import served
 from harness.plugin import service_params
+from harness.trust.certs import served
 from stack import registry
 from stack.selfsigned import self_signed
 from stack.tlsprobe import LEGACY_VERSIONS, check_legacy, client_speaks, handshake, serial_to_int

@@ -8,7 +8,7 @@ import hvac.exceptions
 import pytest
 
 from harness.plugin import service_params
-from harness.vault_bootstrap import approle_login, ttl_seconds
+from harness.trust.bootstrap import approle_login, ttl_seconds
 from stack import registry
 
 # `vault` is not module-wide: each service's AppRole cases carry that service's marker (service_params) and run

@@ -15,10 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.certs import targets
-from harness.engine import network_aliases
 from harness.plugin import service_params
-from harness.vault_bootstrap import approle_login, service_names, ttl_seconds
+from harness.stacks.engine import network_aliases
+from harness.trust.bootstrap import approle_login, service_names, ttl_seconds
+from harness.trust.certs import targets
 from stack import registry
 from stack.tlsprobe import handshake, int_to_serial
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import requests
 
-from harness.backup import VAULT, VAULT_KEYS, VAULT_SNAPSHOT, Artifact, BackupError, Manifest, incomplete
-from harness.running import RunningStack
+from harness.backup.archive import VAULT, VAULT_KEYS, VAULT_SNAPSHOT, Artifact, BackupError, Manifest, incomplete
+from harness.stacks.running import RunningStack
 from stack import registry
 from stack.backup_ops import RESTORE_DIR, BackupOps, BackupSource, Captured, StepFailed
 from stack.service import MissingCapability
@@ -133,7 +133,7 @@ def create(t: RunningStack, root: Path, services: list[str] | None, passphrase: 
     """Back up the running services (or ``services``) into a new backup under ``root``; ``log`` hears which
     running services are not backed up and why. A capture without every artifact its service declares writes
     nothing."""
-    from harness.backup import build_backup
+    from harness.backup.archive import build_backup
 
     wanted, skipped = plan(t, services)
     for name, reason in skipped.items():
@@ -214,7 +214,7 @@ def restore(t: RunningStack, root: Path, backup_id: str, passphrase: bytes | Non
     """Verify, then restore each service of the backup that runs in ``t``; returns seconds per service. A backup
     that does not verify is refused before anything of ``t`` is touched, and so is one that is not authenticated
     (no passphrase: an unencrypted backup) unless ``allow_unauthenticated``."""
-    from harness.backup import read_artifacts
+    from harness.backup.archive import read_artifacts
 
     artifacts = read_artifacts(root, backup_id, passphrase, allow_unauthenticated=allow_unauthenticated)
     return restore_verified(t, artifacts, services)
@@ -244,7 +244,7 @@ def restorable(artifacts: dict[str, tuple[Artifact, bytes]], services: list[str]
 
 def restore_verified(t: RunningStack, artifacts: dict[str, tuple[Artifact, bytes]],
                      services: list[str] | None) -> dict[str, float]:
-    """Restore artifacts returned by :func:`harness.backup.read_artifacts` (verified) into ``t``. Refused before
+    """Restore artifacts returned by :func:`harness.backup.archive.read_artifacts` (verified) into ``t``. Refused before
     anything of ``t`` is touched: what :func:`restorable` refuses, a service that does not run in ``t`` or lacks
     the backup capability."""
     wanted = restorable(artifacts, services)

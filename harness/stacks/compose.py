@@ -41,9 +41,9 @@ from docker import DockerClient
 from docker.models.containers import Container
 
 from harness.images import ImageResolver
-from harness.pki import CaChain, ServiceMaterial, export_ca
 from harness.settings import Settings
-from harness.vault_bootstrap import BootstrapResult, approle_login, bootstrap, fetch_material
+from harness.trust.bootstrap import BootstrapResult, approle_login, bootstrap, fetch_material
+from harness.trust.pki import CaChain, ServiceMaterial, export_ca
 from stack import registry
 from stack import vault as vault_api
 from stack.base import TLS_CERT, TLS_KEY, TlsMaterial, put_private_files

@@ -30,7 +30,7 @@ errors, ``split_brain_writes`` 0).
 
 **latency**: the victim master's packets towards its peers (not the gateway) are delayed by
 ``drill_latency_ms``, below ``cluster-node-timeout``: with ``tc netem`` where the kernel has ``sch_netem``, else
-with the NFQUEUE delayer :mod:`harness.nfq_delay` (same effect on the packets: each is held for the delay, in
+with the NFQUEUE delayer :mod:`harness.drills.nfq_delay` (same effect on the packets: each is held for the delay, in
 order). Eight client workers run ``SET`` + ``WAIT 1`` on the victim's slot, each at most one every 20 ms
 (bounded in count and time); the replication stream crosses the delayed link, so ``WAIT`` feels it. Reported:
 client p50/p99 before and during, ``added_p50_ms`` (which proves the delay took effect) and whether any node
@@ -58,7 +58,7 @@ from typing import Any
 import docker.errors
 import redis
 
-from harness.drills import (
+from harness.drills.redis import (
     POLL_S,
     ClusterView,
     DrillError,
@@ -66,7 +66,7 @@ from harness.drills import (
     percentile,
     summarize,
 )
-from harness.redis_slots import CLUSTER_SLOTS, key_for_slot, parse_cluster_nodes
+from harness.drills.redis_slots import CLUSTER_SLOTS, key_for_slot, parse_cluster_nodes
 from harness.settings import Settings
 from stack.base import LABEL_SERVICE
 from stack.errors import ReadinessTimeout
@@ -277,7 +277,7 @@ def apply_delay(helper: NetHelper, route: Route, delay_ms: int, method: str) -> 
                               detach=True)
     poll(lambda: helper.run(f"cat {NFQ_DIR}/ready 2>/dev/null || true", "reading the delayer's state"),
          what="the NFQUEUE delayer to bind its queue", timeout=10, interval=0.05, accept=bool,
-         hint="the kernel may lack nfnetlink_queue; run harness/nfq_delay.py by hand in the helper to see why")
+         hint="the kernel may lack nfnetlink_queue; run harness/drills/nfq_delay.py by hand in the helper to see why")
     try:
         helper.run(nfqueue_rules(route), "queueing the node's packets to the delayer")
     except DrillError:
@@ -834,7 +834,7 @@ def _pct(values: list[float], pct: float) -> float:
 
 
 def net_report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The JSON drill report (same shape as :func:`harness.drills.report`)."""
+    """The JSON drill report (same shape as :func:`harness.drills.redis.report`)."""
     metrics = PARTITION_METRICS if kind == "redis-partition" else LATENCY_METRICS
     return {"drill": kind, "settings": settings, "rounds": [asdict(r) for r in rounds],
             "summary": summarize(rounds, metrics), "failed_rounds": [r.round for r in rounds if r.problems]}
@@ -842,8 +842,8 @@ def net_report(kind: str, rounds: list[Any], settings: dict[str, Any]) -> dict[s
 
 def nettools_image(settings: Settings) -> str:
     """The network helper's image under the settings' image set (``HARNESS_IMAGE_NETTOOLS`` overrides it)."""
-    from harness.docker_env import docker_client
     from harness.images import ImageResolver
+    from harness.stacks.docker_env import docker_client
 
     resolved = ImageResolver(docker_client(), settings).resolve("nettools")
     if not resolved.available or resolved.ref is None:

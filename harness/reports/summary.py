@@ -1,6 +1,6 @@
 """Markdown summary of JSON run reports, for a CI job summary, optionally compared with an earlier run.
 
-The input is what the pytest plugin writes (``harness.report.build_report`` plus the optional ``drills`` and
+The input is what the pytest plugin writes (``harness.reports.report.build_report`` plus the optional ``drills`` and
 ``benchmarks`` keys; ``stack_mode`` and ``compose`` are shown when present). Any key may be missing or of an
 unexpected type: what cannot be read is left out, never guessed -- and what decides the verdict is never assumed:
 a report without pytest's exit status, a drill round with problems, a report in which nothing passed are FAIL.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact
+from harness.reports.redact import redact
 from stack.errors import HarnessError
 
 OUTCOMES = ("passed", "failed", "skipped", "error")

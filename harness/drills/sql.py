@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.drill_kit import (
+from harness.drills.kit import (
     POLL_S,
     DrillError,
     Timeline,

@@ -1,10 +1,10 @@
 """Running a service drill: which loop measures each drill kind, and the rounds, each judged as it ends.
 
 A service drill's *kind* (``ServiceDrill.kind``, declared by its service module) names its measuring loop:
-``sql-crash`` (:mod:`harness.drill_sql`), ``broker-loss`` and ``declare-durability`` (:mod:`harness.drill_broker`),
-``vault-seal`` (:mod:`harness.drill_vault`). The table below is the one place that maps a kind to its loop and its
+``sql-crash`` (:mod:`harness.drills.sql`), ``broker-loss`` and ``declare-durability`` (:mod:`harness.drills.broker`),
+``vault-seal`` (:mod:`harness.drills.vault`). The table below is the one place that maps a kind to its loop and its
 figures; the loops know nothing of it. The suites (one round at a time, :func:`run_round`) and the CLI (a whole
-drill, :func:`run_service_drill`) both run rounds here, so both judge them by :func:`harness.drill_verdict.judge`.
+drill, :func:`run_service_drill`) both run rounds here, so both judge them by :func:`harness.drills.verdict.judge`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from harness.drill_broker import BROKER_METRICS, DURABILITY_METRICS, broker_loss_round, declare_durability_round
-from harness.drill_kit import DrillError, pick_fault, service_drills
-from harness.drill_sql import SQL_METRICS, sql_crash_round
-from harness.drill_vault import VAULT_METRICS, vault_seal_round
-from harness.drill_verdict import judge
-from harness.drills import report
+from harness.drills.broker import BROKER_METRICS, DURABILITY_METRICS, broker_loss_round, declare_durability_round
+from harness.drills.kit import DrillError, pick_fault, service_drills
+from harness.drills.redis import report
+from harness.drills.sql import SQL_METRICS, sql_crash_round
+from harness.drills.vault import VAULT_METRICS, vault_seal_round
+from harness.drills.verdict import judge
 from stack.drill_ops import ServiceDrill
 
 
@@ -55,7 +55,7 @@ def metrics_for(drill: ServiceDrill) -> tuple[str, ...]:
 
 
 def run_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault: str, timeout: float) -> Any:
-    """One round of ``drill`` on ``stack``, judged (:func:`harness.drill_verdict.judge`, with the stack's settings)
+    """One round of ``drill`` on ``stack``, judged (:func:`harness.drills.verdict.judge`, with the stack's settings)
     as the suites and the CLI both need it."""
     return judge(drill.kind, runner_for(drill)(stack, service, drill, number, fault, timeout=timeout), stack.settings)
 
@@ -63,7 +63,8 @@ def run_round(stack: Any, service: str, drill: ServiceDrill, number: int, fault:
 def run_service_drill(stack: Any, name: str, rounds: int, fault: str, timeout: float,
                       on_round: Callable[[int, str], None] = lambda n, f: None) -> dict[str, Any]:
     """Start ``name``'s service in ``stack`` (Vault and its dependencies too), run ``rounds`` rounds (faults as
-    :func:`~harness.drill_kit.pick_fault` says), and return the drill's report (:func:`harness.drills.report`)."""
+    :func:`~harness.drills.kit.pick_fault` says), and return the drill's report
+    (:func:`harness.drills.redis.report`)."""
     service, drill = service_drills()[name]
     runner_for(drill)  # an unknown kind is refused before anything starts
     faults = [pick_fault(drill, number, fault) for number in range(rounds)]  # refuse a bad --fault up front

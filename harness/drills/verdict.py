@@ -22,16 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from harness.drill_broker import BROKER_METRICS, DURABILITY_METRICS
-from harness.drill_kit import DrillError
-from harness.drill_sql import BEFORE_FAULT as SQL_BEFORE_FAULT
-from harness.drill_sql import SQL_METRICS
-from harness.drill_vault import KV_BEFORE, LOGINS_BEFORE, VAULT_METRICS
-from harness.drills import FAILOVER_METRICS, KEYS_PER_MASTER, NODE_LOSS_METRICS
+from harness.drills.broker import BROKER_METRICS, DURABILITY_METRICS
+from harness.drills.kit import DrillError
+from harness.drills.redis import FAILOVER_METRICS, KEYS_PER_MASTER, NODE_LOSS_METRICS
+from harness.drills.sql import BEFORE_FAULT as SQL_BEFORE_FAULT
+from harness.drills.sql import SQL_METRICS
+from harness.drills.vault import KV_BEFORE, LOGINS_BEFORE, VAULT_METRICS
 from harness.settings import Settings
 
 if TYPE_CHECKING:
-    from harness.drills import FailoverRound, NodeLossRound
+    from harness.drills.redis import FailoverRound, NodeLossRound
 
 
 class _Judged(Protocol):
@@ -105,7 +105,7 @@ def node_loss_problems(result: NodeLossRound, settings: Settings) -> list[str]:
 RULES: dict[str, Rules] = {
     "redis-failover": Rules(FAILOVER_METRICS, more_than=(("writes_replicated", 0),), check=failover_problems),
     "redis-node-loss": Rules((*NODE_LOSS_METRICS, "surviving_slots_served"), check=node_loss_problems),
-    # partition_verdict (harness.drills_net) judges the writes, the split brain and the positive control.
+    # partition_verdict (harness.drills.net) judges the writes, the split brain and the positive control.
     "redis-partition": Rules(("detect_ms", "promote_ms", "rejoin_ms", "lost_writes", "lost_replicated",
                               "split_brain_writes"), more_than=(("writes_replicated", 0),)),
     # latency_verdict judges the failover and whether the delay took effect.

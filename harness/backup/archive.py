@@ -50,7 +50,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from harness.redact import register
+from harness.reports.redact import register
 from stack import registry
 from stack.backup_ops import Captured as Captured  # re-exported: one artifact as a capture returns it
 from stack.errors import ConfigError, HarnessError
@@ -68,7 +68,7 @@ NOT_AUTHENTICATED = (f"NOT AUTHENTICATED (unencrypted backup): {UNAUTHENTICATED_
 AUTHENTICATED = f"authentic: {MAC_ALG} over the manifest and backup id, under the passphrase's key"
 _ARTIFACT_PATH = re.compile(r"[a-z0-9_]+/[A-Za-z0-9][A-Za-z0-9._-]*")
 _BACKUP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a directory name under the backup root, never a path
-#: Vault, the root of trust, is captured and restored by the harness itself (harness.stack_backup), so its
+#: Vault, the root of trust, is captured and restored by the harness itself (harness.backup.orchestration), so its
 #: artifacts are declared here rather than in a ``BackupOps``.
 VAULT = "vault"
 VAULT_SNAPSHOT = "vault/raft.snap"
@@ -150,7 +150,7 @@ class Keys:
     @classmethod
     def derive(cls, passphrase: bytes, salt: bytes | None = None) -> Keys:
         salt = salt or secrets.token_bytes(16)
-        register(passphrase)  # redacted from every output the harness writes (harness.redact)
+        register(passphrase)  # redacted from every output the harness writes (harness.reports.redact)
         raw = _scrypt(passphrase, salt)
 
         def sub(label: bytes) -> bytes:
@@ -584,13 +584,14 @@ class _Verifier:
 
 
 def vault_format_check(name: str, data: bytes) -> str | None:
-    """Vault's artifacts: a gzip raft snapshot, and the keys bundle as :func:`harness.stack_backup.restore_vault`
-    reads it (the unseal keys and threshold, the root token, the bootstrap record's fields)."""
+    """Vault's artifacts: a gzip raft snapshot, and the keys bundle as
+    :func:`harness.backup.orchestration.restore_vault` reads it (the unseal keys and threshold, the root token, the
+    bootstrap record's fields)."""
     if name == VAULT_SNAPSHOT:
         return None if data.startswith(b"\x1f\x8b") else "not a gzip raft snapshot"
     if name != VAULT_KEYS:
         return None
-    from harness.vault_bootstrap import BootstrapResult
+    from harness.trust.bootstrap import BootstrapResult
 
     try:
         bundle = json.loads(data)

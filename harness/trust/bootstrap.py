@@ -27,7 +27,7 @@ import hvac
 import hvac.exceptions
 import requests
 
-from harness.pki import ServiceMaterial
+from harness.trust.pki import ServiceMaterial
 from stack import registry
 from stack.errors import VaultError
 from stack.files import write_file

@@ -18,7 +18,7 @@ the stack is kept for the next run (``--reuse``).
   keep=false with the xdist controller as its owner, so ``down --stale`` removes it only once the whole run is
   gone, and the last worker removes it.
 
-Attaching rebuilds the :class:`~harness.engine.Stack` object around the running containers: every service's
+Attaching rebuilds the :class:`~harness.stacks.engine.Stack` object around the running containers: every service's
 container object comes from its module's driver (``make``), fed with what Vault holds now (each
 service's KV document, read with its own AppRole) and the certificate the run last installed (its private run
 state, ``<state_dir>/runs/<run-id>/pki/<service>/``), and is then bound to its running container by name. The
@@ -45,14 +45,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.docker_env import docker_client
-from harness.engine import ServiceRecord, Stack, StackReport, remove_run, with_dependencies
 from harness.images import ImageResolver
-from harness.pki import CaChain
-from harness.redact import redact, register_fields
-from harness.runstate import prune_run_state
+from harness.reports.redact import redact, register_fields
 from harness.settings import Settings
-from harness.vault_bootstrap import BootstrapResult, approle_login
+from harness.stacks.docker_env import docker_client
+from harness.stacks.engine import ServiceRecord, Stack, StackReport, remove_run, with_dependencies
+from harness.stacks.runstate import prune_run_state
+from harness.trust.bootstrap import BootstrapResult, approle_login
+from harness.trust.pki import CaChain
 from stack import registry
 from stack.base import (
     LABEL_KEEP,
@@ -82,13 +82,15 @@ NOT_SHAPING = frozenset({
     "drill_round_timeout_s", "drill_max_rounds",
 })
 
-#: The harness modules the session stack's start path imports (:meth:`harness.engine.Stack.start` and what it
-#: imports, directly or not): with every ``stack`` module they decide what a container of the session stack is and
-#: how it runs (the images resolved, the certificates installed and reloaded, the labels and owner records written).
-#: tests/test_reuse.py compares this with what a fresh interpreter holds after importing ``harness.engine`` and
+#: The harness modules (paths under ``harness/``) the session stack's start path imports
+#: (:meth:`harness.stacks.engine.Stack.start` and what it imports, directly or not, subpackages' ``__init__`` included):
+#: with every ``stack`` module they decide what a container of the session stack is and how it runs (the images
+#: resolved, the certificates installed and reloaded, the labels and owner records written).
+#: tests/test_reuse.py compares this with what a fresh interpreter holds after importing ``harness.stacks.engine`` and
 #: every registered service: a module the start path starts importing fails there until it is listed here.
-SHAPING_MODULES = ("__init__.py", "certs.py", "docker_env.py", "engine.py", "images.py", "pki.py", "redact.py",
-                   "runstate.py", "settings.py", "vault_bootstrap.py")
+SHAPING_MODULES = ("__init__.py", "images.py", "settings.py", "reports/__init__.py", "reports/redact.py",
+                   "stacks/__init__.py", "stacks/docker_env.py", "stacks/engine.py", "stacks/runstate.py",
+                   "trust/__init__.py", "trust/bootstrap.py", "trust/certs.py", "trust/pki.py")
 
 
 class Unhealthy(HarnessError):
@@ -293,7 +295,7 @@ class Engine(Protocol):
 
 
 class DockerEngine:
-    """The real engine: :class:`~harness.engine.Stack` on the Docker engine."""
+    """The real engine: :class:`~harness.stacks.engine.Stack` on the Docker engine."""
 
     def images(self, settings: Settings, services: Sequence[str]) -> dict[str, dict[str, Any]]:
         resolver = ImageResolver(docker_client(), settings)

@@ -33,7 +33,7 @@ from typing import Any
 
 import hvac
 
-from harness.drill_kit import (
+from harness.drills.kit import (
     POLL_S,
     DrillError,
     Timeline,

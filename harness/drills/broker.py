@@ -42,7 +42,7 @@ from typing import Any
 
 import pika
 
-from harness.drill_kit import (
+from harness.drills.kit import (
     POLL_S,
     DrillError,
     Timeline,

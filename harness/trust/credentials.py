@@ -2,7 +2,8 @@
 
 If the service refuses the change, the previous KV version is written back, so Vault and the service never
 disagree for longer than the call. It works on every kind of running stack: :class:`PasswordStack` names the two
-members of :class:`harness.running.RunningStack` it uses (the stacks import trust, so trust does not import them).
+members of :class:`harness.stacks.running.RunningStack` it uses (the stacks import trust, so trust does not import
+them).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 import hvac
 
-from harness.redact import register
+from harness.reports.redact import register
 from stack import registry
 from stack.base import random_secret
 from stack.errors import HarnessError
@@ -24,7 +25,7 @@ def rotatable() -> list[str]:
 
 
 class PasswordStack(Protocol):
-    """What a password rotation uses of a running stack (mypy proves in :mod:`harness.running` that every
+    """What a password rotation uses of a running stack (mypy proves in :mod:`harness.stacks.running` that every
     ``RunningStack`` is one)."""
 
     def endpoint(self, name: str) -> Any: ...

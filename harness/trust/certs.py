@@ -3,7 +3,7 @@
 Status reads the certificate off the wire (a verified handshake against the exported root CA), so it reports
 what clients get, not what a file on disk says. Rotation issues a new leaf with the service's own AppRole,
 installs it as 0600 files owned by the service user and makes the server reload it (see each ``stack``
-module's ``reload_tls``). Both work on every kind of running stack (:class:`~harness.running.RunningStack`): a
+module's ``reload_tls``). Both work on every kind of running stack (:class:`~harness.stacks.running.RunningStack`): a
 pytest session's, the compose stack and a stack left running by ``python -m harness up``. Rotation names what it
 uses of one in :class:`RotatableStack` rather than importing the stacks' protocol: the stacks import this module
 (the engine installs and reloads certificates with it), so it must not import them. This is the one
@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from docker.models.containers import Container
 
-from harness.pki import CaChain, write_service_pem
-from harness.redact import register_fields
-from harness.vault_bootstrap import BootstrapResult, fetch_material
+from harness.reports.redact import register_fields
+from harness.trust.bootstrap import BootstrapResult, fetch_material
+from harness.trust.pki import CaChain, write_service_pem
 from stack import registry
 from stack.base import TlsInfo, TlsMaterial, client_tls_context, put_private_files
 from stack.errors import ConfigError, HarnessError
@@ -124,7 +124,7 @@ def tls_row(row: CertStatus | tuple[TlsTarget, str], min_days_left: float) -> di
 
 class RotatableStack(Protocol):
     """What a certificate rotation uses of a running stack: these members of
-    :class:`harness.running.RunningStack`, which every kind of running stack implements (mypy proves there that a
+    :class:`harness.stacks.running.RunningStack`, which every kind of running stack implements (mypy proves there that a
     ``RunningStack`` is a ``RotatableStack``)."""
 
     @property

@@ -3,8 +3,8 @@ network) that tells a run's story in pictures, readable offline and as a CI arti
 
 Written next to the JSON run report after every pytest session (``report.json`` -> ``report.html``) and by
 ``python -m harness report html REPORT... [--previous PREV]...``. Everything it says comes from the JSON run
-reports through :mod:`harness.summary`: the same loading, counting, drill and figure extraction, and the same
-PASS/FAIL verdict and regression rule (:class:`harness.summary.Comparison`) as ``report summarize``.
+reports through :mod:`harness.reports.summary`: the same loading, counting, drill and figure extraction, and the same
+PASS/FAIL verdict and regression rule (:class:`harness.reports.summary.Comparison`) as ``report summarize``.
 
 Charts are drawn with matplotlib's SVG backend: a well-kept library that writes SVG without a browser or a
 display, and draws the shapes needed here (horizontal bars for the start timeline and the suites, box and strip
@@ -13,7 +13,7 @@ in the SVG so that a browser test can find each bar, box and highlighted point. 
 (``svg.fonttype: none``, generic font families): no font is embedded or fetched.
 
 Every string from a report is escaped (``html.escape``; matplotlib escapes what it writes into the SVG), and the
-finished page goes through :func:`harness.redact.redact` as the Markdown summary does.
+finished page goes through :func:`harness.reports.redact.redact` as the Markdown summary does.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-from harness.redact import redact
-from harness.summary import (
+from harness.reports.redact import redact
+from harness.reports.summary import (
     FAILING,
     OUTCOMES,
     Comparison,
@@ -595,8 +595,8 @@ def trend_rows(history: Sequence[LoadedReport], reports: Sequence[LoadedReport],
                tolerance: float) -> list[TrendRow]:
     """Every figure over the runs (previous runs oldest first, then the current report(s)). The current reports
     are compared with the latest previous run exactly as ``report summarize`` compares them (its
-    :func:`~harness.summary.compare` and :class:`~harness.summary.Comparison`); earlier runs each with the run
-    before them, by the same rule."""
+    :func:`~harness.reports.summary.compare` and :class:`~harness.reports.summary.Comparison`); earlier runs each with
+    the run before them, by the same rule."""
     points = [*history, *reports]
     figures = [figures_of(p) for p in points]
     keys = list(dict.fromkeys(k for f in figures for k in f))

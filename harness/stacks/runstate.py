@@ -31,7 +31,7 @@ import docker.errors
 from stack.base import LABEL_RUN_ID
 from stack.files import write_file
 
-RUN_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}")  # harness.engine.new_run_id
+RUN_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}")  # harness.stacks.engine.new_run_id
 OWNER_FILE = "owner.json"
 
 

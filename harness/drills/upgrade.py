@@ -26,8 +26,8 @@ from typing import Any
 
 import hvac.exceptions
 
-from harness.engine import Stack
 from harness.settings import Settings
+from harness.stacks.engine import Stack
 from stack import registry
 from stack.errors import HarnessError
 from stack.service import MissingCapability
@@ -156,7 +156,7 @@ def _gap(name: str, old: Settings, new: Settings) -> str | None:
 def upgrade_pair(old: Settings, new: Settings, name: str, log: Callable[[str], None] = lambda _: None
                  ) -> UpgradePair:
     """Seed ``name`` (and Vault) on ``old``'s line, back them up, restore into a fresh stack of ``new``'s line."""
-    from harness.stack_backup import _version, create, restore
+    from harness.backup.orchestration import _version, create, restore
 
     services = ["vault", name] if name != "vault" else ["vault"]
     pair = UpgradePair(name, old.release, new.release, old.image_of(name).product, new.image_of(name).product,

@@ -1,7 +1,7 @@
 """A stack left running by ``python -m harness up``, found again through its state file and container labels.
 
 ``up`` writes ``<state>/runs/<run id>/stack.json`` (endpoints and report, 0600) and labels every container with
-its run id; :class:`KeptStack` reads both back and is a :class:`~harness.running.RunningStack`, so ``certs`` and
+its run id; :class:`KeptStack` reads both back and is a :class:`~harness.stacks.running.RunningStack`, so ``certs`` and
 ``backup`` work on it as on any other stack. What changes while it runs (a rotated certificate's serial, a
 changed password, Vault's tokens after a restore) is written back to the state file.
 """
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from docker import DockerClient
 from docker.models.containers import Container
 
-from harness.pki import CaChain
-from harness.running import Endpoint, RunningStack, containers_logs, recorded_version
-from harness.vault_bootstrap import BootstrapResult
+from harness.stacks.running import Endpoint, RunningStack, containers_logs, recorded_version
+from harness.trust.bootstrap import BootstrapResult
+from harness.trust.pki import CaChain
 from stack import registry
 from stack.base import LABEL_RUN_ID, LABEL_SERVICE, TlsMaterial
 from stack.errors import ConfigError, ServiceStartError

@@ -1,6 +1,6 @@
 """Attach mode: the suites check the running compose stack instead of starting containers.
 
-:class:`AttachedStack` is a :class:`~harness.running.RunningStack` like the test stack (endpoints, the
+:class:`AttachedStack` is a :class:`~harness.stacks.running.RunningStack` like the test stack (endpoints, the
 Vault bootstrap record and CA, containers, logs, expected versions, what rotations change), built from the
 compose project's containers (published ports, network addresses) and from Vault: credentials are read
 with each service's own AppRole every time an endpoint is asked for, so an endpoint always carries what
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from docker import DockerClient
 from docker.models.containers import Container
 
-from harness.compose import (
+from harness.settings import Settings
+from harness.stacks.compose import (
     COMPOSE_SERVICES,
     ComposeLayout,
     ComposeState,
@@ -31,12 +32,11 @@ from harness.compose import (
     service_files,
     write_material,
 )
-from harness.docker_env import docker_client
-from harness.engine import ServiceRecord, StackReport
-from harness.pki import CaChain
-from harness.running import Endpoint, RunningStack, containers_logs, recorded_version
-from harness.settings import Settings
-from harness.vault_bootstrap import BootstrapResult
+from harness.stacks.docker_env import docker_client
+from harness.stacks.engine import ServiceRecord, StackReport
+from harness.stacks.running import Endpoint, RunningStack, containers_logs, recorded_version
+from harness.trust.bootstrap import BootstrapResult
+from harness.trust.pki import CaChain
 from stack import registry, vault
 from stack.base import TlsMaterial
 from stack.errors import ComposeError, ServiceStartError
@@ -106,7 +106,7 @@ class ComposeService:
 
 
 class AttachedStack:
-    """The running compose stack as a :class:`~harness.running.RunningStack` (what the plugin, certs, credentials
+    """The running compose stack as a :class:`~harness.stacks.running.RunningStack` (what the plugin, certs, credentials
     and backup use of any stack)."""
 
     def __init__(self, settings: Settings, *, log: Log | None = None, client: DockerClient | None = None) -> None:

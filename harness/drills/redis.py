@@ -36,7 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness.redis_slots import (
+from harness.drills.redis_slots import (
     CLUSTER_SLOTS,
     ClusterNode,
     coverage_problems,
@@ -548,7 +548,7 @@ def report(kind: str, rounds: list[Any], settings: dict[str, Any],
 
 def drill_lines(data: dict[str, Any]) -> list[str]:
     """A drill report as plain text lines: every round's figures, then median/p95/max."""
-    metrics = tuple(data["summary"])  # every kind's metrics, in its order (harness.drills_net's drills too)
+    metrics = tuple(data["summary"])  # every kind's metrics, in its order (harness.drills.net's drills too)
     lines = [f"{data['drill']} ({', '.join(f'{k}={v}' for k, v in data['settings'].items())})"]
     head = ["round", "full_coverage" if data["drill"] == "redis-node-loss" else "fault", "victim", *metrics]
     rows = [[str(r["round"]), str(r.get("fault", r.get("full_coverage"))), r["victim"],

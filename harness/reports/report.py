@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact_data
+from harness.reports.redact import redact_data
 
 SCHEMA_VERSION = 1
 
@@ -95,7 +95,7 @@ def build_report(*, stack: dict[str, Any] | None, outcomes: Outcomes, needed: li
 
 def write_report(path: Path, data: dict[str, Any]) -> None:
     """Write atomically (temp file + rename), creating parent directories; every secret the run knows is
-    replaced by ``***`` (``harness.redact``)."""
+    replaced by ``***`` (``harness.reports.redact``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(redact_data(json.loads(json.dumps(data, default=str))), indent=2) + "\n")

@@ -29,14 +29,14 @@ from docker import DockerClient
 from docker.models.containers import Container
 from testcontainers.core.network import Network
 
-from harness.certs import install_tls, reload_tls
-from harness.docker_env import configure_testcontainers, docker_client
 from harness.images import ImageResolver, ResolvedImage
-from harness.pki import CaChain, ServiceMaterial, export_ca, write_service_pem
-from harness.redact import register_fields
-from harness.runstate import prune_run_state, write_owner
+from harness.reports.redact import register_fields
 from harness.settings import Settings
-from harness.vault_bootstrap import BootstrapResult, bootstrap, fetch_material
+from harness.stacks.docker_env import configure_testcontainers, docker_client
+from harness.stacks.runstate import prune_run_state, write_owner
+from harness.trust.bootstrap import BootstrapResult, bootstrap, fetch_material
+from harness.trust.certs import install_tls, reload_tls
+from harness.trust.pki import CaChain, ServiceMaterial, export_ca, write_service_pem
 from stack import registry
 from stack.base import (
     LABEL_KEEP,
@@ -190,7 +190,7 @@ class Stack:
         self._lock = threading.Lock()
         self._closed = False
         self._ctx: RunContext | None = None
-        self.extra_labels = dict(labels or {})  # e.g. a shared stack's keep flag and owner (harness.reuse)
+        self.extra_labels = dict(labels or {})  # e.g. a shared stack's keep flag and owner (harness.stacks.reuse)
         if not keep:
             atexit.register(self.close)
 
@@ -389,7 +389,7 @@ class Stack:
         rec = self.report.services.get(name)
         return rec.expected_version if rec is not None else None
 
-    # The rest of harness.running.RunningStack: what certs, credentials and backup use.
+    # The rest of harness.stacks.running.RunningStack: what certs, credentials and backup use.
 
     @property
     def ready_timeout(self) -> float:
@@ -497,7 +497,7 @@ def remove_kept(client: DockerClient) -> int:
 
 
 if TYPE_CHECKING:  # mypy proves here that the test stack implements the protocol directly
-    from harness.running import RunningStack
+    from harness.stacks.running import RunningStack
 
     def _is_a_running_stack(stack: Stack) -> RunningStack:
         return stack

@@ -1,4 +1,5 @@
-"""``compose up``, ``compose down`` and ``compose status``: the ordering compose cannot do (see harness.compose)."""
+"""``compose up``, ``compose down`` and ``compose status``: the ordering compose cannot do (see
+harness.stacks.compose)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.attach import build_endpoint, published, wait_ready
-from harness.certs import install_tls, reload_tls
-from harness.compose import (
+from harness.settings import Settings
+from harness.stacks.attach import build_endpoint, published, wait_ready
+from harness.stacks.compose import (
     COMPOSE_SERVICES,
     Compose,
     ComposeLayout,
@@ -32,9 +33,9 @@ from harness.compose import (
     write_material,
     write_placeholder,
 )
-from harness.docker_env import docker_client
-from harness.running import Endpoint
-from harness.settings import Settings
+from harness.stacks.docker_env import docker_client
+from harness.stacks.running import Endpoint
+from harness.trust.certs import install_tls, reload_tls
 from stack import registry
 from stack import vault as vault_api
 from stack.base import TlsMaterial

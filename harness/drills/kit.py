@@ -2,10 +2,10 @@
 in ``finally``, and acknowledged-operation timelines.
 
 A service drill is declared by its service module (``ServiceSpec.drills``, :mod:`stack.drill_ops`); its *kind*
-names the measuring loop that runs it (:mod:`harness.drill_sql`, :mod:`harness.drill_broker`,
-:mod:`harness.drill_vault`, each built on this module; :mod:`harness.drill_runner` maps kinds to loops and runs the
-rounds). The Redis cluster drills (:mod:`harness.drills`) are listed beside them, so the CLI takes its choices from
-both.
+names the measuring loop that runs it (:mod:`harness.drills.sql`, :mod:`harness.drills.broker`,
+:mod:`harness.drills.vault`, each built on this module; :mod:`harness.drills.runner` maps kinds to loops and runs
+the rounds). The Redis cluster drills (:mod:`harness.drills.redis`) are listed beside them, so the CLI takes its
+choices from both.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from stack.drill_ops import ServiceDrill
 from stack.errors import HarnessError
 from stack.waiting import poll
 
-#: The Redis cluster drills of :mod:`harness.drills` and :mod:`harness.drills_net`, run by the CLI itself.
+#: The Redis cluster drills of :mod:`harness.drills.redis` and :mod:`harness.drills.net`, run by the CLI itself.
 REDIS_DRILLS = ("redis-failover", "redis-node-loss", "redis-partition", "latency")
 POLL_S = 0.05
 

@@ -3,14 +3,15 @@
 Three kinds of stack run services, and each implements :class:`RunningStack` directly (each module ends with the
 function that makes mypy prove it; this module imports none of them):
 
-* :class:`harness.engine.Stack`, the test stack the engine starts (the pytest session's, ``backup restore --fresh``);
-* :class:`harness.attach.AttachedStack`, the long-lived compose stack (attach mode, ``certs --stack compose``);
-* :class:`harness.kept_stack.KeptStack`, a stack left running by ``python -m harness up``, found again through its
+* :class:`harness.stacks.engine.Stack`, the test stack the engine starts (the pytest session's,
+  ``backup restore --fresh``);
+* :class:`harness.stacks.attach.AttachedStack`, the long-lived compose stack (attach mode, ``certs --stack compose``);
+* :class:`harness.stacks.kept.KeptStack`, a stack left running by ``python -m harness up``, found again through its
   state file and container labels (``certs``, ``backup create``/``restore``).
 
 A stack answers for its services (endpoints, containers, logs, the version they must report) and keeps its own
-record of what changes while they run: a certificate rotated by :func:`harness.certs.rotate_certificate`, a
-password changed by :func:`harness.credentials.rotate_password`, Vault's keys and tokens after a backup restore.
+record of what changes while they run: a certificate rotated by :func:`harness.trust.certs.rotate_certificate`, a
+password changed by :func:`harness.trust.credentials.rotate_password`, Vault's keys and tokens after a backup restore.
 The operations themselves (issuing, installing, reloading, changing a password, capture and restore) are done
 once, outside the stacks, through each service's ``SPEC``.
 """
@@ -26,8 +27,8 @@ from stack import registry
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
-    from harness.pki import CaChain
-    from harness.vault_bootstrap import BootstrapResult
+    from harness.trust.bootstrap import BootstrapResult
+    from harness.trust.pki import CaChain
     from stack.base import TlsMaterial
 
 #: A service's endpoint: the frozen dataclass its module defines (``PostgresEndpoint`` …). Its type depends on the
@@ -116,8 +117,8 @@ def expected_version(name: str, image_source: str | None) -> str | None:
 
 
 if TYPE_CHECKING:  # mypy proves here that every running stack offers what certificate and password rotation use
-    from harness.certs import RotatableStack
-    from harness.credentials import PasswordStack
+    from harness.trust.certs import RotatableStack
+    from harness.trust.credentials import PasswordStack
 
     def _is_rotatable(stack: RunningStack) -> tuple[RotatableStack, PasswordStack]:
         return stack, stack
