@@ -1,12 +1,13 @@
 """The import layers of ``harness/`` and ``stack/``, and harness's subpackages, as docs/architecture.md shows them.
 
-Module-level imports only (imports inside functions and under ``TYPE_CHECKING`` are left out). A module's layer
-is the length of its longest import chain down to a module that imports nothing of the two packages. Modules of a
-subpackage are named by their path in the package (``drills.kit``); a subpackage's ``__init__`` holds only its
-docstring and is not a module here. The subpackages' layers are those of the graph where each ``harness``
-subpackage is one node (its modules' imports together) and each top-level ``harness`` module is a node of its own.
-The subpackage table takes what lives in each subpackage from its ``__init__`` docstring. Written by hand: no linter
-prints layers (import-linter checks contracts, it does not print a layering).
+Module-level imports only (imports inside functions and under ``TYPE_CHECKING`` are left out;
+tests/test_import_cycles.py checks every import, for cycles). A module's layer is the length of its longest import
+chain down to a module that imports nothing of the two packages. Modules of a subpackage are named by their path
+in the package (``drills.kit``); a subpackage's ``__init__`` holds only its docstring and is not a module here.
+The subpackages' layers are those of the graph where each ``harness`` subpackage is one node (its modules' imports
+together) and each top-level ``harness`` module is a node of its own. The subpackage table takes what lives in each
+subpackage from its ``__init__`` docstring. Written by hand: no linter prints layers (import-linter checks
+contracts, it does not print a layering).
 
     python scripts/module_layers.py            # print the tables
     python scripts/module_layers.py --write    # rewrite them in docs/architecture.md
