@@ -4,6 +4,8 @@
     python scripts/time_runs.py --repeat 3           # every row 3 times: min / median / max
     python scripts/time_runs.py --rows n2 tests      # only some rows (names: see ROWS)
     python scripts/time_runs.py --list               # the row names and their commands
+    python scripts/time_runs.py --rows n2 --breakdown     # also: CPU per own stack and per service container
+    python scripts/time_runs.py --files              # core-seconds of each tests/ file run alone
 
 Each row runs one pytest command with ``-p no:cacheprovider`` in the repository root and records the wall time (from
 this process, around the subprocess), the whole machine's CPU time in core-seconds over the same span (from
@@ -17,6 +19,11 @@ Rows run one after another: figures of runs that overlap would measure each othe
 kept in ``.harness/time-runs/<row>.log``; the FAILED and ERROR lines of failing rows are printed after the table.
 Figures from a shared machine are rough; the table says when and on what it ran. A row whose pytest fails is still
 printed, with its exit code.
+
+With ``--breakdown``, a thread reads every harness container's own CPU counter (Docker's stats API, ``one-shot``)
+every two seconds while the row runs; each container's last reading is its CPU over its life, summed per stack (the
+run id its labels carry) and per service. With ``--files``, each ``tests/test_*.py`` runs alone and its
+whole-machine core-seconds are printed, beside an empty pytest start for scale.
 
 Written by hand: pytest-benchmark times functions inside one process, hyperfine repeats one command; neither runs a
 fixed sequence of differently-configured pytest runs and reads their reports.
@@ -81,6 +88,74 @@ def cpu_core_seconds(stat: str | None = None) -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+class ContainerCpu:
+    """Per-container CPU of the harness's containers while a row runs (``--breakdown``): the Docker stats API's
+    cumulative ``cpu_usage.total_usage`` of each labelled container, polled; a container's last reading is what it
+    used over its life (up to two seconds of its end are missed, which the totals say)."""
+
+    LABEL_RUN_ID, LABEL_SERVICE = "devstack-harness.run-id", "devstack-harness.service"
+
+    def __init__(self, interval: float = 2.0) -> None:
+        import threading
+
+        import docker
+
+        self.client = docker.from_env()
+        self.interval = interval
+        self.seen: dict[str, tuple[str, str, float]] = {}  # container id -> (run id, service, core-seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> ContainerCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            for container in self.client.containers.list(filters={"label": self.LABEL_RUN_ID}):
+                try:
+                    stats = container.stats(stream=False, one_shot=True)
+                except Exception:
+                    continue
+                used = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage")
+                if used:
+                    labels = container.labels
+                    self.seen[container.id] = (labels.get(self.LABEL_RUN_ID, "?"),
+                                               labels.get(self.LABEL_SERVICE, "?"), used / 1e9)
+
+    def lines(self) -> list[str]:
+        """Per stack (run id), its services' core-seconds, largest first."""
+        stacks: dict[str, dict[str, float]] = {}
+        for run_id, service, cpu in self.seen.values():
+            per = stacks.setdefault(run_id, {})
+            per[service] = per.get(service, 0.0) + cpu
+        out = [f"containers' CPU (Docker stats, polled every {self.interval:.0f} s): "
+               f"{sum(sum(p.values()) for p in stacks.values()):.0f} core-s in {len(stacks)} stack(s)"]
+        for run_id, per in sorted(stacks.items(), key=lambda kv: -sum(kv[1].values())):
+            services = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(per.items(), key=lambda kv: -kv[1]))
+            out.append(f"  stack {run_id}: {sum(per.values()):.1f} core-s ({services})")
+        return out
+
+
+def file_breakdown() -> list[str]:
+    """Each tests/ file alone (serial): whole-machine core-seconds and wall, with an empty start for scale."""
+    rows = []
+    baseline = [*PYTEST, "--collect-only", "-q", "tests/conftest.py"]
+    for label, command in [("(pytest start, nothing run)", baseline)] + [
+            (path.name, [*PYTEST, str(path.relative_to(ROOT))]) for path in sorted((ROOT / "tests").glob("test_*.py"))]:
+        cpu0, t0 = cpu_core_seconds(), time.monotonic()
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+        wall, cpu = time.monotonic() - t0, cpu_core_seconds() - cpu0
+        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        rows.append((cpu, f"| {label} | {wall:.1f} s | {cpu:.1f} core-s | {last} |"))
+    return ["| tests/ file (alone, serial) | wall | CPU (whole machine) | pytest's last line |",
+            "| --- | ---: | ---: | --- |", *(line for _, line in sorted(rows, key=lambda r: -r[0]))]
+
+
 def spread(values: list[float], unit: str) -> str:
     """``min / median / max`` (one value alone when there is one)."""
     if len(values) == 1:
@@ -98,17 +173,24 @@ class Measured:
     started: str
 
 
-def run(row: Row, report: Path) -> tuple[Measured, list[str]]:
+def run(row: Row, report: Path, breakdown: bool = False) -> tuple[Measured, list[str]]:
     """One run of the row's command, and the FAILED/ERROR lines of its pytest summary (its whole output is kept in
-    ``.harness/time-runs/<row>.log``, the last run's)."""
+    ``.harness/time-runs/<row>.log``, the last run's). With ``breakdown``, the containers' CPU per stack follows."""
     if row.cold:
         down()
     report.unlink(missing_ok=True)
     started = datetime.now(UTC).strftime("%H:%M:%S")
+    poller = ContainerCpu() if breakdown else None
+    if poller is not None:
+        poller.__enter__()
     cpu0, t0 = cpu_core_seconds(), time.monotonic()
     proc = subprocess.run([*PYTEST, *row.args, f"--harness-report={report}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=3600, check=False)
     wall, cpu = time.monotonic() - t0, cpu_core_seconds() - cpu0
+    if poller is not None:
+        poller.__exit__()
+        for line in poller.lines():
+            say(f"    {line}")
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / f"{row.name}.log").write_text(proc.stdout + proc.stderr)
     failures = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
@@ -144,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=[r.name for r in ROWS], help="only these rows, in this order")
     parser.add_argument("--repeat", type=int, default=1, help="run every row this many times (min/median/max)")
     parser.add_argument("--list", action="store_true", help="print the rows and their commands")
+    parser.add_argument("--breakdown", action="store_true", help="also print each run's containers' CPU per stack")
+    parser.add_argument("--files", action="store_true", help="only: each tests/ file alone, core-seconds per file")
     args = parser.parse_args(argv)
+    if args.files:
+        for line in file_breakdown():
+            say(line)
+        return 0
     if args.list:
         for row in ROWS:
             say(f"{row.name:11} {'cold ' if row.cold else 'warm '} pytest {' '.join(row.args)}")
@@ -162,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for number in range(args.repeat):
             for row in chosen:
-                measured, failures = run(row, report)
+                measured, failures = run(row, report, args.breakdown)
                 runs[row.name].append(measured)
                 say(f"  run {number + 1}/{args.repeat} {row.name}: {measured.wall:.0f} s, {measured.cpu:.0f} core-s, "
                     f"{measured.tests or 'no summary'}" + (f", exit {measured.code}" if measured.code else ""))

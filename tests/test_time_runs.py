@@ -30,3 +30,15 @@ def test_a_row_of_three_runs_is_min_median_max_and_names_a_failing_run():
     assert time_runs.table_line(row, runs) == (
         "| `pytest -n 2` | 230 / 250 / 270 s (exit 1 in 1 of 3) | 450 / 480 / 520 core-s | 767 passed; 766 passed, "
         "1 failed | 17.0 s | 10:00:00 |")
+
+
+def test_container_cpu_is_summed_per_stack_and_service_largest_first():
+    cpu = object.__new__(time_runs.ContainerCpu)  # no Docker: only the aggregation of what the poll saw
+    cpu.interval = 2.0
+    cpu.seen = {"a": ("run-1", "redis", 1.5), "b": ("run-1", "redis", 2.0), "c": ("run-1", "vault", 4.0),
+                "d": ("run-2", "postgres", 9.25)}
+    assert cpu.lines() == [
+        "containers' CPU (Docker stats, polled every 2 s): 17 core-s in 2 stack(s)",
+        "  stack run-2: 9.2 core-s (postgres 9.2)",
+        "  stack run-1: 7.5 core-s (vault 4.0, redis 3.5)",
+    ]
