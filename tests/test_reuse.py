@@ -303,6 +303,11 @@ def fake_project(pytester, monkeypatch, tmp_path):
     monkeypatch.delenv("FAKE_UNHEALTHY", raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parents[1]),
                                                        os.environ.get("PYTHONPATH", "")]))
+    # The runs below are pytest.main in this process (xdist's workers are processes of their own): the engine the
+    # conftest installs goes back after the test, and this process (maybe a worker of the outer run) is no worker.
+    monkeypatch.setattr(reuse, "ENGINE", reuse.ENGINE)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     return log
 
 
@@ -311,9 +316,11 @@ def _events(log: Path) -> list[dict]:
 
 
 def _run(pytester, *args):
+    """One pytest run of the fake project: pytest.main in this process (with ``-n``, its xdist controller; the
+    workers are processes), as the user's command line would run it."""
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--harness-report={report}",
-                                           "--junitxml=junit.xml", *args)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}",
+                                          "--junitxml=junit.xml", *args)
     return result, json.loads(report.read_text())
 
 
