@@ -125,6 +125,7 @@ print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
 
 @functools.cache
 def start_path_files() -> list[str]:
+    # A subprocess on purpose: what a fresh interpreter imports is the point (this process has imported everything).
     proc = subprocess.run([sys.executable, "-c", _START_PATH], capture_output=True, text=True, timeout=120,
                           check=False, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
