@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     register_service_modules(argv)
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
         environ = dict(os.environ)
         if getattr(args, "release", None):  # `images build|list --release`: HARNESS_FLAVORS is judged on that line
@@ -252,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: cleaning up")
         return 130
+    finally:  # a caller in the same process (the self-tests) gets its own handler back
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _sigterm(signum: int, frame: Any) -> None:

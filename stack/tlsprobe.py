@@ -315,23 +315,39 @@ def server_picks(host: str, port: int, protocol: str, ciphers: tuple[str, str],
 # ------------------------------------------------------------------ proof that this client offers what it claims
 
 
+#: The 1024-bit MODP group of RFC 2409 (Oakley group 2; a safe prime, generator 2): finite-field DH parameters for
+#: the local control server (Python's ssl has no built-in DHE groups). 1024 bits: the least OpenSSL accepts even at
+#: security level 0. A fixed, published group instead of one generated per process (about a second of CPU, more
+#: or less at random): the control server only has to negotiate a DHE suite, not to keep anything secret.
+DH_GROUP_1024 = int(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
+    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF", 16)
+
+
 @functools.cache
 def _dh_params_pem() -> bytes:
-    """Finite-field DH parameters for a local control server (Python's ssl has no built-in DHE groups). 1024
-    bits: the least OpenSSL accepts even at security level 0, generated once per process (about a second)."""
+    """:data:`DH_GROUP_1024` as PKCS#3 PEM (what ``SSLContext.load_dh_params`` reads)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import dh
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cryptography deprecates FFDH: exactly why servers must refuse it
-        params = dh.generate_parameters(generator=2, key_size=1024)
+        params = dh.DHParameterNumbers(DH_GROUP_1024, 2).parameters()
     return params.parameter_bytes(serialization.Encoding.PEM, serialization.ParameterFormat.PKCS3)
+
+
+@functools.cache
+def _control_identity() -> tuple[str, str]:
+    """The local control server's self-signed certificate and key (PEM), made once per process (an RSA key each
+    time cost about a tenth of a second per offer)."""
+    return self_signed("offer-control.invalid", days=1)
 
 
 def client_offers(offer: Offer, timeout: float = 5.0) -> Handshake:
     """Prove the pinned client really offers ``offer``: handshake with a local control server that accepts
     exactly that version (and suite) and return what was negotiated. Raises if this machine's OpenSSL cannot."""
-    cert_pem, key_pem = self_signed("offer-control.invalid", days=1)
+    cert_pem, key_pem = _control_identity()
     server_ctx = offer.context(server=True)
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = f"{tmp}/cert.pem", f"{tmp}/key.pem"

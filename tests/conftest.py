@@ -4,9 +4,11 @@ tree collects, and which services the plugin says it needs)."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,12 +35,31 @@ _COLLECTED: dict[tuple[str, ...], Collected] = {}
 CollectSuites = Callable[..., tuple[list[str], list[str]]]
 
 
+#: What collecting ``suites/`` imported (the suites' modules and conftests, the client libraries they import), kept
+#: for the next collection in this process. pytester puts ``sys.modules`` back as it was after each run (and again
+#: when its test ends), so every collection would import, and rewrite the asserts of, every suite module again
+#: (about 0.7 s of CPU each time). With ``--import-mode=importlib`` pytest takes a module it finds in
+#: ``sys.modules`` as it is, and the files do not change during a run: the next collection selects from the same
+#: modules, only without importing them again.
+_SUITE_MODULES: dict[str, Any] = {}
+
+
+class _KeepImported:
+    def __init__(self) -> None:
+        self.before = set(sys.modules)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        _SUITE_MODULES.update((name, module) for name, module in sys.modules.items() if name not in self.before)
+
+
 def _collect_in_process(pytester: pytest.Pytester, args: tuple[str, ...]) -> Collected:
     argv = [f"{arg.split('=', 1)[0]}={pytester.path / Path(arg.split('=', 1)[1]).name}"
             if arg.startswith(tuple(f"{option}=" for option in REPORT_OPTIONS)) else arg for arg in args]
     if not any(arg.startswith("--harness-report=") for arg in argv):
         argv.append(f"--harness-report={pytester.path / 'report.json'}")
-    result = pytester.runpytest_inprocess(*argv, "--collect-only", "-q", "-p", "no:cacheprovider")
+    sys.modules.update((name, module) for name, module in _SUITE_MODULES.items() if name not in sys.modules)
+    result = pytester.runpytest_inprocess(*argv, "--collect-only", "-q", "-p", "no:cacheprovider",
+                                          plugins=[_KeepImported()])
     needed = [m.group(1).strip() for line in result.outlines if (m := NEEDED.match(line))]
     return Collected(ret=int(result.ret),
                      ids=[line for line in result.outlines if line.startswith("suites/")],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,21 +72,32 @@ class Setup:
         return self.chain.other
 
 
-@pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
-    """A full encrypted backup (the one tampered with) and an incremental on it that stores its own dump."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("HARNESS_STATE_DIR", str(state))
-    root = state / "backups"
+@pytest.fixture(scope="module")
+def genuine_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A full encrypted backup (the one tampered with) and an incremental on it that stores its own dump, written
+    once for the module: (backups root, full id, incremental id). Each test tampers with a copy of its own (see
+    ``setup``); writing the chain anew for every test derived two new scrypt keys each time."""
+    root = tmp_path_factory.mktemp("genuine") / "backups"
     services = ["postgres", "mysql", "rabbitmq"]
     full = build_backup(root, _items(), services=services, versions={}, passphrase=PASS)
     inc = build_backup(root, _items(pg=b"PGDMP-two"), services=services, versions={}, passphrase=PASS,
                        parent_id=full.id)
     assert {a.name for a in inc.artifacts if a.stored_in == inc.id} == {"postgres/devstack.dump"}
+    return root, full.id, inc.id
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, genuine_chain: tuple[Path, str, str]) -> Setup:
+    """The genuine chain, copied (files and modes) into this test's state directory, and its passphrase file."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(state))
+    root = state / "backups"
+    genuine, full, inc = genuine_chain
+    shutil.copytree(genuine, root)
     passfile = tmp_path / "passphrase"
     passfile.write_bytes(PASS)
     passfile.chmod(0o600)
-    return Setup(Chain(root, full.id, inc.id, forge="mysql/devstack.sql", moved="postgres/devstack.dump"), passfile)
+    return Setup(Chain(root, full, inc, forge="mysql/devstack.sql", moved="postgres/devstack.dump"), passfile)
 
 
 def _problems(root: Path, backup_id: str, passphrase: bytes | None = PASS) -> list[tuple[str, str, str]]:

@@ -13,11 +13,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: What ``imports`` found, per set of modules: the files do not change during a run, and parsing every module of the
+#: tree is most of what a table costs (the tests here ask for the tables, the layers and the parts several times).
+_PARSED: dict[tuple[tuple[str, str], ...], dict[str, set[str]]] = {}
+
+
 def _script():
     spec = importlib.util.spec_from_file_location("module_layers", ROOT / "scripts" / "module_layers.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    parse = module.imports
+
+    def imports(mods):
+        key = tuple(sorted((name, str(path)) for name, path in mods.items()))
+        if key not in _PARSED:
+            _PARSED[key] = parse(mods)
+        return {name: set(deps) for name, deps in _PARSED[key].items()}  # a copy: callers may change theirs
+
+    module.imports = imports
     return module
 
 

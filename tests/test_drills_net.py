@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.cli import main as cli_main
 from harness.drills import net, nfq_delay
 from harness.drills.net import (
     LatencyRound,
@@ -500,20 +501,24 @@ def test_latency_setting_must_stay_below_the_node_timeout():
 # -------------------------------------------------------------------------------------------- the CLI
 
 
-def _cli(*args: str) -> Any:
-    import os
-    import subprocess
-    import sys
+def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    """``python -m harness ARGS`` through cli.main in this process, with no engine to reach (tests/test_cli.py
+    starts the real command): exit status, stdout, stderr."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    capsys.readouterr()
+    try:
+        code = cli_main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
 
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
 
-
-def test_cli_refuses_a_fault_the_network_drill_does_not_have():
-    proc = _cli("drill", "redis-partition", "--fault", "kill")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+def test_cli_refuses_a_fault_the_network_drill_does_not_have(capsys, monkeypatch):
+    code, out, err = _cli(capsys, monkeypatch, "drill", "redis-partition", "--fault", "kill")
+    assert code == 2, out + err
     assert ("redis-partition has one fault (iptables in the node's namespace); --fault does not apply"
-            in " ".join(proc.stderr.split()))
-    proc = _cli("drill", "latency", "--fault", "pause")
-    assert proc.returncode == 2
-    assert "latency: --fault is how to delay: auto, netem or nfqueue" in " ".join(proc.stderr.split())
+            in " ".join(err.split()))
+    code, out, err = _cli(capsys, monkeypatch, "drill", "latency", "--fault", "pause")
+    assert code == 2
+    assert "latency: --fault is how to delay: auto, netem or nfqueue" in " ".join(err.split())

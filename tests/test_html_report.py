@@ -6,12 +6,12 @@ tests/test_html_browser.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
 import secrets
-import subprocess
-import sys
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +22,7 @@ import pytest
 from harness.cli import main
 from harness.drills.redis import FailoverRound, NodeLossRound
 from harness.drills.redis import report as drill_report
+from harness.reports import html as html_report
 from harness.reports.html import (
     BROWSERS,
     COLOURS,
@@ -148,7 +149,39 @@ def _secret():
     forget()
 
 
-# Drawing a page's charts takes about a second: tests that only read the same page share one rendering.
+# Drawing a page's charts takes about a second: tests that only read the same page share one rendering, and each
+# chart is drawn once per distinct input (below).
+
+CHARTS = ("timeline_chart", "suites_chart", "drill_chart", "backup_charts")
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o)
+                      else repr(o))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _charts_drawn_once() -> Iterator[None]:
+    """Each chart function of harness.reports.html (a pure function of its arguments: the chart's SVG, salted with
+    its id) draws a given input once in this module; every page with that chart gets the SVG of that drawing. Most
+    pages here share their drills, benchmarks and start timeline, and drawing those with matplotlib is most of a
+    page's cost. render() looks the functions up in the module, so every page, written by the CLI or the plugin
+    too, goes through this."""
+    drawn: dict[tuple[str, str], str] = {}
+    originals = {name: getattr(html_report, name) for name in CHARTS}
+
+    def once(name: str) -> Callable[..., str]:
+        def chart(*args: Any, **kwargs: Any) -> str:
+            key = (name, _key([args, kwargs]))
+            if key not in drawn:
+                drawn[key] = originals[name](*args, **kwargs)
+            return drawn[key]
+        return chart
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CHARTS:
+            patch.setattr(html_report, name, once(name))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -312,14 +345,10 @@ def test_written_beside_the_json_report(tmp_path):
     assert 'id="chart-timeline-0"' in (tmp_path / "report.html").read_text()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", "report", "html", *args], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=ROOT)
-
-
 def _cli_in_process(capsys, monkeypatch, *args: str) -> tuple[int, str]:
-    """The same command through cli.main in this process (the CLI's own code, without a second interpreter that
-    imports everything again): exit status and what it wrote to stderr."""
+    """``python -m harness report html ARGS`` through cli.main in this process (the CLI's own code, without a
+    second interpreter that imports everything again; tests/test_cli.py starts the real command once): exit status
+    and what it wrote to stderr."""
     monkeypatch.chdir(ROOT)
     capsys.readouterr()
     code = main(["report", "html", *args])
@@ -331,9 +360,9 @@ def test_cli_renders_reports_with_previous(tmp_path, capsys, monkeypatch):
     current.write_text(json.dumps(run_report(failing=False, slow_postgres=2.0)))
     previous.write_text(json.dumps(run_report(failing=False)))
     out = tmp_path / "out" / "run.html"
-    proc = _cli(str(current), "--previous", str(previous), "-o", str(out))  # the real command, in its own process
-    assert proc.returncode == 0, proc.stderr
-    assert f"html report: {out}" in " ".join(proc.stderr.split())
+    code, err = _cli_in_process(capsys, monkeypatch, str(current), "--previous", str(previous), "-o", str(out))
+    assert code == 0, err
+    assert f"html report: {out}" in " ".join(err.split())
     assert _trend_rows(out.read_text())["ready postgres"] == "regression"
     code, err = _cli_in_process(capsys, monkeypatch, str(current))
     assert code == 0, err
@@ -357,13 +386,13 @@ needs_browser = pytest.mark.skipif(BROWSER is None, reason=f"no Chromium-based b
                                    f"{', '.join(BROWSERS)}): install Debian's chromium (scripts/setup.sh does)")
 
 
-def _colour_pixels(png: Path, colour: str) -> int:
+def _colour_pixels(png: Path) -> Callable[[str], int]:
+    """How many pixels of the PNG have a colour (``#rrggbb``); the image is read and counted once."""
     from PIL import Image
 
-    rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
     with Image.open(png) as image:
-        counts = image.convert("RGB").getcolors(1 << 24) or []
-    return sum(count for count, pixel in counts if pixel == rgb)
+        counts = {pixel: count for count, pixel in image.convert("RGB").getcolors(1 << 24) or []}
+    return lambda colour: counts.get(tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)), 0)
 
 
 @needs_browser
@@ -396,9 +425,10 @@ def test_screenshot_shows_the_charts(tmp_path, failing_page):
         width, height = image.size
     assert width == 1280 and 2000 < height < 12000, "cut below the content"
     # Pixels of the charts' own colours exist only if the inline SVG was drawn.
-    assert _colour_pixels(png, STATUS_COLOURS["ready"]) > 2000  # the timeline's bars
-    assert _colour_pixels(png, COLOURS["failed"]) > 1000  # the failed part of suites/postgres
-    assert _colour_pixels(png, COLOURS["passed"]) > 1000
+    pixels = _colour_pixels(png)
+    assert pixels(STATUS_COLOURS["ready"]) > 2000  # the timeline's bars
+    assert pixels(COLOURS["failed"]) > 1000  # the failed part of suites/postgres
+    assert pixels(COLOURS["passed"]) > 1000
 
 
 def test_no_browser_is_one_clear_error(tmp_path, monkeypatch):

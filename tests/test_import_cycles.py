@@ -15,6 +15,7 @@ that makes it (module, line, and whether it sits inside a function).
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -204,7 +205,9 @@ def cycles(graph: Graph, what: str = "modules") -> list[str]:
 # ---------------------------------------------------------------------------------------------- this tree
 
 
+@functools.cache
 def _tree() -> Graph:
+    """The real tree's graph, built once per process (the tests read it, none changes it)."""
     sources = tree_sources()
     harness = [name for name in sources if name.split(".")[0] == "harness"]
     stack = [name for name in sources if name.split(".")[0] == "stack"]

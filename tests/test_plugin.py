@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import secrets
-import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -19,6 +18,9 @@ from pathlib import Path
 import pytest
 
 import harness.plugin
+import harness.reports.html
+import harness.stacks.reuse
+from harness.cli import main as harness_main
 from harness.reports.redact import forget, register_fields
 from stack.vault import VaultInit
 
@@ -94,6 +96,22 @@ def fake_engine(monkeypatch):
     monkeypatch.setattr(harness.plugin, "Stack", FakeStack)
     FakeStack.started = []
     return FakeStack
+
+
+@pytest.fixture(autouse=True)
+def _no_charts(monkeypatch, request):
+    """The HTML page beside the run report is tests/test_html_report.py's subject (and the leak checks' below,
+    which draw it): the other runs here write the JSON report only, not its page (charts drawn with matplotlib,
+    about a third of a second of CPU each run). harness.reports.html is imported by this module, so runs in this
+    process find it (and numpy) loaded and the leak checks' pages are drawn here too."""
+    if "real_charts" not in request.fixturenames:
+        monkeypatch.setattr(harness.reports.html, "write_beside",
+                            lambda path, tolerance=0.25: path.with_suffix(".html"))
+
+
+@pytest.fixture
+def real_charts():
+    """The run draws its HTML page (see _no_charts)."""
 
 
 def _run(pytester, *args):
@@ -180,10 +198,22 @@ def test_unknown_marker_is_an_error_with_strict_markers(pytester, fake_engine):
     result.stdout.fnmatch_lines(["*'postgress' not found in `markers` configuration option*"])
 
 
+# For a pytest process of its own: the HTML page beside the run report is not drawn (test_html_report's subject;
+# importing matplotlib and drawing would cost the run about a second and a half of CPU).
+NO_CHARTS = """
+import sys, types
+_html = types.ModuleType("harness.reports.html")
+_html.write_beside = lambda path, tolerance=0.25: path.with_suffix(".html")
+sys.modules["harness.reports.html"] = _html
+"""
+
+
 def test_no_engine_stops_the_run_with_one_line(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
     pytester.makepyfile(test_x="import pytest\n@pytest.mark.postgres\ndef test_x(): pass\n")
+    pytester.makeconftest(NO_CHARTS)
+    # A pytest process of its own: that a real run with the plugin ends with exit status 3 is the point.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == 3
     result.stdout.fnmatch_lines([f"*harness: no Docker engine answers at unix://{tmp_path}/no.sock*"])
@@ -280,25 +310,26 @@ def _forms(stack: type[SecretStack]) -> dict[str, bytes]:
     return {name: value.encode() for name, value in {**whole, **heads}.items()}
 
 
-def _leak_run(pytester: pytest.Pytester, tmp_path: Path, *args: str) -> tuple[pytest.RunResult, dict[str, bytes]]:
-    """The leaky suite, run as a user would (``-n`` in a subprocess: xdist's workers are processes of their own),
-    and every artifact of it: JUnit XML, JSON report, the Markdown summary made by a separate process (as CI does)
-    with that process's output, the terminal output, and in a subprocess the HTML report (in this process the
-    charts cannot be drawn twice: numpy loads once per process)."""
+def _leak_run(pytester: pytest.Pytester, tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str
+              ) -> tuple[pytest.RunResult, dict[str, bytes]]:
+    """The leaky suite, run as a user would (with ``-n``, xdist's workers are processes of their own; the
+    controller is pytest.main in this process, as without), and every artifact of it: JUnit XML, JSON report, the
+    HTML report, the Markdown summary made by ``report summarize`` knowing no secret (harness.cli.main in this
+    process after ``forget()``: the registry of secrets starts empty, as in the separate process CI runs it in)
+    with that command's output, and the terminal output."""
     pytester.makepyfile(test_leaky=LEAKY_SUITE)
     junit, report, summary = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "summary.md"
-    run = pytester.runpytest_subprocess if "-n" in args else pytester.runpytest_inprocess
-    result = run("-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_logging=all",
-                 f"--harness-report={report}", "-l", "-rA", *args)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_logging=all",
+                                          f"--harness-report={report}", "-l", "-rA", *args)
     result.assert_outcomes(failed=1, errors=1, skipped=1)
-    proc = subprocess.run([sys.executable, "-m", "harness", "report", "summarize", str(report),
-                           "--output", str(summary)], capture_output=True, timeout=120, check=False)
-    assert proc.returncode == 1  # failed tests: FAIL
+    forget()
+    capsys.readouterr()
+    assert harness_main(["report", "summarize", str(report), "--output", str(summary)]) == 1  # failed tests: FAIL
+    printed = capsys.readouterr()
     artifacts = {"junit xml": junit.read_bytes(), "json report": report.read_bytes(), "summary": summary.read_bytes(),
-                 "summary stdout": proc.stdout, "summary stderr": proc.stderr,
-                 "terminal": "\n".join(result.outlines + result.errlines).encode()}
-    if run == pytester.runpytest_subprocess:
-        artifacts["html report"] = report.with_suffix(".html").read_bytes()
+                 "summary stdout": printed.out.encode(), "summary stderr": printed.err.encode(),
+                 "terminal": "\n".join(result.outlines + result.errlines).encode(),
+                 "html report": report.with_suffix(".html").read_bytes()}
     return result, artifacts
 
 
@@ -326,10 +357,10 @@ def _assert_masked_but_useful(result: pytest.RunResult, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("tb", ["long", "native"])
-def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb):
+def test_no_secret_reaches_any_artifact(pytester, secret_engine, tmp_path, tb, capsys, real_charts):
     """A run that fails on purpose with its secrets in the assertion message, captured stdout/stderr/log, a
     setup error, a skip reason and the attached service logs: no artifact holds any of them, each holds ``***``."""
-    result, artifacts = _leak_run(pytester, tmp_path, f"--tb={tb}")
+    result, artifacts = _leak_run(pytester, tmp_path, capsys, f"--tb={tb}")
     assert _leaks(artifacts) == []
     assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
     _assert_masked_but_useful(result, tmp_path)
@@ -404,6 +435,11 @@ if os.environ.get("LEAK_BREAK_WORKER_REDACTION") and os.environ.get("PYTEST_XDIS
 @pytest.fixture
 def xdist_secret_engine(pytester, monkeypatch, tmp_path):
     pytester.makeconftest(XDIST_SECRET_ENGINE)
+    # The conftest is imported by the controller too, which runs in this process: what it sets here goes back.
+    monkeypatch.setattr(harness.stacks.reuse, "ENGINE", harness.stacks.reuse.ENGINE)
+    monkeypatch.setattr(harness.plugin, "redact_report", harness.plugin.redact_report)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)  # this process may be a worker of the outer run: not the controller
     monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("LEAK_ROOT_TOKEN", SecretStack.root_token)
     monkeypatch.setenv("LEAK_UNSEAL_KEYS", f"{SecretStack.unseal_key},{secrets.token_hex(32)}")
@@ -413,10 +449,11 @@ def xdist_secret_engine(pytester, monkeypatch, tmp_path):
     forget()
 
 
-def test_no_secret_reaches_any_artifact_under_xdist(pytester, xdist_secret_engine, tmp_path):
+def test_no_secret_reaches_any_artifact_under_xdist(pytester, xdist_secret_engine, tmp_path, capsys,
+                                                    real_charts):
     """The leak check with the tests in two xdist workers: their reports reach the controller, which writes the
     terminal output, the JUnit XML and the one run report, and knows none of the secrets itself."""
-    result, artifacts = _leak_run(pytester, tmp_path, "-n", "2", "--tb=long")
+    result, artifacts = _leak_run(pytester, tmp_path, capsys, "-n", "2", "--tb=long")
     assert _leaks(artifacts) == []
     assert [where for where, data in artifacts.items() if b"***" not in data] == ["summary stderr"]
     _assert_masked_but_useful(result, tmp_path)
@@ -424,12 +461,12 @@ def test_no_secret_reaches_any_artifact_under_xdist(pytester, xdist_secret_engin
 
 
 def test_the_xdist_leak_check_sees_workers_that_do_not_redact(pytester, xdist_secret_engine, tmp_path, monkeypatch,
-                                                             capsys):
+                                                             capsys, real_charts):
     """The check above can fail: with redaction off in the workers only, every secret reaches every artifact the
     controller writes (the base64 unseal key is only in captured stderr, so only where captured output goes)."""
     monkeypatch.setenv("LEAK_BREAK_WORKER_REDACTION", "1")
     try:
-        _, artifacts = _leak_run(pytester, tmp_path, "-n", "2", "--tb=long")
+        _, artifacts = _leak_run(pytester, tmp_path, capsys, "-n", "2", "--tb=long")
     finally:
         capsys.readouterr()  # the unredacted run's output: not for this test's own report, even with fake secrets
     everywhere = ("html report", "json report", "junit xml", "summary", "summary stdout", "terminal")

@@ -11,6 +11,7 @@ from harness.drills.redis_slots import (
     health_problems,
     key_for_slot,
     key_slot,
+    keys_for_slots,
     owner_of,
     parse_cluster_nodes,
     shard_ranges,
@@ -68,6 +69,13 @@ def test_key_slot_reference_vectors():
     assert KEYSLOT_VECTORS["{user1000}.following"] == KEYSLOT_VECTORS["user1000"]
     for slot in (0, 1, 8191, 16383):
         assert key_slot(key_for_slot(slot).encode()) == slot
+
+
+def test_keys_for_slots_are_the_tags_key_for_slot_finds():
+    slots = [0, 1, 5460, 5461, 8191, 16383, 100, 101]
+    keys = keys_for_slots(slots, prefix="drill-ab12-")
+    assert keys == {slot: key_for_slot(slot, prefix="drill-ab12-") for slot in slots}
+    assert {slot: key_slot(key.encode()) for slot, key in keys.items()} == {slot: slot for slot in slots}
 
 
 def test_slot_markers_find_open_slots():

@@ -125,6 +125,7 @@ print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
 
 @functools.cache
 def start_path_files() -> list[str]:
+    # A subprocess on purpose: what a fresh interpreter imports is the point (this process has imported everything).
     proc = subprocess.run([sys.executable, "-c", _START_PATH], capture_output=True, text=True, timeout=120,
                           check=False, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -303,6 +304,11 @@ def fake_project(pytester, monkeypatch, tmp_path):
     monkeypatch.delenv("FAKE_UNHEALTHY", raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parents[1]),
                                                        os.environ.get("PYTHONPATH", "")]))
+    # The runs below are pytest.main in this process (xdist's workers are processes of their own): the engine the
+    # conftest installs goes back after the test, and this process (maybe a worker of the outer run) is no worker.
+    monkeypatch.setattr(reuse, "ENGINE", reuse.ENGINE)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     return log
 
 
@@ -311,9 +317,11 @@ def _events(log: Path) -> list[dict]:
 
 
 def _run(pytester, *args):
+    """One pytest run of the fake project: pytest.main in this process (with ``-n``, its xdist controller; the
+    workers are processes), as the user's command line would run it."""
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--harness-report={report}",
-                                           "--junitxml=junit.xml", *args)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--harness-report={report}",
+                                          "--junitxml=junit.xml", *args)
     return result, json.loads(report.read_text())
 
 

@@ -6,9 +6,6 @@ declared drills."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -17,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.cli import build_parser
+from harness.cli import main as cli_main
 from harness.drills.broker import AT_RISK_MIN, broker_verdict, durability_verdict
 from harness.drills.kit import (
     REDIS_DRILLS,
@@ -563,16 +561,23 @@ def test_report_and_text_lines_of_a_service_drill():
     assert lines[-1] == "round 1: PROBLEM: 1 committed row(s) missing after the crash: 7"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
+def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    """``python -m harness ARGS`` through cli.main in this process, with no engine to reach (tests/test_cli.py
+    starts the real command): exit status, stdout, stderr."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    capsys.readouterr()
+    try:
+        code = cli_main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
 
 
-def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything():
-    proc = _cli("drill", "mysql-crash", "--fault", "sigkill")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "drill mysql-crash offers the faults docker-kill, not 'sigkill'" in " ".join(proc.stderr.split())
-    proc = _cli("drill", "redis-failover", "--fault", "docker-kill")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert ("redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'"
-            in " ".join(proc.stderr.split()))
+def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything(capsys, monkeypatch):
+    code, out, err = _cli(capsys, monkeypatch, "drill", "mysql-crash", "--fault", "sigkill")
+    assert code == 2, out + err
+    assert "drill mysql-crash offers the faults docker-kill, not 'sigkill'" in " ".join(err.split())
+    code, out, err = _cli(capsys, monkeypatch, "drill", "redis-failover", "--fault", "docker-kill")
+    assert code == 2, out + err
+    assert "redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'" in " ".join(err.split())

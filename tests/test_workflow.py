@@ -7,7 +7,9 @@ Nothing here skips: a command or option the workflow uses that is missing is a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -16,15 +18,17 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from warm_python import install, warm_python
 
 from harness.cli import build_parser
+from harness.cli import main as harness_main
 from harness.drills.redis import report as drill_report
 from harness.reports.report import Outcomes, build_report
 from harness.stacks.engine import with_dependencies
@@ -54,13 +58,50 @@ def workflow() -> dict[str, Any]:
     return runner.load_workflow(WORKFLOW_PATH)
 
 
+GROUPS_STEP = "One group per registered service"
+
+
+def groups_script() -> str:
+    """The groups job's step that prints the services matrix into $GITHUB_OUTPUT."""
+    return next(step["run"] for step in workflow()["jobs"]["groups"]["steps"] if step.get("name") == GROUPS_STEP)
+
+
+@cache
+def matrix_in_process() -> str:
+    """What ``python -m harness services --matrix`` prints, from harness.cli.main in this process."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert harness_main(["services", "--matrix"]) == 0
+    return printed.getvalue()
+
+
+class PlanRunner(runner.Runner):
+    """The local runner, but the groups job's matrix step gets the output of ``python -m harness services
+    --matrix`` from this process instead of a new interpreter (about a second of CPU for each plan; the plans run
+    at collection, in every xdist worker). Every other step of the groups job runs for real, as the runner runs it
+    in a dry run; test_every_service_has_a_group_from_the_registry runs the matrix step for real too and compares."""
+
+    def _execute(self, argv: list[str], cwd: Path, env: dict[str, str], budget: float) -> tuple[int, float, str]:
+        if argv[-1] == groups_script():
+            with open(env["GITHUB_OUTPUT"], "a") as fh:
+                fh.write(f"matrix={matrix_in_process().rstrip()}\n")
+            return 0, 0.0, ""
+        return super()._execute(argv, cwd, env, budget)
+
+
+@pytest.fixture
+def plan_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runner.main plans with :class:`PlanRunner` (the tests of the runner's own command line)."""
+    monkeypatch.setattr(runner, "Runner", PlanRunner)
+
+
 @cache
 def planned(event: str = "workflow_dispatch", inputs: tuple[tuple[str, str], ...] = ()) -> list[Any]:
     """Every run: step of every job and matrix entry, as the local runner would execute it (dry run)."""
     wf = workflow()
     values = runner.resolve_inputs(wf, dict(inputs), event)
-    run = runner.Runner(wf, values, runner.github_context(event, "main"), {}, True, out=lambda line: None)
-    run.run_jobs(runner.job_order(wf), {})  # the groups job runs for real: the services matrix is its output
+    run = PlanRunner(wf, values, runner.github_context(event, "main"), {}, True, out=lambda line: None)
+    run.run_jobs(runner.job_order(wf), {})  # the groups job runs (dry run or not): the services matrix is its output
     return list(run.planned)
 
 
@@ -180,6 +221,7 @@ def test_workflow_parses_and_has_the_jobs():
 def test_schema_of_github_workflows():
     tool = BIN / "check-jsonschema"
     assert tool.is_file(), f"{tool} is missing: install the dev extra (`.venv/bin/pip install -e '.[dev]'`)"
+    # The validator's own command, as a developer runs it (a dev dependency's CLI, about 0.4 s of CPU).
     proc = subprocess.run([str(tool), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW_PATH)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -228,19 +270,33 @@ def test_every_service_has_a_group_from_the_registry():
     assert runner.matrix_sources(job) == ["groups"] and runner.needs_of(job) == ["groups"]
     entries = {step.matrix["group"]: step.matrix["marker"] for step in planned() if step.job_id == "services"}
     assert entries == {spec.name: spec.marker for spec in registry.specs()}
+    # The groups job for real, its matrix step included (bash, then `.venv/bin/python -m harness services
+    # --matrix` in a new interpreter, as on GitHub): it prints what the plans above got in this process. This stays
+    # a subprocess: that the step's shell line and the installed command print the matrix is the point.
+    wf = workflow()
+    real = runner.Runner(wf, runner.resolve_inputs(wf, {}, "workflow_dispatch"),
+                         runner.github_context("workflow_dispatch", "main"), {}, False, out=lambda line: None)
+    result = real.run_job(next(iter(runner.job_runs(wf, ["groups"], {}))))
+    assert result.result == "success", result.steps
+    assert json.loads(result.outputs["matrix"]) == json.loads(matrix_in_process())
 
 
-def test_a_registered_service_gets_its_group_with_no_workflow_edit(tmp_path, monkeypatch):
-    """An extra service registered through the registry alone (by a pytest plugin of its own, here through
-    PYTHONPATH and a sitecustomize) is in the matrix the groups job prints."""
+def test_a_registered_service_gets_its_group_with_no_workflow_edit(tmp_path, monkeypatch, capsys):
+    """An extra service registered through the registry alone (``registry.register``, as a pytest plugin of its own
+    or a sitecustomize would) is in the matrix the groups job prints (harness.cli.main in this process)."""
     (tmp_path / "extra_group_mod.py").write_text(
         "from fake_service import fake_spec\nSPEC = fake_spec('extragroup')\n")
-    (tmp_path / "sitecustomize.py").write_text("from stack import registry\nregistry.register('extra_group_mod')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run([str(BIN / "python"), "-m", "harness", "services", "--matrix"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    include = json.loads(proc.stdout)["include"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    registry.register("extra_group_mod")
+    try:
+        capsys.readouterr()
+        assert harness_main(["services", "--matrix"]) == 0
+        printed = capsys.readouterr()
+    finally:
+        registry.unregister("extragroup")
+        sys.modules.pop("extra_group_mod", None)
+    include = json.loads(printed.out)["include"]
     assert include[-1] == {"group": "extragroup", "marker": "extragroup"}
     assert [e["group"] for e in include[:-1]] == list(registry.names())
 
@@ -454,6 +510,20 @@ def _report(tmp_path: Path, name: str, outcomes: list[tuple[str, str, str]]) -> 
 MONGO_SKIP = "mongodb unavailable here: image mongo:7.0.16 (Debian has no build of it) is not present locally"
 
 
+def _run_guard(path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``python -c "$REPORT_GUARD" PATH`` in this process: the snippet run as ``__main__`` with that ``sys.argv``
+    from the repository root; its exit status (``sys.exit``, 0 when it ends) and what it printed."""
+    monkeypatch.setattr(sys, "argv", ["-c", str(path)])
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    try:
+        exec(compile(workflow()["env"]["REPORT_GUARD"], "<REPORT_GUARD>", "exec"), {"__name__": "__main__"})
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    return code, capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("image_set", "outcomes", "expected"), [
     ("official", [("suites/a.py::t", "passed", "")], 0),
     ("debian", [("suites/a.py::t", "passed", ""), ("suites/m.py::t", "skipped", MONGO_SKIP)], 0),
@@ -464,51 +534,82 @@ MONGO_SKIP = "mongodb unavailable here: image mongo:7.0.16 (Debian has no build 
     ("official", [], 1),  # nothing ran
 ], ids=["passed", "debian-mongo-skips", "debian-mongo-only", "official-mongo-skip", "debian-postgres-skip",
         "other-skip", "nothing"])
-def test_report_guard(tmp_path, image_set, outcomes, expected):
-    guard = workflow()["env"]["REPORT_GUARD"]
+def test_report_guard(tmp_path, image_set, outcomes, expected, monkeypatch, capsys):
     path = _report(tmp_path, "report.json", outcomes)
-    proc = subprocess.run([sys.executable, "-c", guard, str(path)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "HARNESS_IMAGES": image_set}, cwd=ROOT, check=False)
-    assert proc.returncode == expected, proc.stdout + proc.stderr
+    monkeypatch.setenv("HARNESS_IMAGES", image_set)
+    code, out = _run_guard(path, monkeypatch, capsys)
+    assert code == expected, out
     if expected == 1:
-        assert "::error" in proc.stdout
+        assert "::error" in out
     if any(o[1] == "skipped" for o in outcomes) and expected == 0:
-        assert "::warning" in proc.stdout
+        assert "::warning" in out
 
 
-def test_report_guard_refuses_a_missing_report(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", workflow()["env"]["REPORT_GUARD"], str(tmp_path / "none.json")],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
-    assert proc.returncode == 1 and "::error" in proc.stdout
+def test_report_guard_refuses_a_missing_report(tmp_path, monkeypatch, capsys):
+    code, out = _run_guard(tmp_path / "none.json", monkeypatch, capsys)
+    assert code == 1 and "::error" in out
 
 
 # ------------------------------------------------------------------------------ summary steps, for real
 
-def _run_step(job_id: str, name: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str, str]:
-    """Run one planned step's script in ``cwd`` (with .venv linked in); return the process, the step summary
-    and GITHUB_OUTPUT."""
+@pytest.fixture(scope="module")
+def step_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(the ``python`` the steps below run as ``.venv/bin/python``, a directory for the front of PATH).
+
+    The python is tests/warm_python.py's: each command is a process of its own, forked from one that imported the
+    harness and matplotlib once (a new interpreter would import them again for every command of every step). The
+    directory holds a stand-in for headless Chromium that writes a small PNG where ``--screenshot=`` says: the
+    steps' screenshots are the wiring under test here (the command, its path, the upload); the real browser's
+    screenshot is tests/test_html_report.py's (test_screenshot_shows_the_charts)."""
+    from PIL import Image
+
+    tools = tmp_path_factory.mktemp("step-tools")
+    png = tools / "stand-in.png"
+    image = Image.new("RGB", (1280, 400), "white")
+    image.paste((40, 120, 200), (10, 10, 600, 300))
+    image.save(png)
+    browser_dir = tools / "bin"
+    browser_dir.mkdir()
+    browser = browser_dir / "chromium"
+    browser.write_text("#!/bin/sh\n# A stand-in for headless Chromium (tests/test_workflow.py): a PNG for "
+                       "--screenshot=PATH\n"
+                       f'for arg; do case "$arg" in --screenshot=*) cp "{png}" "${{arg#--screenshot=}}";; esac; done\n')
+    browser.chmod(0o755)
+    preload = ["harness.cli", "harness.reports.summary", "harness.reports.html", "harness.drills.redis", "stack.images",
+               "PIL.Image", "PIL.ImageChops"]
+    with warm_python(tools / "python", preload) as python:
+        yield python, browser_dir
+
+
+def _run_step(job_id: str, name: str, cwd: Path, tools: tuple[Path, Path]
+              ) -> tuple[subprocess.CompletedProcess[str], str, str]:
+    """Run one planned step's script with bash in ``cwd`` (``.venv/bin/python`` there is ``tools``' python);
+    return the process, the step summary and GITHUB_OUTPUT."""
     step = next(s for s in planned() if s.job_id == job_id and s.name == name)
-    (cwd / ".venv").symlink_to(ROOT / ".venv")
+    python, browser_dir = tools
+    install(python, cwd)
     summary, output = cwd / "summary.md", cwd / "output.txt"
-    env = {**os.environ, **step.env, "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}
+    env = {**os.environ, **step.env, "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
+           "PATH": os.pathsep.join([str(browser_dir), os.environ.get("PATH", "")])}
     proc = subprocess.run([*step.shell, step.script], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=120, check=False)
     return proc, summary.read_text() if summary.exists() else "", output.read_text() if output.exists() else ""
 
 
-def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path):
+def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path, step_tools):
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-full.json", [("suites/a.py::t", "passed", "")])
     (tmp_path / "reports" / "drill-failover.json").write_text(json.dumps(drill_report("redis-failover", [], {})))
-    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path)
+    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path,
+                                      step_tools)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rc=0" in output and "Run report summary" in summary and "Compared with" not in summary
     assert "no baseline" in proc.stdout
 
     (tmp_path / "baseline").mkdir()
     _report(tmp_path / "baseline", "report-full.json", [("suites/a.py::t", "passed", "")])
-    (tmp_path / ".venv").unlink()
-    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path)
+    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path,
+                                      step_tools)
     assert proc.returncode == 0 and "rc=0" in output, proc.stdout + proc.stderr
     assert "Compared with report-full.json" in summary
     assert "html_rc=0" in output  # the night's page and its screenshot, compared with the baseline too
@@ -516,19 +617,20 @@ def test_summary_step_compares_with_the_baseline_when_there_is_one(tmp_path):
     assert "Compared with report-full.json" in (tmp_path / "nightly" / "nightly.html").read_text()
 
 
-def test_summary_step_keeps_a_failure_for_the_verdict(tmp_path):
+def test_summary_step_keeps_a_failure_for_the_verdict(tmp_path, step_tools):
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-postgres.json", [("suites/a.py::t", "failed", "boom")])
-    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path)
+    proc, summary, output = _run_step("summary", "Summarize every report, compared with the baseline", tmp_path,
+                                      step_tools)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # the step itself passes; the verdict step fails
     assert "rc=1" in output and "FAIL" in summary
 
 
-def test_full_stack_job_summary_appends_the_cli_drills(tmp_path):
+def test_full_stack_job_summary_appends_the_cli_drills(tmp_path, step_tools):
     (tmp_path / "reports").mkdir()
     _report(tmp_path / "reports", "report-full.json", [("suites/a.py::t", "passed", "")])
     (tmp_path / "reports" / "drill-failover.json").write_text(json.dumps(drill_report("redis-failover", [], {})))
-    proc, summary, _ = _run_step("full-stack", "Job summary", tmp_path)
+    proc, summary, _ = _run_step("full-stack", "Job summary", tmp_path, step_tools)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Run report summary" in summary and "### CLI drills" in summary and "redis-failover" in summary
 
@@ -541,7 +643,7 @@ def _main(*argv: str) -> tuple[int, str]:
     return code, "\n".join(lines)
 
 
-def test_runner_lists_jobs_and_expands_the_matrix():
+def test_runner_lists_jobs_and_expands_the_matrix(plan_runner):
     code, text = _main("--list")
     assert code == 0
     for job_id in ("services", "full-stack", "compose", "summary"):
@@ -550,7 +652,7 @@ def test_runner_lists_jobs_and_expands_the_matrix():
     assert "[uses (skipped here)] uses actions/checkout@v4" in text
 
 
-def test_runner_dry_run_of_every_job():
+def test_runner_dry_run_of_every_job(plan_runner):
     code, text = _main("--all", "--dry-run")
     assert code == 0, text
     assert text.count("=== job services (") == len(registry.names())
@@ -563,7 +665,7 @@ def test_runner_dry_run_of_every_job():
     assert text.count("=== job ") == 2 and "=== job services (redis)" in text
 
 
-def test_runner_refuses_unknown_input_and_group(capsys):
+def test_runner_refuses_unknown_input_and_group(capsys, plan_runner):
     assert _main("--job", "services", "--group", "oracle", "--dry-run")[0] == 2
     assert "no matrix entry" in capsys.readouterr().err
     assert _main("--job", "full-stack", "--input", "colour=red", "--dry-run")[0] == 2

@@ -43,6 +43,7 @@ from harness.drills.redis_slots import (
     health_problems,
     key_for_slot,
     key_slot,
+    keys_for_slots,
     parse_cluster_nodes,
 )
 from harness.settings import Settings
@@ -468,7 +469,9 @@ def _keys_on_every_master(view: ClusterView, prefix: str, per_master: int = KEYS
         if not me.is_master:
             continue
         low, high = me.slots[0]
-        names = [f"{key_for_slot(low + i % (high - low + 1), prefix)}:{i}" for i in range(per_master)]
+        slots = [low + i % (high - low + 1) for i in range(per_master)]
+        tags = keys_for_slots(slots, prefix)
+        names = [f"{tags[slot]}:{i}" for i, slot in enumerate(slots)]
         with view.client_for(container) as client:
             for name in names:
                 client.set(name, name)
