@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from cli_inprocess import run_cli
 
-from harness.cli import main as cli_main
 from harness.drills import net, nfq_delay
 from harness.drills.net import (
     LatencyRound,
@@ -501,24 +501,11 @@ def test_latency_setting_must_stay_below_the_node_timeout():
 # -------------------------------------------------------------------------------------------- the CLI
 
 
-def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """``python -m harness ARGS`` through cli.main in this process, with no engine to reach (tests/test_cli.py
-    starts the real command): exit status, stdout, stderr."""
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    capsys.readouterr()
-    try:
-        code = cli_main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    printed = capsys.readouterr()
-    return code, printed.out, printed.err
-
-
 def test_cli_refuses_a_fault_the_network_drill_does_not_have(capsys, monkeypatch):
-    code, out, err = _cli(capsys, monkeypatch, "drill", "redis-partition", "--fault", "kill")
+    code, out, err = run_cli(capsys, monkeypatch, "drill", "redis-partition", "--fault", "kill")
     assert code == 2, out + err
     assert ("redis-partition has one fault (iptables in the node's namespace); --fault does not apply"
             in " ".join(err.split()))
-    code, out, err = _cli(capsys, monkeypatch, "drill", "latency", "--fault", "pause")
+    code, out, err = run_cli(capsys, monkeypatch, "drill", "latency", "--fault", "pause")
     assert code == 2
     assert "latency: --fault is how to delay: auto, netem or nfqueue" in " ".join(err.split())

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cli_inprocess import run_cli
 
 from harness.cli import build_parser
-from harness.cli import main as cli_main
 from harness.drills.broker import AT_RISK_MIN, broker_verdict, durability_verdict
 from harness.drills.kit import (
     REDIS_DRILLS,
@@ -561,23 +561,10 @@ def test_report_and_text_lines_of_a_service_drill():
     assert lines[-1] == "round 1: PROBLEM: 1 committed row(s) missing after the crash: 7"
 
 
-def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """``python -m harness ARGS`` through cli.main in this process, with no engine to reach (tests/test_cli.py
-    starts the real command): exit status, stdout, stderr."""
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    capsys.readouterr()
-    try:
-        code = cli_main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    printed = capsys.readouterr()
-    return code, printed.out, printed.err
-
-
 def test_cli_refuses_a_fault_the_drill_does_not_have_before_starting_anything(capsys, monkeypatch):
-    code, out, err = _cli(capsys, monkeypatch, "drill", "mysql-crash", "--fault", "sigkill")
+    code, out, err = run_cli(capsys, monkeypatch, "drill", "mysql-crash", "--fault", "sigkill")
     assert code == 2, out + err
     assert "drill mysql-crash offers the faults docker-kill, not 'sigkill'" in " ".join(err.split())
-    code, out, err = _cli(capsys, monkeypatch, "drill", "redis-failover", "--fault", "docker-kill")
+    code, out, err = run_cli(capsys, monkeypatch, "drill", "redis-failover", "--fault", "docker-kill")
     assert code == 2, out + err
     assert "redis-failover faults: kill, stop, pause, disconnect or cycle, not 'docker-kill'" in " ".join(err.split())
