@@ -377,15 +377,12 @@ class _Session:
     """A named AMQP connection; the server's own record of it is the management API's connection entry (its
     ``user`` and ``ssl``), found by the connection name."""
 
-    def __init__(self, endpoint: RabbitMqEndpoint, conn: pika.BlockingConnection, name: str, auth: tuple[str, str]
-                 ) -> None:
-        self.endpoint, self.conn, self.name, self.auth = endpoint, conn, name, auth
+    def __init__(self, endpoint: RabbitMqEndpoint, conn: pika.BlockingConnection, name: str) -> None:
+        self.endpoint, self.conn, self.name = endpoint, conn, name
 
     def _record(self) -> dict[str, Any]:
         def lookup() -> dict[str, Any] | None:
-            verify: str | bool = self.endpoint.tls.ca_file if self.endpoint.tls is not None else True
-            listed = requests.get(f"{self.endpoint.management_url()}/api/connections", auth=self.auth, timeout=10,
-                                  verify=verify).json()
+            listed = self.endpoint.api("connections").json()  # the endpoint's own (administrator) credentials
             return next((c for c in listed if c.get("client_properties", {}).get("connection_name") == self.name),
                         None)
 
@@ -474,8 +471,7 @@ class RabbitMqDriver(ServiceDriver[RabbitMqEndpoint]):
         creds = pika.PlainCredentials(user or endpoint.user, password if password is not None else endpoint.password)
         conn = endpoint.connect(tls=tls, credentials=creds, client_properties={"connection_name": name})
         try:
-            # The management API is asked with the endpoint's own (administrator) credentials.
-            yield _Session(endpoint, conn, name, (endpoint.user, endpoint.password))
+            yield _Session(endpoint, conn, name)
         finally:
             if conn.is_open:
                 conn.close()
