@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheClientError
+from pymemcache.exceptions import MemcacheClientError, MemcacheUnexpectedCloseError
 
 from stack.base import (
     APP_USER,
@@ -79,7 +79,12 @@ class MemcachedEndpoint:
             port = self.tls.port
         client = Client((self.host, port), connect_timeout=3, timeout=5, tls_context=context)
         credentials = f"{user or self.user} {self.password if password is None else password}"
-        client.set("auth", credentials, noreply=False)  # memcached's ASCII authentication: the first command
+        try:
+            client.set("auth", credentials, noreply=False)  # memcached's ASCII authentication: the first command
+        except MemcacheUnexpectedCloseError as exc:
+            # A TLS-only listener hangs up on a plaintext command; whether the client sees the reset
+            # (ConnectionResetError) or the close (pymemcache's own error) is a race, so both read as one refusal.
+            raise ConnectionAbortedError(f"{self.alias}: the server closed the connection without answering") from exc
         return client
 
 

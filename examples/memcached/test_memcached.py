@@ -33,3 +33,29 @@ def test_a_command_before_authentication_is_refused(memcached_service):
             bare.get("anything")
     finally:
         bare.close()
+
+
+def test_a_server_that_hangs_up_reads_as_the_plaintext_refusal():
+    """The strict suite's refusal for this service is "the server hung up on a plaintext command". A local fake that
+    accepts and closes without a word must surface as that one error, whichever way the close reaches the client."""
+    import socket
+    import threading
+
+    from memcached_service import MemcachedEndpoint
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    fake = MemcachedEndpoint(host="127.0.0.1", port=port, user="u", password="not-a-secret", container_name="fake",
+                             alias="fake-memcached")
+    try:
+        with pytest.raises(ConnectionAbortedError, match="fake-memcached: the server closed the connection"):
+            fake.client(tls=False)
+    finally:
+        listener.close()
