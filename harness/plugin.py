@@ -28,11 +28,10 @@ import types
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from harness.drills.redis import drill_lines, drill_settings
 from harness.reports.redact import (
     active,
     contains_secret,
@@ -44,7 +43,6 @@ from harness.reports.redact import (
 )
 from harness.reports.report import Outcomes, build_report, write_report
 from harness.settings import Settings, load_settings
-from harness.stacks.attach import AttachedStack
 from harness.stacks.engine import Stack, validate_services, with_dependencies
 from harness.stacks.reuse import (
     SharedStack,
@@ -60,6 +58,11 @@ from harness.stacks.running import Endpoint, RunningStack
 from stack import registry
 from stack.errors import ConfigError, DockerUnavailable, HarnessError, ImageMissing
 from stack.images import RELEASES
+
+if TYPE_CHECKING:
+    # Imported where used: attach mode (compose files, its own Vault client) and the Redis drills (redis-py) are
+    # not needed by every process that loads the plugin (each xdist worker, each `pytest --collect-only`).
+    from harness.stacks.attach import AttachedStack
 
 
 @dataclass
@@ -361,6 +364,8 @@ def _shared(request: pytest.FixtureRequest, state: _State, key: str, log: Callab
 
 
 def _attached(state: _State, log: Callable[[str], None]) -> Iterator[AttachedStack]:
+    from harness.stacks.attach import AttachedStack
+
     try:
         attached = AttachedStack(state.settings, log=log)
         attached.start(state.needed)
@@ -414,19 +419,25 @@ def strict_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
                             lambda s, wanted: s.with_overrides(tls_strict=tuple(wanted)))
 
 
+def _drill_settings(settings: Settings, replicas: int) -> Settings:
+    from harness.drills.redis import drill_settings
+
+    return drill_settings(settings, replicas=replicas)
+
+
 @pytest.fixture(scope="session")
 def failover_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters + 1 replica each, ``cluster-node-timeout`` from
     ``drill_node_timeout_ms``, for the failover drills."""
     yield from _extra_stack(request, "failover_stack", "failover drill stack",
-                            lambda s, _: drill_settings(s, replicas=1))
+                            lambda s, _: _drill_settings(s, replicas=1))
 
 
 @pytest.fixture(scope="session")
 def node_loss_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Vault and a Redis cluster of 3 masters without replicas, drill node timeout, for the node-loss drills."""
     yield from _extra_stack(request, "node_loss_stack", "node-loss drill stack",
-                            lambda s, _: drill_settings(s, replicas=0))
+                            lambda s, _: _drill_settings(s, replicas=0))
 
 
 @pytest.fixture(scope="session")
@@ -666,8 +677,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session_figures.get("time_to_first_test_s") is not None:
         state.benchmarks.setdefault("session", {})["time_to_first_test_s"] = session_figures["time_to_first_test_s"]
     data["stack_mode"] = state.settings.stack
-    if isinstance(state.stack, AttachedStack):
-        compose = state.stack.state
+    if state.settings.stack == "compose" and state.stack is not None:  # the AttachedStack of `_attached`
+        compose = cast("AttachedStack", state.stack).state
         data["compose"] = {"project": compose.project, "compose_command": compose.compose_command,
                            "last_up": compose.updated, "vault_initialised_by_last_up": compose.vault_initialised_now}
     if state.drills:
@@ -711,6 +722,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     elif data["total_stack_start_s"] is not None:
         tr.write_line(f"stack start: {data['total_stack_start_s']:.2f}s (ratio to vault+slowest: "
                       f"{data['parallel_ratio']})")
+    if data.get("drills"):
+        from harness.drills.redis import drill_lines
     for drill in data.get("drills", []):
         for line in drill_lines(drill):
             tr.write_line(line)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from harness.trust.bootstrap import AppRoleSettings, PkiSettings
+from harness.trust.params import AppRoleSettings, PkiSettings
 from stack import registry
 from stack.errors import ConfigError
 from stack.images import RELEASES, TOOL_IMAGES, ImageSpec

@@ -90,7 +90,7 @@ NOT_SHAPING = frozenset({
 #: every registered service: a module the start path starts importing fails there until it is listed here.
 SHAPING_MODULES = ("__init__.py", "images.py", "settings.py", "reports/__init__.py", "reports/redact.py",
                    "stacks/__init__.py", "stacks/docker_env.py", "stacks/engine.py", "stacks/runstate.py",
-                   "trust/__init__.py", "trust/bootstrap.py", "trust/certs.py", "trust/pki.py")
+                   "trust/__init__.py", "trust/bootstrap.py", "trust/certs.py", "trust/params.py", "trust/pki.py")
 
 
 class Unhealthy(HarnessError):
