@@ -243,6 +243,10 @@ def build_args(spec: ImageSpec, base: str) -> dict[str, str]:
     return {"BASE": base, **dict(spec.build_args)}
 
 
+#: Image builds run at once by ``build_images`` (measured on 2 cores: see docs/images.md).
+BUILD_JOBS = 3
+
+
 def build_images(client: DockerClient, settings: Settings, services: Iterable[str] | None = None,
                  force: bool = False, log: Log = _noop) -> list[BuildResult]:
     """Build the Debian-set images of the settings' release line (all, or ``services``); skip those whose context
@@ -252,7 +256,12 @@ def build_images(client: DockerClient, settings: Settings, services: Iterable[st
     for release in dict.fromkeys(spec.release for spec in specs):
         base = ensure_base(client, settings, log, release=release)
         base_id = client.images.get(base).id
-        results += [_build_one(client, spec, base, base_id, force, log) for spec in specs if spec.release == release]
+        line = [spec for spec in specs if spec.release == release]
+        # A build is mostly apt downloading and unpacking packages: a few at once overlap one's downloads with
+        # another's unpacking. The results keep the specs' order; the first failure is raised after the others
+        # have finished (the pool's exit waits for them).
+        with ThreadPoolExecutor(max_workers=BUILD_JOBS, thread_name_prefix="image-build") as pool:
+            results += list(pool.map(lambda spec: _build_one(client, spec, base, base_id, force, log), line))
     return results
 
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # devstack-harness setup for a Debian machine (the README's first command).
 #
-# Installs only what is missing:
+# Installs only what is missing, with the virtualenv (3) installed in the background meanwhile:
 #   1. a Docker engine: Debian's docker.io, started with systemd or, without systemd, as a background dockerd;
 #   1b. compose: Debian's docker-compose when neither `docker compose` nor `docker-compose` answers;
 #   2. debootstrap (only needed to create a Debian base image when no debian:bookworm-slim can be had);
 #   2b. Debian's chromium (headless: the HTML run report's browser test and screenshot);
+#      (the Debian packages of 1-2b in one apt transaction)
 #   3. a virtualenv .venv with this package and its dev tools;
 #   4. the image set: `python -m harness images build` (builds the Debian set unless official images are
-#      present or pullable; unchanged images are skipped).
+#      present or pullable; unchanged images are skipped; a few builds at once).
 # Safe to run again. Needs root for steps 1-2 (prints what to do otherwise).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,29 +29,72 @@ sys.exit(0 if b"OK" in s.recv(4096) else 1)
 PY
 }
 
-apt_updated=no
-apt_install() {
-    if [[ $apt_updated == no ]]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        apt_updated=yes
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+is_root() { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; }
+browser() { command -v chromium || command -v chromium-browser || command -v google-chrome; }
 
-# 1. Docker engine -----------------------------------------------------------------------------------
+# 3 (started first, in the background). virtualenv: pip's downloads and builds overlap apt's below. -----
+PYTHON=${PYTHON:-python3}
+VENV_LOG=$(mktemp)
+install_venv() {
+    if [[ ! -x .venv/bin/python ]]; then
+        log "creating .venv with $($PYTHON --version)"
+        "$PYTHON" -m venv .venv
+    fi
+    log "installing the package into .venv"
+    # The harmless "Location ... is ignored" warning is dropped; pip's status is the function's.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+        | { grep -v -E "^WARNING: Location .* is ignored" || true; }
+    return "${PIPESTATUS[0]}"
+}
+install_venv >"$VENV_LOG" 2>&1 &
+venv_pid=$!
+
+# 1-2b. Debian packages: what is missing, in one apt transaction ---------------------------------------
+#   docker.io (+iptables) when no engine answers; docker-compose when no compose answers; debootstrap (+binutils)
+#   for the Debian base image; chromium for the HTML report's browser test and screenshot.
+packages=()
+need_engine=no
 if [[ -n "${DOCKER_HOST:-}" ]]; then
     log "DOCKER_HOST=$DOCKER_HOST is set: using that engine, not installing one"
 elif engine_answers; then
     log "Docker engine answers at $SOCKET"
 else
-    if [[ $(id -u) -ne 0 ]]; then
-        die "no Docker engine answers at $SOCKET and this is not root; run this script as root " \
-            "(it installs Debian's docker.io and starts dockerd), or start an engine and re-run"
+    need_engine=yes
+    [[ $(id -u) -eq 0 ]] || die "no Docker engine answers at $SOCKET and this is not root; run this script as " \
+        "root (it installs Debian's docker.io and starts dockerd), or start an engine and re-run"
+    command -v dockerd >/dev/null 2>&1 || packages+=(docker.io iptables)
+fi
+if docker compose version >/dev/null 2>&1; then
+    log "compose: docker compose v2 plugin"
+elif command -v docker-compose >/dev/null 2>&1; then
+    log "compose: $(docker-compose version --short 2>/dev/null || echo docker-compose)"
+elif is_root; then
+    packages+=(docker-compose)
+else
+    log "no docker compose / docker-compose: \`python -m harness compose\` will not work until one is installed"
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+    if is_root; then
+        packages+=(debootstrap binutils)
+    else
+        log "debootstrap is missing and this is not root: image builds will need debian:bookworm-slim locally"
     fi
-    if ! command -v dockerd >/dev/null 2>&1; then
-        log "installing Debian's docker.io"
-        apt_install docker.io iptables
-    fi
+fi
+if browser >/dev/null; then
+    log "browser: $(browser)"
+elif is_root; then
+    packages+=(chromium)
+else
+    log "no chromium and this is not root: the HTML report's browser test will skip (apt-get install chromium)"
+fi
+if (( ${#packages[@]} )); then
+    log "installing Debian's ${packages[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+# 1. start the Docker engine ---------------------------------------------------------------------------
+if [[ $need_engine == yes ]]; then
     if [[ -d /run/systemd/system ]]; then
         log "starting docker with systemd"
         systemctl start docker
@@ -75,51 +119,12 @@ else
     log "Docker engine is up"
 fi
 
-# 1b. compose (for the long-lived stack in compose/) -------------------------------------------------
-if docker compose version >/dev/null 2>&1; then
-    log "compose: docker compose v2 plugin"
-elif command -v docker-compose >/dev/null 2>&1; then
-    log "compose: $(docker-compose version --short 2>/dev/null || echo docker-compose)"
-elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing Debian's docker-compose (no docker compose plugin here)"
-    apt_install docker-compose
-else
-    log "no docker compose / docker-compose: \`python -m harness compose\` will not work until one is installed"
-fi
-
-# 2. debootstrap (for the Debian base image) ---------------------------------------------------------
-if ! command -v debootstrap >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing debootstrap"
-        apt_install debootstrap binutils
-    else
-        log "debootstrap is missing and this is not root: image builds will need debian:bookworm-slim locally"
-    fi
-fi
-
-# 2b. a headless browser (renders the HTML run report in tests and for the nightly's screenshot) -------
-if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
-        || command -v google-chrome >/dev/null 2>&1; then
-    log "browser: $(command -v chromium || command -v chromium-browser || command -v google-chrome)"
-elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing Debian's chromium (headless rendering of the HTML run report)"
-    apt_install chromium
-else
-    log "no chromium and this is not root: the HTML report's browser test will skip (apt-get install chromium)"
-fi
-
-# 3. virtualenv --------------------------------------------------------------------------------------
-PYTHON=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-    log "creating .venv with $($PYTHON --version)"
-    "$PYTHON" -m venv .venv
-fi
-log "installing the package into .venv"
-# pipefail: the pipeline fails when pip does (the grep only hides a harmless warning).
-if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
-        | { grep -v -E "^WARNING: Location .* is ignored" || true; }; then
-    die "pip could not install the package and its dev tools into .venv (output above)"
-fi
+# 3 (joined). the virtualenv -----------------------------------------------------------------------------
+venv_status=0
+wait "$venv_pid" || venv_status=$?
+cat "$VENV_LOG"
+rm -f "$VENV_LOG"
+(( venv_status == 0 )) || die "pip could not install the package and its dev tools into .venv (output above)"
 .venv/bin/python -c "import harness, stack" || die "the package did not install into .venv"
 
 # 4. images ------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
     python scripts/time_runs.py --list               # the row names and their commands
     python scripts/time_runs.py --rows n2 --breakdown     # also: CPU per own stack and per service container
     python scripts/time_runs.py --files              # core-seconds of each tests/ file run alone
+    python scripts/time_runs.py --up 3 [--env K=V]   # `python -m harness up` 3 times: wall, core-s, each service's
+                                                     # ready time (min / median / max), then `down`
 
 Each row runs one pytest command with ``-p no:cacheprovider`` in the repository root and records the wall time (from
 this process, around the subprocess), the whole machine's CPU time in core-seconds over the same span (from
@@ -23,7 +25,10 @@ printed, with its exit code.
 With ``--breakdown``, a thread reads every harness container's own CPU counter (Docker's stats API, ``one-shot``)
 every two seconds while the row runs; each container's last reading is its CPU over its life, summed per stack (the
 run id its labels carry) and per service. With ``--files``, each ``tests/test_*.py`` runs alone and its
-whole-machine core-seconds are printed, beside an empty pytest start for scale.
+whole-machine core-seconds are printed, beside an empty pytest start for scale. With ``--up N``, the whole stack is
+started N times with ``python -m harness up --json`` (removed with ``down`` before and after each), and the table
+gives the command's wall time and core-seconds and, from its JSON report, each service's ready time since the start
+and the whole stack's; ``--env K=V`` (repeatable) sets a setting for those runs (``HARNESS_PKI_KEY_TYPE=ec`` …).
 
 Written by hand: pytest-benchmark times functions inside one process, hyperfine repeats one command; neither runs a
 fixed sequence of differently-configured pytest runs and reads their reports.
@@ -43,6 +48,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [str(ROOT / ".venv" / "bin" / "pytest"), "-p", "no:cacheprovider", "-q"]
@@ -204,6 +210,57 @@ def run(row: Row, report: Path, breakdown: bool = False) -> tuple[Measured, list
     return Measured(wall, cpu, tests, first, proc.returncode, started), failures
 
 
+def up_report(stdout: str) -> dict[str, Any]:
+    """The JSON report ``harness up --json`` prints after its tables (its first line is a lone ``{``)."""
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line == "{"), None)
+    if start is None:
+        raise ValueError("`harness up --json` printed no JSON report")
+    report: dict[str, Any] = json.loads("\n".join(lines[start:]))
+    return report
+
+
+def up_table(reports: list[tuple[float, float, dict[str, Any]]]) -> list[str]:
+    """``harness up`` runs as a table: wall and core-seconds of the command, then each service's ready time since
+    the start (``ready_s``) and the whole stack's (``total_start_s``), each as min / median / max."""
+    def cell(values: list[float], unit: str = "s") -> str:
+        if len(values) == 1:
+            return f"{values[0]:.1f} {unit}"
+        return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f} {unit}"
+
+    services = list(dict.fromkeys(name for _, _, r in reports for name in r.get("services", {})))
+    out = ["| figure | min / median / max |", "| --- | ---: |",
+           f"| `harness up` command, wall | {cell([w for w, _, _ in reports])} |",
+           f"| `harness up` command, CPU (whole machine) | {cell([c for _, c, _ in reports], 'core-s')} |"]
+    for name in services:
+        ready = [r["services"][name]["ready_s"] for _, _, r in reports
+                 if r["services"].get(name, {}).get("ready_s") is not None]
+        if ready:
+            out.append(f"| {name} ready after | {cell(ready)} |")
+    totals = [r["total_start_s"] for _, _, r in reports if r.get("total_start_s") is not None]
+    if totals:
+        out.append(f"| whole stack ready after (`total_start_s`) | {cell(totals)} |")
+    return out
+
+
+def time_up(repeat: int, env: dict[str, str]) -> list[str]:
+    """``harness up --json`` ``repeat`` times, each from nothing and removed afterwards."""
+    reports = []
+    for number in range(repeat):
+        down()
+        cpu0, t0 = cpu_core_seconds(), time.monotonic()
+        proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "harness", "up", "--json"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600, check=False, env={**os.environ, **env})
+        wall, cpu = time.monotonic() - t0, cpu_core_seconds() - cpu0
+        down()
+        if proc.returncode != 0:
+            raise SystemExit(f"harness up failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        reports.append((wall, cpu, up_report(proc.stdout)))
+        say(f"  up {number + 1}/{repeat}: {wall:.1f} s, {cpu:.1f} core-s, stack ready after "
+            f"{reports[-1][2].get('total_start_s')} s")
+    return up_table(reports)
+
+
 def table_line(row: Row, runs: list[Measured]) -> str:
     """The row's line: wall and core-seconds as min / median / max, the tests (every distinct outcome), the
     median time to the first test, exit codes other than 0, and when the first run started."""
@@ -228,7 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the rows and their commands")
     parser.add_argument("--breakdown", action="store_true", help="also print each run's containers' CPU per stack")
     parser.add_argument("--files", action="store_true", help="only: each tests/ file alone, core-seconds per file")
+    parser.add_argument("--up", type=int, metavar="N", help="only: `python -m harness up` N times, its timeline")
+    parser.add_argument("--env", action="append", default=[], metavar="K=V", help="with --up: a setting for the runs")
     args = parser.parse_args(argv)
+    if args.up:
+        env = dict(item.split("=", 1) for item in args.env)
+        say(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+            f"at the start, `harness up` {args.up} time(s)" + (f" with {' '.join(args.env)}" if args.env else ""))
+        for line in time_up(args.up, env):
+            say(line)
+        return 0
     if args.files:
         for line in file_breakdown():
             say(line)

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "time_runs.py"
 _spec = importlib.util.spec_from_file_location("time_runs", SCRIPT)
 assert _spec is not None and _spec.loader is not None
@@ -41,4 +43,38 @@ def test_container_cpu_is_summed_per_stack_and_service_largest_first():
         "containers' CPU (Docker stats, polled every 2 s): 17 core-s in 2 stack(s)",
         "  stack run-2: 9.2 core-s (postgres 9.2)",
         "  stack run-1: 7.5 core-s (vault 4.0, redis 3.5)",
+    ]
+
+
+UP_OUTPUT = """run 20261206T120000-abcdef: image set debian
+start timeline (seconds since start)
+whole stack ready in 12.00 s
+{
+  "run_id": "20261206T120000-abcdef",
+  "total_start_s": 12.0,
+  "services": {
+    "vault": {"ready_s": 3.5},
+    "rabbitmq": {"ready_s": 12.0},
+    "mongodb": {"ready_s": null}
+  }
+}
+"""
+
+
+def test_up_report_is_the_json_after_the_tables_and_its_absence_is_an_error():
+    assert time_runs.up_report(UP_OUTPUT)["services"]["vault"] == {"ready_s": 3.5}
+    with pytest.raises(ValueError, match=r"^`harness up --json` printed no JSON report$"):
+        time_runs.up_report("whole stack ready in 12.00 s\n")
+
+
+def test_up_table_is_min_median_max_per_service_and_skips_services_never_ready():
+    reports = [(wall, cpu, time_runs.up_report(UP_OUTPUT.replace("12.0", str(total)).replace("3.5", str(v))))
+               for wall, cpu, total, v in ((14.0, 20.0, 12.0, 3.5), (12.5, 18.0, 10.0, 3.0), (16.0, 25.0, 14.0, 4.0))]
+    assert time_runs.up_table(reports) == [
+        "| figure | min / median / max |", "| --- | ---: |",
+        "| `harness up` command, wall | 12.5 / 14.0 / 16.0 s |",
+        "| `harness up` command, CPU (whole machine) | 18.0 / 20.0 / 25.0 core-s |",
+        "| vault ready after | 3.0 / 3.5 / 4.0 s |",
+        "| rabbitmq ready after | 10.0 / 12.0 / 14.0 s |",
+        "| whole stack ready after (`total_start_s`) | 10.0 / 12.0 / 14.0 s |",
     ]
