@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,11 +326,70 @@ def _run(pytester, *args):
     return result, json.loads(report.read_text())
 
 
-def test_two_workers_share_one_stack_started_once(pytester, fake_project, monkeypatch):
-    monkeypatch.setenv("FAKE_START_UNTIL_WAITED", "1")
-    result, report = _run(pytester, "-n", "2")
-    result.assert_outcomes(passed=6)
-    events = _events(fake_project)
+GROUPS = '''
+import os
+import pytest
+
+@pytest.fixture(scope="session")
+def strict_stack():
+    return os.environ["PYTEST_XDIST_WORKER"]
+
+@pytest.mark.parametrize("i", range(8))
+def test_strict(strict_stack, i, record_property):
+    record_property("worker", strict_stack)
+'''
+SHARED_IDS = {f"test_shared.py::test_uses_postgres[{i}]" for i in range(6)}
+GROUP_IDS = {f"test_groups.py::test_strict[{i}]" for i in range(8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class XdistRun:
+    """What the fake project's ``-n 2`` run left: pytest's result, the run report, the engine's events, the JUnit
+    XML, and the names of the run's shared-stack files still in the state directory after it."""
+
+    result: pytest.RunResult
+    report: dict[str, Any]
+    events: list[dict[str, Any]]
+    junit: str
+    xdist_files: list[str]
+
+
+@pytest.fixture(scope="module")
+def _xdist_runs() -> dict[str, XdistRun]:
+    return {}
+
+
+@pytest.fixture
+def two_worker_run(_xdist_runs: dict[str, XdistRun], pytester: pytest.Pytester, fake_project: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> XdistRun:
+    """One ``pytest -n 2`` run of the fake project, test_shared.py (the session stack) and test_groups.py (a stack
+    of its own) together, made by the first test of this module that asks and read by both tests below: an xdist
+    run costs two worker processes (about 3 core-s), and the two checks need the same flags. Neither part changes
+    what the other's check proves: the group's tests use a session fixture of their own (no service, no engine
+    call; services needed stay vault, postgres), and the one worker the group goes to must still run a postgres
+    test, since the other worker's start lasts until a second process waits on the lock (FAKE_START_UNTIL_WAITED,
+    set for this run only). Split over workers, the group's 8 tests would show it: 14 units of one test, both
+    workers free to take them."""
+    if "run" not in _xdist_runs:
+        pytester.makepyfile(test_groups=GROUPS)
+        with monkeypatch.context() as patch:
+            patch.setenv("FAKE_START_UNTIL_WAITED", "1")
+            result, report = _run(pytester, "-n", "2")
+        shared = Path(os.environ["HARNESS_STATE_DIR"]) / "shared"
+        _xdist_runs["run"] = XdistRun(result, report, _events(fake_project), (pytester.path / "junit.xml").read_text(),
+                                      sorted(p.name for p in shared.iterdir() if p.name.startswith("xdist-")))
+    return _xdist_runs["run"]
+
+
+def _outcomes(report: dict[str, Any], ids: set[str]) -> dict[str, str]:
+    return {r["nodeid"]: r["outcome"] for r in report["results"] if r["nodeid"] in ids}
+
+
+def test_two_workers_share_one_stack_started_once(two_worker_run: XdistRun):
+    run = two_worker_run
+    run.result.assert_outcomes(passed=len(SHARED_IDS) + len(GROUP_IDS))
+    assert _outcomes(run.report, SHARED_IDS) == dict.fromkeys(SHARED_IDS, "passed")
+    events = run.events
     starts = [e for e in events if e["event"] == "start"]
     adopts = [e for e in events if e["event"] == "adopt"]
     removes = [e for e in events if e["event"] == "remove"]
@@ -340,15 +400,15 @@ def test_two_workers_share_one_stack_started_once(pytester, fake_project, monkey
     assert removes == [{"pid": removes[0]["pid"], "event": "remove", "run_id": "fake-1"}], events  # once, last user
     assert starts[0]["labels"]["devstack-harness.keep"] == "false"
     assert int(starts[0]["labels"]["devstack-harness.owner-pid"]) != starts[0]["pid"]  # the controller owns it
-    junit = (pytester.path / "junit.xml").read_text()
+    junit = run.junit
     assert "gw0 fake-1:postgres" in junit and "gw1 fake-1:postgres" in junit  # both workers, the same stack
     # One run report for the run: every worker's tests, the stack of the worker that started it.
-    assert report["tests"]["passed"] == 6 and report["run_id"] == "fake-1"
-    assert report["session_stack"]["stack"] == "attached,started" and report["session_stack"]["workers"] == 2
-    assert report["services_needed"] == ["vault", "postgres"]
+    assert run.report["tests"]["passed"] == len(SHARED_IDS) + len(GROUP_IDS) and run.report["run_id"] == "fake-1"
+    assert run.report["session_stack"]["stack"] == "attached,started"
+    assert run.report["session_stack"]["workers"] == 2
+    assert run.report["services_needed"] == ["vault", "postgres"]
     # The run's shared-stack files go with it (the record, and the lock, gate and rw files the workers used).
-    assert sorted(p.name for p in (Path(os.environ["HARNESS_STATE_DIR"]) / "shared").iterdir()
-                  if p.name.startswith("xdist-")) == []
+    assert run.xdist_files == []
 
 
 def test_reuse_attaches_then_replaces_on_a_configuration_change(pytester, fake_project, monkeypatch):
@@ -407,25 +467,14 @@ def test_own_stack_is_not_the_session_stack():
                                           "a known state; run without --reuse"}]
 
 
-def test_xdist_groups_own_stack_tests_on_one_worker(pytester, fake_project):
-    pytester.makepyfile(test_groups='''
-import os
-import pytest
-
-@pytest.fixture(scope="session")
-def strict_stack():
-    return os.environ["PYTEST_XDIST_WORKER"]
-
-@pytest.mark.parametrize("i", range(8))
-def test_strict(strict_stack, i, record_property):
-    record_property("worker", strict_stack)
-''')
-    result, report = _run(pytester, "-n", "2", "test_groups.py")
-    result.assert_outcomes(passed=8)
-    junit = (pytester.path / "junit.xml").read_text()
+def test_xdist_groups_own_stack_tests_on_one_worker(two_worker_run: XdistRun):
+    run = two_worker_run
+    run.result.assert_outcomes(passed=len(SHARED_IDS) + len(GROUP_IDS))
+    assert _outcomes(run.report, GROUP_IDS) == dict.fromkeys(GROUP_IDS, "passed")
+    junit = run.junit
     assert junit.count('value="gw0"') + junit.count('value="gw1"') == 8
     assert junit.count('value="gw0"') in (0, 8), "the strict stack's tests were split over workers"
-    assert {r["nodeid"] for r in report["results"]} == {f"test_groups.py::test_strict[{i}]" for i in range(8)}
+    assert {r["nodeid"] for r in run.report["results"]} == GROUP_IDS | SHARED_IDS
 
 
 def test_xdist_is_installed():
@@ -434,6 +483,8 @@ def test_xdist_is_installed():
     assert "xdist" in sys.modules
 
 
+# A run of its own, not two_worker_run: --keep-stack labels the stack keep=true and leaves it at exit, the opposite
+# of what test_two_workers_share_one_stack_started_once asserts (keep=false, removed once by its last user).
 def test_keep_stack_with_workers_leaves_the_shared_stack_for_down(pytester, fake_project):
     result, _ = _run(pytester, "-n", "2", "--keep-stack")
     result.assert_outcomes(passed=6)
