@@ -243,7 +243,8 @@ def build_args(spec: ImageSpec, base: str) -> dict[str, str]:
     return {"BASE": base, **dict(spec.build_args)}
 
 
-#: Image builds run at once by ``build_images`` (measured on 2 cores: see docs/images.md).
+#: Image builds run at once by ``build_images`` (on 2 cores, 81 -> 56 s median for the default line without the layer
+#: cache: docs/images.md).
 BUILD_JOBS = 3
 
 
