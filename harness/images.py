@@ -11,6 +11,7 @@ takes the official image where it is present or the registry answers, else the D
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -259,10 +260,11 @@ def build_images(client: DockerClient, settings: Settings, services: Iterable[st
         base_id = client.images.get(base).id
         line = [spec for spec in specs if spec.release == release]
         # A build is mostly apt downloading and unpacking packages: a few at once overlap one's downloads with
-        # another's unpacking. The results keep the specs' order; the first failure is raised after the others
-        # have finished (the pool's exit waits for them).
+        # another's unpacking. The results keep the specs' order. The first failure is raised once the builds
+        # already running have finished (the pool's exit waits for them); those not yet begun are cancelled.
         with ThreadPoolExecutor(max_workers=BUILD_JOBS, thread_name_prefix="image-build") as pool:
-            results += list(pool.map(lambda spec: _build_one(client, spec, base, base_id, force, log), line))
+            build = functools.partial(_build_one, client, base=base, base_id=base_id, force=force, log=log)
+            results += list(pool.map(build, line))
     return results
 
 

@@ -134,3 +134,51 @@ def test_apt_sources_per_release():
         "deb http://deb.debian.org/debian trixie main", "deb http://deb.debian.org/debian trixie-updates main",
         "deb http://deb.debian.org/debian-security trixie-security main"]
     assert "Check-Valid-Until" in SID_APT_CONF
+
+
+def _fake_builds(monkeypatch, fail: str | None = None):
+    """build_images with the base and each build faked: every build waits until BUILD_JOBS builds have begun (so a
+    serial loop would time out), records itself, and ``fail`` raises as a failed build would."""
+    import threading
+    from types import SimpleNamespace
+
+    import harness.images as images
+    from stack.errors import ImageBuildError
+
+    started = threading.Barrier(images.BUILD_JOBS, timeout=10)
+    seen: list[str] = []
+
+    def build_one(client, spec, base, base_id, force, log):
+        started.wait()  # BrokenBarrierError after 10 s if fewer builds run at once
+        seen.append(spec.service)
+        if spec.service == fail:
+            raise ImageBuildError(f"building {spec.debian} failed: apt said no")
+        return images.BuildResult(spec.service, spec.debian, "built", 0.0)
+
+    monkeypatch.setattr(images, "_build_one", build_one)
+    monkeypatch.setattr(images, "ensure_base", lambda client, settings, log, release: f"base/{release}")
+    client = SimpleNamespace(images=SimpleNamespace(get=lambda ref: SimpleNamespace(id="sha256:base")))
+    return images, client, seen
+
+
+def test_builds_run_several_at_once_and_results_keep_the_specs_order(monkeypatch):
+    images, client, seen = _fake_builds(monkeypatch)
+    specs = debian_specs(Settings(), None)
+    assert len(specs) >= images.BUILD_JOBS
+    results = images.build_images(client, Settings())
+    assert [r.service for r in results] == [s.service for s in specs]
+    assert sorted(seen) == sorted(s.service for s in specs)
+
+
+def test_a_failed_build_among_parallel_ones_is_raised_with_no_build_left_running(monkeypatch):
+    import threading
+
+    from stack.errors import ImageBuildError
+
+    images, client, seen = _fake_builds(monkeypatch, fail="postgres")
+    specs = debian_specs(Settings(), None)
+    with pytest.raises(ImageBuildError, match=r"^building devstack-harness/postgres:15 failed: apt said no$"):
+        images.build_images(client, Settings())
+    assert "postgres" in seen and set(seen) <= {s.service for s in specs}
+    # Builds not yet begun are cancelled; those already running were waited for: none is left behind.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("image-build")]
