@@ -724,9 +724,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                       f"{data['parallel_ratio']})")
     if data.get("drills"):
         from harness.drills.redis import drill_lines
-    for drill in data.get("drills", []):
-        for line in drill_lines(drill):
-            tr.write_line(line)
+
+        for drill in data["drills"]:
+            for line in drill_lines(drill):
+                tr.write_line(line)
     session = data.get("session_stack") or {}
     if session.get("stack") not in (None, "none", "started"):
         tr.write_line(f"session stack: {session['stack']}" + (f" (attached in {session['attach_s']:.2f}s)"

@@ -29,7 +29,7 @@ sys.exit(0 if b"OK" in s.recv(4096) else 1)
 PY
 }
 
-is_root() { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; }
+can_apt() { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; }
 browser() { command -v chromium || command -v chromium-browser || command -v google-chrome; }
 
 # 3 (started first, in the background). virtualenv: pip's downloads and builds overlap apt's below. -----
@@ -41,10 +41,10 @@ install_venv() {
         "$PYTHON" -m venv .venv
     fi
     log "installing the package into .venv"
-    # The harmless "Location ... is ignored" warning is dropped; pip's status is the function's.
+    # The harmless "Location ... is ignored" warning is dropped. errexit and pipefail hold in this background
+    # subshell: a failing pip ends it with pip's status, which `wait` below reads.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
         | { grep -v -E "^WARNING: Location .* is ignored" || true; }
-    return "${PIPESTATUS[0]}"
 }
 install_venv >"$VENV_LOG" 2>&1 &
 venv_pid=$!
@@ -68,13 +68,13 @@ if docker compose version >/dev/null 2>&1; then
     log "compose: docker compose v2 plugin"
 elif command -v docker-compose >/dev/null 2>&1; then
     log "compose: $(docker-compose version --short 2>/dev/null || echo docker-compose)"
-elif is_root; then
+elif can_apt; then
     packages+=(docker-compose)
 else
     log "no docker compose / docker-compose: \`python -m harness compose\` will not work until one is installed"
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
-    if is_root; then
+    if can_apt; then
         packages+=(debootstrap binutils)
     else
         log "debootstrap is missing and this is not root: image builds will need debian:bookworm-slim locally"
@@ -82,7 +82,7 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 if browser >/dev/null; then
     log "browser: $(browser)"
-elif is_root; then
+elif can_apt; then
     packages+=(chromium)
 else
     log "no chromium and this is not root: the HTML report's browser test will skip (apt-get install chromium)"

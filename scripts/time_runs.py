@@ -162,11 +162,11 @@ def file_breakdown() -> list[str]:
             "| --- | ---: | ---: | --- |", *(line for _, line in sorted(rows, key=lambda r: -r[0]))]
 
 
-def spread(values: list[float], unit: str) -> str:
-    """``min / median / max`` (one value alone when there is one)."""
+def spread(values: list[float], unit: str, digits: int = 0) -> str:
+    """``min / median / max`` (one value alone when there is one), with ``digits`` decimals."""
     if len(values) == 1:
-        return f"{values[0]:.0f} {unit}"
-    return f"{min(values):.0f} / {statistics.median(values):.0f} / {max(values):.0f} {unit}"
+        return f"{values[0]:.{digits}f} {unit}"
+    return f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f} / {max(values):.{digits}f} {unit}"
 
 
 @dataclass
@@ -224,9 +224,7 @@ def up_table(reports: list[tuple[float, float, dict[str, Any]]]) -> list[str]:
     """``harness up`` runs as a table: wall and core-seconds of the command, then each service's ready time since
     the start (``ready_s``) and the whole stack's (``total_start_s``), each as min / median / max."""
     def cell(values: list[float], unit: str = "s") -> str:
-        if len(values) == 1:
-            return f"{values[0]:.1f} {unit}"
-        return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f} {unit}"
+        return spread(values, unit, digits=1)
 
     services = list(dict.fromkeys(name for _, _, r in reports for name in r.get("services", {})))
     out = ["| figure | min / median / max |", "| --- | ---: |",
